@@ -1,0 +1,131 @@
+"""Named primitives of one application, and the event bus they publish on.
+
+A service has one default registry; tests make their own. Names are unique per kind, so metric
+series and admin URLs are unambiguous; asking again for a name with the same configuration returns
+the existing primitive, with a different one is a clear error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ._events import EventBus, PrimitiveRegistered
+from ._snapshots import RegistrySnapshot
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+    from ._degrade import Feature
+    from ._errors import ErrorAggregator
+    from ._retry import Retry
+
+KINDS = ("breaker", "retry", "feature")
+
+
+class Registrable(Protocol):
+    """What a primitive offers its registry."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+
+P = TypeVar("P", bound=Registrable)
+
+
+class Registry:
+    """Holds breakers, retries and features by name, plus one error aggregator and the event bus."""
+
+    def __init__(self) -> None:
+        self.bus = EventBus()
+        self._lock = threading.RLock()
+        self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._errors: ErrorAggregator | None = None
+
+    def add(self, primitive: Registrable) -> None:
+        """Register a new primitive; a second one of the same kind and name is refused."""
+        kind, name = primitive.kind, primitive.name
+        if kind not in self._items:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        with self._lock:
+            existing = self._items[kind].get(name)
+            if existing is not None and existing is not primitive:
+                raise ValueError(
+                    f"a {kind} named {name!r} already exists in this registry; get it with "
+                    f"seawall.{kind}({name!r}) or pass registry= to keep them apart"
+                )
+            self._items[kind][name] = primitive
+        if self.bus.listeners:
+            self.bus.publish(PrimitiveRegistered(kind=kind, name=name))
+
+    def remove(self, kind: str, name: str) -> None:
+        with self._lock:
+            self._items.get(kind, {}).pop(name, None)
+
+    def get(self, kind: str, name: str) -> Any | None:
+        return self._items.get(kind, {}).get(name)
+
+    def get_or_create(self, kind: str, name: str, config: Mapping[str, Any], factory: Callable[[], P]) -> P:
+        """Return the primitive named `name`, creating it with `factory` when absent.
+
+        `config` is the subset of settings the caller asked for; each must equal the existing one's.
+        """
+        with self._lock:
+            existing = self._items[kind].get(name)
+            if existing is None:
+                created = factory()
+                if created.name not in self._items[kind]:
+                    self.add(created)
+                return created
+            differing = {
+                key: (existing.config.get(key), value)
+                for key, value in config.items()
+                if existing.config.get(key) != value
+            }
+            if differing:
+                detail = ", ".join(f"{key}={new!r} (existing: {old!r})" for key, (old, new) in differing.items())
+                raise ValueError(f"{kind} {name!r} already exists with a different configuration: {detail}")
+            return existing  # type: ignore[no-any-return]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        with self._lock:
+            return list(self._items["breaker"].values())
+
+    def retries(self) -> list[Retry]:
+        with self._lock:
+            return list(self._items["retry"].values())
+
+    def features(self) -> list[Feature]:
+        with self._lock:
+            return list(self._items["feature"].values())
+
+    @property
+    def errors(self) -> ErrorAggregator:
+        """The registry's error aggregator, made on first use."""
+        with self._lock:
+            if self._errors is None:
+                from ._errors import ErrorAggregator
+
+                self._errors = ErrorAggregator(registry=self)
+            return self._errors
+
+    def snapshot(self) -> RegistrySnapshot:
+        return RegistrySnapshot(
+            breakers=tuple(item.snapshot() for item in self.breakers()),
+            retries=tuple(item.snapshot() for item in self.retries()),
+            features=tuple(item.snapshot() for item in self.features()),
+        )
+
+
+_default = Registry()
+
+
+def default_registry() -> Registry:
+    """The process-wide registry that primitives join unless given `registry=`."""
+    return _default
