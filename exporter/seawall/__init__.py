@@ -1,10 +1,36 @@
-"""seawall: resilience primitives with metrics and traces built in."""
+"""seawall: resilience primitives with metrics and traces built in.
+
+The core (breakers, retries, error aggregation, degradation) needs only the standard library;
+`seawall.prometheus`, `seawall.otel` and `seawall.starlette` need their extras.
+"""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._events import EventBus, Listener
+from ._registry import Registry, default_registry
+from ._snapshots import BreakerSnapshot, FeatureSnapshot, RegistrySnapshot, RetrySnapshot
+
 try:
     __version__ = version("seawall")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BreakerSnapshot",
+    "BreakerState",
+    "CallOutcome",
+    "ErrorCategory",
+    "EventBus",
+    "FallbackReason",
+    "FeatureSnapshot",
+    "Listener",
+    "Registry",
+    "RegistrySnapshot",
+    "RetryOutcome",
+    "RetrySnapshot",
+    "__version__",
+    "default_registry",
+]
