@@ -1,0 +1,210 @@
+"""Circuit breaker cases: success path, rejected call, and threads through one breaker.
+
+Each library wraps the same trivial function in its decorator form, so the difference in cost is
+the breaker's bookkeeping alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import circuitbreaker  # type: ignore[import-untyped]
+import pybreaker
+
+from .harness import (
+    CaseResult,
+    Config,
+    Measurement,
+    attempt_build,
+    overhead_measurements,
+    per_call_ns,
+    seawall_attr,
+)
+
+RESET_TIMEOUT = 3600.0  # long enough that an opened breaker stays open for the whole run
+
+
+def work() -> int:
+    return 1
+
+
+class Boom(Exception):
+    """The failure used to open breakers."""
+
+
+def seawall_breaker(name: str, **settings: Any) -> Any:
+    """A seawall CircuitBreaker in a private registry (so runs never collide in the default one)."""
+    registry = seawall_attr("seawall.Registry")()
+    breaker_type = seawall_attr("seawall.CircuitBreaker")
+    return breaker_type(name, failure_threshold=5, reset_timeout=RESET_TIMEOUT, registry=registry, **settings)
+
+
+def pybreaker_breaker(name: str) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=RESET_TIMEOUT, name=name)
+
+
+def circuitbreaker_breaker(name: str) -> circuitbreaker.CircuitBreaker:
+    return circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=RESET_TIMEOUT, name=name)
+
+
+def success_path(config: Config) -> CaseResult:
+    result = CaseResult("breaker.success", "breaker success path, decorator form, trivial function")
+    subjects: dict[str, Callable[[], object]] = {"bare": work}
+    unavailable: dict[str, str] = {}
+    wrapped, why = attempt_build(lambda: seawall_breaker("bench-success")(work))
+    if wrapped is None:
+        unavailable["seawall"] = why
+    else:
+        subjects["seawall"] = wrapped
+    subjects["circuitbreaker"] = circuitbreaker_breaker("bench-success")(work)
+    subjects["pybreaker"] = pybreaker_breaker("bench-success")(work)
+    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.ratio_target("seawall / circuitbreaker overhead", "seawall", "circuitbreaker", 1.0)
+    result.ratio_target("seawall / pybreaker overhead", "seawall", "pybreaker", 0.5)
+    return result
+
+
+def _opened(
+    decorate: Callable[[Callable[[], int]], Callable[[], int]], error: type[BaseException]
+) -> Callable[[], int]:
+    """Wrap a function that fails until the breaker opens, then make it succeed (never reached)."""
+    state = {"fail": True}
+
+    def flaky() -> int:
+        if state["fail"]:
+            raise Boom
+        return 1
+
+    wrapped = decorate(flaky)
+    for _ in range(50):
+        try:
+            wrapped()
+        except error:
+            break  # the breaker rejected: it is open
+        except Boom:
+            continue
+    else:
+        raise RuntimeError("breaker did not open after 50 failures")
+    state["fail"] = False
+    return wrapped
+
+
+def _rejecting(wrapped: Callable[[], int], error: type[BaseException]) -> Callable[[], object]:
+    def attempt() -> object:
+        try:
+            return wrapped()
+        except error:
+            return None
+
+    return attempt
+
+
+def rejected_call(config: Config) -> CaseResult:
+    result = CaseResult("breaker.rejected", "call on an open breaker, catching the library's open error")
+
+    def bare() -> object:
+        try:
+            return work()
+        except Boom:
+            return None
+
+    subjects: dict[str, Callable[[], object]] = {"bare": bare}
+    unavailable: dict[str, str] = {}
+
+    def build_seawall() -> Callable[[], object]:
+        error = seawall_attr("seawall.CircuitOpenError")
+        breaker = seawall_breaker("bench-rejected")
+        wrapped = _opened(breaker, error)
+        state = getattr(breaker, "state", None)
+        if state is not None and str(state) != "open":
+            raise RuntimeError(f"expected state open after failures, got {state}")
+        return _rejecting(wrapped, error)
+
+    attempt, why = attempt_build(build_seawall)
+    if attempt is None:
+        unavailable["seawall"] = why
+    else:
+        subjects["seawall"] = attempt
+    subjects["circuitbreaker"] = _rejecting(
+        _opened(circuitbreaker_breaker("bench-rejected"), circuitbreaker.CircuitBreakerError),
+        circuitbreaker.CircuitBreakerError,
+    )
+    subjects["pybreaker"] = _rejecting(
+        _opened(pybreaker_breaker("bench-rejected"), pybreaker.CircuitBreakerError),
+        pybreaker.CircuitBreakerError,
+    )
+    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.ratio_target("seawall / pybreaker rejection cost", "seawall", "pybreaker", 0.3)
+    return result
+
+
+def _wall_time(call: Callable[[], object], config: Config) -> float:
+    """Seconds for `threads` threads, released together, each making `thread_calls` calls."""
+    barrier = threading.Barrier(config.threads + 1)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(config.thread_calls):
+                call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(config.threads)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=30)
+    start = time.perf_counter()
+    bound = 60 + config.threads * config.thread_calls * config.thread_sleep * 10
+    for thread in threads:
+        thread.join(timeout=bound)
+    elapsed = time.perf_counter() - start
+    if any(thread.is_alive() for thread in threads):
+        raise RuntimeError(f"threads still running after {bound:.0f} s")
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def threads_case(config: Config) -> CaseResult:
+    result = CaseResult(
+        "breaker.threads",
+        f"{config.threads} threads x {config.thread_calls} calls of "
+        f"time.sleep({config.thread_sleep}) through one breaker",
+    )
+    pause = config.thread_sleep
+
+    def slow() -> None:
+        time.sleep(pause)
+
+    subjects: dict[str, Callable[[], object]] = {"bare": slow}
+    wrapped, why = attempt_build(lambda: seawall_breaker("bench-threads")(slow))
+    if wrapped is not None:
+        subjects["seawall"] = wrapped
+    subjects["circuitbreaker"] = circuitbreaker_breaker("bench-threads")(slow)
+    subjects["pybreaker"] = pybreaker_breaker("bench-threads")(slow)
+    samples: dict[str, list[float]] = {name: [] for name in subjects}
+    for _ in range(max(1, config.thread_repeat)):
+        for name, call in subjects.items():
+            samples[name].append(_wall_time(call, config))
+    bare = statistics.median(samples["bare"])
+    for name in subjects:
+        wall = statistics.median(samples[name])
+        note = "" if name == "bare" else f"{wall / bare:.2f}x bare"
+        result.measurements.append(Measurement(name, wall * 1e3, "ms", median=wall * 1e3, note=note))
+    if wrapped is None:
+        result.measurements.append(Measurement("seawall", None, "ms", note=why))
+    result.ratio_target("seawall wall time / bare wall time", "seawall", "bare", 1.1)
+    return result
+
+
+CASES = [
+    ("breaker.success", success_path),
+    ("breaker.rejected", rejected_call),
+    ("breaker.threads", threads_case),
+]

@@ -1,0 +1,101 @@
+"""Retry cases: the success path (no retry needed), sync and async.
+
+This is the path almost every call takes, so it is where a retry library's per-call machinery
+(state objects, copies, hooks) shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import backoff
+import stamina
+import tenacity
+
+from .harness import (
+    CaseResult,
+    Config,
+    async_per_call_ns,
+    attempt_build,
+    overhead_measurements,
+    per_call_ns,
+    seawall_attr,
+)
+
+ATTEMPTS = 3
+
+
+def work() -> int:
+    return 1
+
+
+async def awork() -> int:
+    return 1
+
+
+def seawall_retry(name: str, **settings: Any) -> Any:
+    """A seawall Retry in a private registry, with injected sleeps (never used on the success path)."""
+    registry = seawall_attr("seawall.Registry")()
+    retry_type = seawall_attr("seawall.Retry")
+    return retry_type(name, attempts=ATTEMPTS, initial=0.1, registry=registry, **settings)
+
+
+def tenacity_retry(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`tenacity.retry` decorator; on a coroutine function it is AsyncRetrying underneath."""
+    decorate = tenacity.retry(
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.1),
+        reraise=True,
+    )
+    return decorate(fn)
+
+
+def stamina_retry(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return stamina.retry(on=Exception, attempts=ATTEMPTS, wait_initial=0.1)(fn)
+
+
+def backoff_retry(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return backoff.on_exception(backoff.expo, Exception, max_tries=ATTEMPTS, factor=0.1)(fn)
+
+
+def success_sync(config: Config) -> CaseResult:
+    result = CaseResult("retry.success", "retry success path (first attempt succeeds), decorator form")
+    subjects: dict[str, Callable[[], object]] = {"bare": work}
+    unavailable: dict[str, str] = {}
+    wrapped, why = attempt_build(lambda: seawall_retry("bench-retry")(work))
+    if wrapped is None:
+        unavailable["seawall"] = why
+    else:
+        subjects["seawall"] = wrapped
+    subjects["tenacity"] = tenacity_retry(work)
+    subjects["stamina"] = stamina_retry(work)
+    subjects["backoff"] = backoff_retry(work)
+    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.ratio_target("seawall / tenacity.retry overhead", "seawall", "tenacity", 0.1)
+    return result
+
+
+def success_async(config: Config) -> CaseResult:
+    result = CaseResult("retry.async", "async retry success path, awaited in one event loop")
+    subjects: dict[str, Callable[[], Awaitable[object]]] = {"bare": awork}
+    unavailable: dict[str, str] = {}
+    wrapped, why = attempt_build(lambda: seawall_retry("bench-retry-async")(awork))
+    if wrapped is None:
+        unavailable["seawall"] = why
+    else:
+        subjects["seawall"] = wrapped
+    subjects["tenacity (AsyncRetrying)"] = tenacity_retry(awork)
+    subjects["stamina"] = stamina_retry(awork)
+    subjects["backoff"] = backoff_retry(awork)
+    result.measurements = overhead_measurements(async_per_call_ns(subjects, config), "bare", unavailable)
+    result.ratio_target(
+        "seawall / tenacity AsyncRetrying overhead", "seawall", "tenacity (AsyncRetrying)", 0.05
+    )
+    return result
+
+
+CASES = [
+    ("retry.success", success_sync),
+    ("retry.async", success_async),
+]
