@@ -10,9 +10,11 @@ import asyncio
 import time
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from .breaker import work
 from .exporter import instrumented_registry, seawall_instrumented_breaker
-from .harness import CaseResult, Config, Measurement, attempt_build, milliseconds, seawall_attr
+from .harness import CaseResult, Config, Measurement, Unavailable, attempt_build, milliseconds, seawall_attr
 
 PATHS = ("/health/ready", "/api/resilience/breakers", "/metrics")
 TARGET_MS = 5.0
@@ -49,11 +51,15 @@ async def asgi_get(app: Any, path: str) -> tuple[int, bytes]:
 
 
 def build_app(count: int) -> Any:
-    registry, prometheus_registry = instrumented_registry()
+    """An app over `count` breakers, each called once; metrics bound when seawall.prometheus exists."""
+    create_app = seawall_attr("seawall.starlette.create_app")
+    try:
+        registry, prometheus_registry = instrumented_registry()
+    except Unavailable:
+        registry, prometheus_registry = seawall_attr("seawall.Registry")(), CollectorRegistry()
     for index in range(count):
         breaker = seawall_instrumented_breaker(registry, f"breaker-{index:04d}")
         breaker(work)()
-    create_app = seawall_attr("seawall.starlette.create_app")
     return create_app(registry=registry, prometheus_registry=prometheus_registry)
 
 
