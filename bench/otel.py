@@ -49,10 +49,30 @@ def instrument_otel(registry: Any, provider: TracerProvider) -> None:
     instrument(**kwargs)
 
 
-def plain_retry(name: str) -> tuple[Any, Any]:
+def plain_retry(name: str, **settings: Any) -> tuple[Any, Any]:
     registry = seawall_attr("seawall.Registry")()
-    retry = seawall_attr("seawall.Retry")(name, attempts=3, initial=0.1, registry=registry)
+    retry = seawall_attr("seawall.Retry")(name, attempts=3, initial=0.1, registry=registry, **settings)
     return registry, retry
+
+
+def flaky() -> Callable[[], int]:
+    """Fails with ConnectionError on every odd call: each retried call takes exactly two attempts."""
+    calls = [0]
+
+    def call() -> int:
+        calls[0] += 1
+        if calls[0] % 2:
+            raise ConnectionError("flaky")
+        return 1
+
+    return call
+
+
+def no_sleep(seconds: float) -> None:
+    return None
+
+
+SUCCESS, RETRIED = "first attempt ok", "retried once"
 
 
 def tracing_cost(config: Config) -> CaseResult:
@@ -63,43 +83,68 @@ def tracing_cost(config: Config) -> CaseResult:
     provider, exporter = sampled_provider()
     tracer = provider.get_tracer("bench")
 
-    def spanned() -> object:
+    def one_span() -> object:
         with tracer.start_as_current_span("bench"):
             return work()
 
-    subjects: dict[str, Callable[[], object]] = {"bare": work, "otel span alone": spanned}
+    def two_spans() -> object:
+        with tracer.start_as_current_span("attempt 1"):
+            pass
+        with tracer.start_as_current_span("attempt 2"):
+            return work()
+
+    subjects: dict[str, Callable[[], object]] = {
+        "bare": work,
+        "otel span": one_span,
+        "2 otel spans": two_spans,
+    }
+    variants = {
+        f"seawall retry, {SUCCESS}": (work, ""),
+        f"seawall retry, {RETRIED}": (flaky(), "r"),
+    }
     unavailable: dict[str, str] = {}
+    for label, (fn, suffix) in variants.items():
 
-    def build() -> tuple[Callable[[], object], Callable[[], object]]:
-        _, untraced = plain_retry("bench-untraced")
-        registry, traced = plain_retry("bench-traced")
-        instrument_otel(registry, provider)
-        return untraced(work), traced(work)
+        def build(
+            fn: Callable[[], int] = fn, suffix: str = suffix, label: str = label
+        ) -> dict[str, Callable[[], object]]:
+            _, untraced_policy = plain_retry(f"bench-untraced{suffix}", sleep=no_sleep)
+            registry, traced_policy = plain_retry(f"bench-traced{suffix}", sleep=no_sleep)
+            instrument_otel(registry, provider)
+            untraced, traced = untraced_policy(fn), traced_policy(flaky() if suffix else fn)
+            for wrapped in (untraced, traced):
+                if wrapped() != 1:
+                    raise RuntimeError("retry did not return the function's result")
+            return {label: untraced, f"{label} + otel": traced}
 
-    built, why = attempt_build(build)
-    if built is None:
-        unavailable["seawall retry"] = why
-        unavailable["seawall retry + otel"] = why
-    else:
-        subjects["seawall retry"], subjects["seawall retry + otel"] = built
+        built, why = attempt_build(build)
+        if built is None:
+            unavailable[label] = unavailable[f"{label} + otel"] = why
+        else:
+            subjects.update(built)
     try:
         timings = per_call_ns(subjects, config)
     finally:
         exporter.clear()
         provider.shutdown()
     result.measurements = overhead_measurements(timings, "bare", unavailable)
-    if built is not None:
-        added = timings["seawall retry + otel"][0] - timings["seawall retry"][0]
-        added_median = timings["seawall retry + otel"][1] - timings["seawall retry"][1]
-        result.measurements.append(
-            Measurement(
-                "otel added by seawall", added, "ns/call", median=added_median, note="retry+otel - retry"
+    for label in variants:
+        added_subject = f"otel added, {label.removeprefix('seawall retry, ')}"
+        if label in timings:
+            added = timings[f"{label} + otel"][0] - timings[label][0]
+            added_median = timings[f"{label} + otel"][1] - timings[label][1]
+            note = "traced - untraced"
+            result.measurements.append(
+                Measurement(added_subject, added, "ns/call", median=added_median, note=note)
             )
-        )
-    else:
-        result.measurements.append(Measurement("otel added by seawall", None, "ns/call", note=why))
+        else:
+            missing = Measurement(added_subject, None, "ns/call", note=unavailable[label])
+            result.measurements.append(missing)
     result.ratio_target(
-        "seawall's tracing cost / a bare otel span", "otel added by seawall", "otel span alone", 1.2
+        f"tracing added ({SUCCESS}) / one otel span", f"otel added, {SUCCESS}", "otel span", 1.2
+    )
+    result.ratio_target(
+        f"tracing added ({RETRIED}) / two otel spans", f"otel added, {RETRIED}", "2 otel spans", 1.2
     )
     return result
 
