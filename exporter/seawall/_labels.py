@@ -1,0 +1,78 @@
+"""The cardinality guard: a cap on distinct values per label.
+
+A metric series per distinct label value costs memory in every process and in Prometheus. Names
+given by code (breakers, retries, features) and exception class names are bounded in practice, but a
+bug (a name built from an id, a dynamically made exception class) must not blow up the TSDB. Past
+the cap a value collapses to `_other` (OpenTelemetry's convention) and the collapse is counted, so
+the loss is visible instead of silent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+OTHER = "_other"
+DEFAULT_MAX_LABEL_VALUES = 100
+
+# How many refused values a guard remembers, as a multiple of its cap; past it every collapse
+# is counted (memory stays bounded even when an unbounded stream of values arrives).
+_REMEMBER_REFUSED = 10
+
+
+def check_max_label_values(value: object) -> int:
+    """Validate the `max_label_values` setting."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_label_values must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_label_values must be >= 1, got {value!r}")
+    return value
+
+
+class LabelGuard:
+    """Admits up to `limit` distinct values of one label of one metric; later ones become `_other`.
+
+    `on_overflow(metric, label)` is called once per distinct refused value (while at most
+    `10 * limit` refused values are remembered; after that once per refusal).
+    """
+
+    __slots__ = ("_lock", "_on_overflow", "_refused", "_seen", "label", "limit", "metric")
+
+    def __init__(
+        self,
+        metric: str,
+        label: str,
+        limit: int = DEFAULT_MAX_LABEL_VALUES,
+        on_overflow: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.metric = metric
+        self.label = label
+        self.limit = check_max_label_values(limit)
+        self._on_overflow = on_overflow
+        self._seen: set[str] = set()
+        self._refused: set[str] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, value: str) -> str:
+        """Return `value` itself while under the cap (or already admitted), else `_other`."""
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+            first_time = value not in self._refused
+            if first_time and len(self._refused) < self.limit * _REMEMBER_REFUSED:
+                self._refused.add(value)
+            elif len(self._refused) < self.limit * _REMEMBER_REFUSED:
+                return OTHER  # already counted
+        if self._on_overflow is not None:
+            self._on_overflow(self.metric, self.label)
+        return OTHER
+
+    def admitted(self) -> frozenset[str]:
+        """The values admitted so far."""
+        with self._lock:
+            return frozenset(self._seen)

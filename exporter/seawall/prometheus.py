@@ -1,0 +1,544 @@
+"""Prometheus metrics for seawall: a listener on the registry's event bus that keeps the metric contract.
+
+`instrument()` subscribes to a seawall registry and exposes the series dashboards and alerts are
+built on (see docs/exporter.md). The labelled children are cached per name, because `.labels()`
+costs more than the increment; events are dispatched on their type through a dict. State gauges are
+kept from events and refreshed from snapshots at scrape time, because the breaker's open -> half_open
+transition happens lazily on the next call or state read.
+
+Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) works: only standard metric objects are used
+(custom collectors are not read by `MultiProcessCollector`), counters and histograms sum across
+workers, and each gauge has a multiprocess mode chosen for what it means (see `_GAUGE_MODES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from ._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from ._events import (
+    BreakerCallCompleted,
+    BreakerCallRejected,
+    BreakerStateChanged,
+    ErrorRecorded,
+    Event,
+    FallbackUsed,
+    FeatureToggled,
+    InstrumentationFailed,
+    PrimitiveRegistered,
+    RetryAttemptFinished,
+    RetryCompleted,
+)
+from ._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_values
+from ._registry import Registry, default_registry
+
+__all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument"]
+
+log = logging.getLogger("seawall")
+
+# RPC latencies: 5 ms .. 30 s.
+DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Gauge modes in multiprocess mode. Per-state 0/1 gauges take the max over live workers: "open" is 1
+# when any worker's breaker is open (the alert should fire), and a dead worker's last state is
+# dropped. The failure rate is the worst live worker's. A feature counts as enabled only when it is
+# enabled in every live worker (min), so "feature disabled" alerts see any degraded worker.
+_GAUGE_MODES = {
+    "seawall_circuit_breaker_state": "livemax",
+    "seawall_circuit_breaker_failure_rate": "livemax",
+    "seawall_feature_enabled": "livemin",
+    "seawall_build_info": "livemax",
+}
+
+# In multiprocess mode the worker that is scraped is rarely the one whose breaker changed, so each
+# worker refreshes a breaker's state and failure rate from its snapshot at most this often while
+# calls go through it.
+_MULTIPROCESS_REFRESH_SECONDS = 1.0
+
+_SUCCESS = CallOutcome.SUCCESS
+_DURATION_OUTCOMES = (CallOutcome.SUCCESS, CallOutcome.FAILURE)  # pre-created; "ignored" on first use
+
+
+def _multiprocess_enabled() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+def _check_buckets(buckets: object) -> tuple[float, ...]:
+    if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Iterable):
+        raise TypeError(f"buckets must be a sequence of numbers, got {buckets!r}")
+    values = tuple(buckets)
+    if not values or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in values):
+        raise ValueError(f"buckets must be a non-empty sequence of numbers, got {buckets!r}")
+    if any(b <= 0 for b in values) or list(values) != sorted(set(values)):
+        raise ValueError(f"buckets must be positive and strictly increasing, got {buckets!r}")
+    return tuple(float(b) for b in values)
+
+
+def _exemplar_source() -> Callable[[], dict[str, str] | None] | None:
+    """A function returning trace/span ids of the current sampled span, or None without OpenTelemetry."""
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return None
+
+    def current() -> dict[str, str] | None:
+        context = get_current_span().get_span_context()
+        if context.trace_flags.sampled:
+            return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+        return None
+
+    return current
+
+
+class _BreakerSeries:
+    """The cached labelled children of one breaker name."""
+
+    __slots__ = (
+        "calls",
+        "durations",
+        "failure_rate",
+        "label",
+        "refreshed_at",
+        "state",
+        "states",
+        "success_calls",
+        "success_duration",
+        "transitions",
+    )
+
+    def __init__(self, label: str, metrics: _Metrics) -> None:
+        self.label = label
+        self.states = {state: metrics.breaker_state.labels(label, state.value) for state in BreakerState}
+        self.calls = {outcome: metrics.breaker_calls.labels(label, outcome.value) for outcome in CallOutcome}
+        self.durations = {o: metrics.breaker_duration.labels(label, o.value) for o in _DURATION_OUTCOMES}
+        self.success_calls = self.calls[_SUCCESS]
+        self.success_duration = self.durations[_SUCCESS]
+        self.failure_rate = metrics.breaker_failure_rate.labels(label)
+        self.transitions: dict[tuple[BreakerState, BreakerState], Any] = {}
+        self.state: BreakerState | None = None
+        self.refreshed_at = 0.0
+
+
+class _Metrics:
+    """The metric objects of one instrumentation, registered in one prometheus registry."""
+
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
+        self.all: list[MetricWrapperBase] = []
+
+        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
+            metric = Gauge(name, doc, labels, registry=registry, multiprocess_mode=_GAUGE_MODES[name])  # type: ignore[arg-type]
+            self.all.append(metric)
+            return metric
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            metric = Counter(name, doc, labels, registry=registry)
+            self.all.append(metric)
+            return metric
+
+        self.breaker_state = gauge(
+            "seawall_circuit_breaker_state",
+            "1 for the breaker's current state, 0 for the others",
+            ["breaker", "state"],
+        )
+        self.breaker_calls = counter(
+            "seawall_circuit_breaker_calls_total",
+            "Calls through a breaker by outcome",
+            ["breaker", "outcome"],
+        )
+        self.breaker_duration = Histogram(
+            "seawall_circuit_breaker_call_duration_seconds",
+            "Duration of calls a breaker let through",
+            ["breaker", "outcome"],
+            registry=registry,
+            buckets=buckets,
+        )
+        self.all.append(self.breaker_duration)
+        self.breaker_transitions = counter(
+            "seawall_circuit_breaker_transitions_total",
+            "Breaker state transitions",
+            ["breaker", "from_state", "to_state"],
+        )
+        self.breaker_failure_rate = gauge(
+            "seawall_circuit_breaker_failure_rate",
+            "Failure rate (0..1) of the breaker's current window",
+            ["breaker"],
+        )
+        self.retry_calls = counter(
+            "seawall_retry_calls_total", "Retried operations by outcome", ["retry", "outcome"]
+        )
+        self.retry_attempts = counter(
+            "seawall_retry_attempts_total",
+            "Re-attempts, by the error that caused them",
+            ["retry", "error_type"],
+        )
+        self.errors = counter(
+            "seawall_errors_total",
+            "Errors recorded, by source and class",
+            ["source", "error_type", "category"],
+        )
+        self.feature_enabled = gauge(
+            "seawall_feature_enabled", "1 while the feature answers from its primary", ["feature"]
+        )
+        self.fallbacks = counter(
+            "seawall_fallbacks_total", "Fallback answers by reason", ["feature", "reason"]
+        )
+        self.instrumentation_errors = counter(
+            "seawall_instrumentation_errors_total", "Failures of seawall's own instrumentation", ["component"]
+        )
+        self.build_info = gauge("seawall_build_info", "seawall version", ["version"])
+        self.label_overflow = counter(
+            "seawall_label_overflow_total",
+            "Label values collapsed into _other by the cardinality cap",
+            ["metric", "label"],
+        )
+
+
+class _Refresher(Collector):
+    """Registered before the metrics, so each scrape first brings state from snapshots up to date."""
+
+    def __init__(self, instrumentation: PrometheusInstrumentation) -> None:
+        self._instrumentation = weakref.ref(instrumentation)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        instrumentation = self._instrumentation()
+        if instrumentation is not None:
+            instrumentation.refresh()
+        return []
+
+
+class PrometheusInstrumentation:
+    """The listener `instrument()` returns; `close()` unsubscribes and unregisters its metrics."""
+
+    component = "prometheus"
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        seawall_registry: Registry,
+        buckets: tuple[float, ...],
+        max_label_values: int,
+    ) -> None:
+        self.registry = registry
+        self.seawall_registry = seawall_registry
+        self.buckets = buckets
+        self.max_label_values = max_label_values
+        self.multiprocess = _multiprocess_enabled()
+        self._lock = threading.RLock()
+        self._closed = False
+        self._refresher = _Refresher(self)
+        registry.register(self._refresher)
+        self._metrics = m = _Metrics(registry, buckets)
+        self._exemplar = None if self.multiprocess else _exemplar_source()
+        self._guards: dict[tuple[str, str], LabelGuard] = {}
+        self._breakers: dict[str, _BreakerSeries] = {}  # by name
+        self._breaker_labels: dict[
+            str, _BreakerSeries
+        ] = {}  # by label value; names past the cap share _other
+        self._retries: dict[str, tuple[str, dict[RetryOutcome, Any]]] = {}
+        self._features: dict[str, tuple[str, Any, dict[FallbackReason, Any]]] = {}
+        self._overflow_children: dict[tuple[str, str], Any] = {}
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            BreakerCallCompleted: self._on_call_completed,
+            BreakerCallRejected: self._on_call_rejected,
+            BreakerStateChanged: self._on_state_changed,
+            RetryAttemptFinished: self._on_attempt_finished,
+            RetryCompleted: self._on_retry_completed,
+            ErrorRecorded: self._on_error,
+            FeatureToggled: self._on_feature_toggled,
+            FallbackUsed: self._on_fallback,
+            InstrumentationFailed: self._on_instrumentation_failed,
+            PrimitiveRegistered: self._on_registered,
+        }
+        from . import __version__
+
+        m.build_info.labels(__version__).set(1)
+        for component, count in seawall_registry.bus.instrumentation_errors().items():
+            self._instrumentation_error_child(component).inc(count)
+        self._unsubscribe = seawall_registry.bus.subscribe(self)
+        self.refresh()
+
+    # -- the listener ------------------------------------------------------------------------
+    def __call__(self, event: Event, /) -> None:
+        handler = self._dispatch.get(event.__class__)
+        if handler is not None:
+            handler(event)
+
+    def _on_call_completed(self, event: BreakerCallCompleted) -> None:
+        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
+        outcome = event.outcome
+        if outcome is _SUCCESS:
+            series.success_calls.inc()
+            histogram = series.success_duration
+        else:
+            series.calls[outcome].inc()
+            histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
+        exemplar = self._exemplar() if self._exemplar is not None else None
+        if exemplar is None:
+            histogram.observe(event.duration)
+        else:
+            histogram.observe(event.duration, exemplar)
+        if self.multiprocess:
+            now = time.monotonic()
+            if now - series.refreshed_at >= _MULTIPROCESS_REFRESH_SECONDS:
+                series.refreshed_at = now
+                self._refresh_breaker(event.breaker)
+
+    def _on_call_rejected(self, event: BreakerCallRejected) -> None:
+        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
+        series.calls[CallOutcome.REJECTED].inc()
+        self._set_state(series, event.state)
+
+    def _on_state_changed(self, event: BreakerStateChanged) -> None:
+        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
+        key = (event.from_state, event.to_state)
+        child = series.transitions.get(key)
+        if child is None:
+            child = self._metrics.breaker_transitions.labels(series.label, key[0].value, key[1].value)
+            series.transitions[key] = child
+        child.inc()
+        self._set_state(series, event.to_state)
+
+    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
+        if event.will_retry:
+            label = self._retry_series(event.retry)[0]
+            error_type = self._admit("seawall_retry_attempts_total", "error_type", event.error_type or "none")
+            self._metrics.retry_attempts.labels(label, error_type).inc()
+
+    def _on_retry_completed(self, event: RetryCompleted) -> None:
+        self._retry_series(event.retry)[1][event.outcome].inc()
+
+    def _on_error(self, event: ErrorRecorded) -> None:
+        metric = "seawall_errors_total"
+        source = self._admit(metric, "source", event.source)
+        error_type = self._admit(metric, "error_type", event.error_type)
+        self._metrics.errors.labels(source, error_type, event.category.value).inc()
+
+    def _on_feature_toggled(self, event: FeatureToggled) -> None:
+        self._feature_series(event.feature)[1].set(1 if event.enabled else 0)
+
+    def _on_fallback(self, event: FallbackUsed) -> None:
+        self._feature_series(event.feature)[2][event.reason].inc()
+
+    def _on_instrumentation_failed(self, event: InstrumentationFailed) -> None:
+        self._instrumentation_error_child(event.component).inc()
+
+    def _on_registered(self, event: PrimitiveRegistered) -> None:
+        if event.kind == "breaker":
+            self._breaker_series(event.name)
+            self._refresh_breaker(event.name)
+        elif event.kind == "retry":
+            self._retry_series(event.name)
+        elif event.kind == "feature":
+            self._feature_series(event.name)
+            self._refresh_feature(event.name)
+
+    # -- cached children ---------------------------------------------------------------------
+    def _admit(self, metric: str, label: str, value: str) -> str:
+        guard = self._guards.get((metric, label))
+        if guard is None:
+            with self._lock:
+                guard = self._guards.get((metric, label))
+                if guard is None:
+                    guard = LabelGuard(metric, label, self.max_label_values, self._count_overflow)
+                    self._guards[(metric, label)] = guard
+        return guard.admit(value)
+
+    def _count_overflow(self, metric: str, label: str) -> None:
+        child = self._overflow_children.get((metric, label))
+        if child is None:
+            child = self._metrics.label_overflow.labels(metric, label)
+            self._overflow_children[(metric, label)] = child
+        child.inc()
+        log.warning(
+            "seawall: more than %d values of label %r on %s; new ones become _other",
+            self.max_label_values,
+            label,
+            metric,
+        )
+
+    def _breaker_series(self, name: str) -> _BreakerSeries:
+        with self._lock:
+            series = self._breakers.get(name)
+            if series is None:
+                label = name
+                for metric in (
+                    "seawall_circuit_breaker_state",
+                    "seawall_circuit_breaker_calls_total",
+                    "seawall_circuit_breaker_call_duration_seconds",
+                    "seawall_circuit_breaker_transitions_total",
+                    "seawall_circuit_breaker_failure_rate",
+                ):
+                    label = self._admit(metric, "breaker", name)
+                series = self._breaker_labels.get(label)
+                if series is None:
+                    series = _BreakerSeries(label, self._metrics)
+                    self._breaker_labels[label] = series
+                self._breakers[name] = series
+                if series.state is None:
+                    self._set_state(series, BreakerState.CLOSED)
+            return series
+
+    def _duration_child(self, series: _BreakerSeries, outcome: CallOutcome) -> Any:
+        child = self._metrics.breaker_duration.labels(series.label, outcome.value)
+        series.durations[outcome] = child
+        return child
+
+    def _retry_series(self, name: str) -> tuple[str, dict[RetryOutcome, Any]]:
+        series = self._retries.get(name)
+        if series is None:
+            with self._lock:
+                series = self._retries.get(name)
+                if series is None:
+                    label = self._admit("seawall_retry_calls_total", "retry", name)
+                    self._admit("seawall_retry_attempts_total", "retry", name)
+                    calls = {o: self._metrics.retry_calls.labels(label, o.value) for o in RetryOutcome}
+                    series = (label, calls)
+                    self._retries[name] = series
+        return series
+
+    def _feature_series(self, name: str) -> tuple[str, Any, dict[FallbackReason, Any]]:
+        series = self._features.get(name)
+        if series is None:
+            with self._lock:
+                series = self._features.get(name)
+                if series is None:
+                    label = self._admit("seawall_feature_enabled", "feature", name)
+                    self._admit("seawall_fallbacks_total", "feature", name)
+                    enabled = self._metrics.feature_enabled.labels(label)
+                    enabled.set(1)
+                    fallbacks = {r: self._metrics.fallbacks.labels(label, r.value) for r in FallbackReason}
+                    series = (label, enabled, fallbacks)
+                    self._features[name] = series
+        return series
+
+    def _instrumentation_error_child(self, component: str) -> Any:
+        label = self._admit("seawall_instrumentation_errors_total", "component", component)
+        return self._metrics.instrumentation_errors.labels(label)
+
+    def _set_state(self, series: _BreakerSeries, state: BreakerState) -> None:
+        previous = series.state
+        if previous is state:
+            return
+        with self._lock:
+            for value, child in series.states.items():
+                child.set(1 if value is state else 0)
+            series.state = state
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Bring breaker states, failure rates and feature states up to date from snapshots.
+
+        Runs at every scrape of the registry this instrumentation lives in. Reading a snapshot
+        also performs a breaker's lazy open -> half_open transition. In multiprocess mode call it
+        from the /metrics handler before collecting, so the serving worker is current too.
+        """
+        if self._closed:
+            return
+        registry = self.seawall_registry
+        for breaker in registry.breakers():
+            self._refresh_breaker(breaker.name, breaker)
+        for retry in registry.retries():
+            self._retry_series(retry.name)
+        for feature in registry.features():
+            self._refresh_feature(feature.name, feature)
+
+    def _refresh_breaker(self, name: str, breaker: Any = None) -> None:
+        try:
+            if breaker is None:
+                breaker = self.seawall_registry.get("breaker", name)
+                if breaker is None:
+                    return
+            snapshot = breaker.snapshot()
+            series = self._breakers.get(name) or self._breaker_series(name)
+            self._set_state(series, snapshot.state)
+            rate = snapshot.failure_rate
+            series.failure_rate.set(0.0 if rate is None else rate)
+        except Exception as exc:  # a broken primitive must not break the scrape
+            self.seawall_registry.bus.report_error(self.component, exc)
+
+    def _refresh_feature(self, name: str, feature: Any = None) -> None:
+        try:
+            if feature is None:
+                feature = self.seawall_registry.get("feature", name)
+                if feature is None:
+                    return
+            snapshot = feature.snapshot()
+            self._feature_series(name)[1].set(1 if snapshot.enabled else 0)
+        except Exception as exc:
+            self.seawall_registry.bus.report_error(self.component, exc)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Unsubscribe from the bus and unregister every metric; idempotent."""
+        with _instances_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._unsubscribe()
+            for collector in (self._refresher, *self._metrics.all):
+                with contextlib.suppress(KeyError):
+                    self.registry.unregister(collector)
+            if _instances.get(self.registry) is self:
+                del _instances[self.registry]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+_instances: weakref.WeakKeyDictionary[CollectorRegistry, PrometheusInstrumentation] = (
+    weakref.WeakKeyDictionary()
+)
+_instances_lock = threading.Lock()
+
+
+def instrument(
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    seawall_registry: Registry | None = None,
+    buckets: Sequence[float] = DEFAULT_BUCKETS,
+    max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
+) -> PrometheusInstrumentation:
+    """Expose the seawall metric contract in `registry` for the primitives of `seawall_registry`.
+
+    Idempotent: a second call for the same prometheus registry with the same arguments returns the
+    first instrumentation; with different ones it raises ValueError (one registry cannot hold two
+    sets of the same metric names).
+    """
+    if not isinstance(registry, CollectorRegistry):
+        raise TypeError(f"registry must be a prometheus_client CollectorRegistry, got {registry!r}")
+    if seawall_registry is None:
+        seawall_registry = default_registry()
+    elif not isinstance(seawall_registry, Registry):
+        raise TypeError(f"seawall_registry must be a seawall.Registry, got {seawall_registry!r}")
+    checked_buckets = _check_buckets(buckets)
+    limit = check_max_label_values(max_label_values)
+    with _instances_lock:
+        existing = _instances.get(registry)
+        if existing is not None:
+            wanted = (seawall_registry, checked_buckets, limit)
+            have = (existing.seawall_registry, existing.buckets, existing.max_label_values)
+            if wanted != have:
+                raise ValueError(
+                    "this prometheus registry is already instrumented with other arguments "
+                    f"(seawall_registry, buckets, max_label_values) = {have!r}; close() it first or use "
+                    "another CollectorRegistry"
+                )
+            return existing
+        created = PrometheusInstrumentation(registry, seawall_registry, checked_buckets, limit)
+        _instances[registry] = created
+        return created
