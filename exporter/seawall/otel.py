@@ -1,0 +1,371 @@
+"""OpenTelemetry traces for seawall: one span per retry attempt, breaker happenings as span events.
+
+`instrument()` subscribes to a seawall registry's bus. Events arrive synchronously in the caller's
+thread and task, so the span of an attempt is opened on `RetryAttemptStarted`, made current (the
+attempt's own work nests under it) and ended on `RetryAttemptFinished`. Breaker rejections and
+state changes, fallbacks and exhausted retries become events on whatever span is current. Events
+carry the error's class name, not the exception: the exception itself is recorded once, by the span
+that owns the `try` it propagates through (the caller's); seawall sets `error.type` and status ERROR
+on the attempt spans it owns.
+
+With no SDK TracerProvider (the global one is the API's proxy or no-op), `instrument()` does not
+subscribe at all, so untraced services pay nothing. `configure_otlp()` builds an SDK provider that
+exports over OTLP through a bounded batch queue; export failures are counted on the bus, never
+raised into calls.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
+
+from ._enums import RetryOutcome
+from ._events import (
+    BreakerCallRejected,
+    BreakerStateChanged,
+    Event,
+    FallbackUsed,
+    FeatureToggled,
+    RetryAttemptFinished,
+    RetryAttemptStarted,
+    RetryCompleted,
+)
+from ._registry import Registry, default_registry
+
+__all__ = ["OTLPExportError", "OtelInstrumentation", "configure_otlp", "instrument"]
+
+log = logging.getLogger("seawall")
+
+PROTOCOLS = ("http/protobuf", "grpc")
+_FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
+_ERROR = Status(StatusCode.ERROR)
+
+
+class _Attempt:
+    """An open attempt span; a linked stack, so nested retries close in order."""
+
+    __slots__ = ("attempt", "parent", "retry", "span", "token")
+
+    def __init__(self, retry: str, attempt: int, span: Span, token: object, parent: _Attempt | None) -> None:
+        self.retry = retry
+        self.attempt = attempt
+        self.span = span
+        self.token = token
+        self.parent = parent
+
+
+class OtelInstrumentation:
+    """The listener `instrument()` returns. `active` is False when nothing was subscribed."""
+
+    component = "otel"
+
+    def __init__(self, tracer: Tracer | None, seawall_registry: Registry, tracer_provider: object) -> None:
+        self.tracer = tracer
+        self.seawall_registry = seawall_registry
+        self.tracer_provider = tracer_provider
+        self.active = tracer is not None
+        self._open: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+            "seawall_otel_attempt", default=None
+        )
+        self._dispatch: dict[type, Any] = {
+            RetryAttemptStarted: self._on_attempt_started,
+            RetryAttemptFinished: self._on_attempt_finished,
+            RetryCompleted: self._on_retry_completed,
+            BreakerCallRejected: self._on_rejected,
+            BreakerStateChanged: self._on_state_changed,
+            FallbackUsed: self._on_fallback,
+            FeatureToggled: self._on_feature_toggled,
+        }
+        self._unsubscribe = seawall_registry.bus.subscribe(self) if self.active else None
+
+    def __call__(self, event: Event, /) -> None:
+        handler = self._dispatch.get(event.__class__)
+        if handler is not None:
+            handler(event)
+
+    # -- attempt spans -----------------------------------------------------------------------
+    def _on_attempt_started(self, event: RetryAttemptStarted) -> None:
+        attempt = event.attempt
+        attributes: dict[str, str | int] = {
+            "seawall.retry.name": event.retry,
+            "seawall.retry.attempt": attempt,
+        }
+        if attempt > 1:
+            attributes["http.request.resend_count"] = attempt - 1
+        assert self.tracer is not None
+        span = self.tracer.start_span(f"retry {event.retry}", attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._open.set(_Attempt(event.retry, attempt, span, token, self._open.get()))
+
+    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
+        node = self._open.get()
+        while node is not None and (node.retry != event.retry or node.attempt != event.attempt):
+            node = node.parent
+        if node is None:  # started before instrument() or in another context: nothing to end
+            return
+        self._open.set(node.parent)
+        span = node.span
+        if span.is_recording():
+            if event.error_type is not None:
+                span.set_attribute("error.type", event.error_type)
+                if event.category is not None:
+                    span.set_attribute("seawall.error.category", event.category.value)
+                span.set_status(_ERROR)
+            if event.will_retry:
+                span.set_attribute("seawall.retry.will_retry", True)
+                span.set_attribute("seawall.retry.delay", event.delay)
+        span.end()
+        otel_context.detach(node.token)  # type: ignore[arg-type]
+
+    # -- span events on the current span -----------------------------------------------------
+    def _on_retry_completed(self, event: RetryCompleted) -> None:
+        if event.outcome in _FAILED:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.add_event(
+                    "seawall.retry.gave_up",
+                    {
+                        "seawall.retry.name": event.retry,
+                        "seawall.retry.outcome": event.outcome.value,
+                        "seawall.retry.attempts": event.attempts,
+                        "error.type": event.error_type or "_OTHER",
+                    },
+                )
+
+    def _on_rejected(self, event: BreakerCallRejected) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "seawall.breaker.rejected",
+                {
+                    "seawall.breaker.name": event.breaker,
+                    "seawall.breaker.state": event.state.value,
+                    "seawall.breaker.retry_after": event.retry_after,
+                },
+            )
+
+    def _on_state_changed(self, event: BreakerStateChanged) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "seawall.breaker.state_change",
+                {
+                    "seawall.breaker.name": event.breaker,
+                    "seawall.breaker.from_state": event.from_state.value,
+                    "seawall.breaker.to_state": event.to_state.value,
+                    "seawall.breaker.reason": event.reason,
+                },
+            )
+
+    def _on_fallback(self, event: FallbackUsed) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            attributes = {
+                "seawall.feature.name": event.feature,
+                "seawall.fallback.reason": event.reason.value,
+            }
+            if event.error_type is not None:
+                attributes["error.type"] = event.error_type
+            span.add_event("seawall.fallback", attributes)
+
+    def _on_feature_toggled(self, event: FeatureToggled) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "seawall.feature.toggled",
+                {
+                    "seawall.feature.name": event.feature,
+                    "seawall.feature.enabled": event.enabled,
+                    "seawall.feature.reason": event.reason,
+                },
+            )
+
+    def close(self) -> None:
+        """Unsubscribe; idempotent."""
+        with _instances_lock:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            if _instances.get(self.seawall_registry) is self:
+                del _instances[self.seawall_registry]
+
+
+_instances: weakref.WeakKeyDictionary[Registry, OtelInstrumentation] = weakref.WeakKeyDictionary()
+_instances_lock = threading.Lock()
+
+
+def _is_noop(provider: object) -> bool:
+    return isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider))
+
+
+def instrument(
+    tracer_provider: trace.TracerProvider | None = None, *, seawall_registry: Registry | None = None
+) -> OtelInstrumentation:
+    """Trace the primitives of `seawall_registry` (default: the default registry).
+
+    `tracer_provider=None` uses the global provider as it is *now*: call this after setting it.
+    When it is the API's proxy/no-op provider, nothing is subscribed (`.active` is False).
+    Idempotent per seawall registry for the same provider; another provider is a ValueError.
+    """
+    if seawall_registry is None:
+        seawall_registry = default_registry()
+    elif not isinstance(seawall_registry, Registry):
+        raise TypeError(f"seawall_registry must be a seawall.Registry, got {seawall_registry!r}")
+    provider = trace.get_tracer_provider() if tracer_provider is None else tracer_provider
+    if not isinstance(provider, trace.TracerProvider):
+        raise TypeError(f"tracer_provider must be an opentelemetry TracerProvider, got {tracer_provider!r}")
+    with _instances_lock:
+        existing = _instances.get(seawall_registry)
+        if existing is not None:
+            if existing.tracer_provider is provider:
+                return existing
+            raise ValueError(
+                f"this seawall registry is already traced with {existing.tracer_provider!r}; "
+                "close() that instrumentation first"
+            )
+        if _is_noop(provider):
+            return OtelInstrumentation(None, seawall_registry, provider)
+        from . import __version__
+
+        tracer = provider.get_tracer("seawall", __version__)
+        created = OtelInstrumentation(tracer, seawall_registry, provider)
+        _instances[seawall_registry] = created
+        return created
+
+
+class OTLPExportError(Exception):
+    """An OTLP export returned failure (the exporter logs its own detail)."""
+
+
+class _IsolatedExporter:
+    """Wraps a SpanExporter: failures and exceptions are counted on the bus, never propagated."""
+
+    def __init__(self, inner: Any, seawall_registry: Registry) -> None:
+        self._inner = inner
+        self._registry = seawall_registry
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:
+            self._registry.bus.report_error("otlp", exc)
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._registry.bus.report_error(
+                "otlp", OTLPExportError(f"OTLP export of {len(spans)} spans failed: {result}")
+            )
+        return result
+
+    def shutdown(self) -> None:
+        try:
+            self._inner.shutdown()
+        except Exception as exc:
+            self._registry.bus.report_error("otlp", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return bool(self._inner.force_flush(timeout_millis))
+        except Exception as exc:
+            self._registry.bus.report_error("otlp", exc)
+            return False
+
+
+def _protocol(protocol: str | None) -> str:
+    chosen = (
+        protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if chosen not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {chosen!r}")
+    return chosen
+
+
+def _http_endpoint(endpoint: str) -> str:
+    """A base URL (http://collector:4318) gets the traces path; a URL with a path is used as is."""
+    if urlsplit(endpoint).path in ("", "/"):
+        return endpoint.rstrip("/") + "/v1/traces"
+    return endpoint
+
+
+def _exporter(protocol: str, endpoint: str | None, timeout: float | None) -> Any:
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+        except ImportError as exc:
+            raise ImportError(
+                "protocol='grpc' needs the OTLP gRPC exporter: pip install 'seawall[otel-grpc]'"
+            ) from exc
+        return GrpcExporter(endpoint=endpoint, timeout=timeout)
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:  # pragma: no cover - part of the otel extra
+        raise ImportError("the OTLP HTTP exporter is missing: pip install 'seawall[otel]'") from exc
+    return OTLPSpanExporter(endpoint=None if endpoint is None else _http_endpoint(endpoint), timeout=timeout)
+
+
+def configure_otlp(
+    endpoint: str | None = None,
+    service_name: str | None = None,
+    protocol: str | None = None,
+    sampler: Any = None,
+    *,
+    set_global: bool = False,
+    seawall_registry: Registry | None = None,
+    timeout: float | None = None,
+    max_queue_size: int | None = None,
+) -> Any:
+    """Build an SDK TracerProvider exporting over OTLP through a bounded BatchSpanProcessor.
+
+    Arguments left None fall back to the standard variables: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT,
+    OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_BSP_*. Export failures are counted
+    as `seawall_instrumentation_errors_total{component="otlp"}` and logged; a full queue drops spans
+    instead of blocking. `set_global=True` also makes it the global provider.
+    """
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint):
+        raise ValueError(f"endpoint must be a non-empty URL string, got {endpoint!r}")
+    if service_name is not None and (not isinstance(service_name, str) or not service_name):
+        raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if max_queue_size is not None and (
+        isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1
+    ):
+        raise ValueError(f"max_queue_size must be a positive int, got {max_queue_size!r}")
+    chosen = _protocol(protocol)
+    registry = default_registry() if seawall_registry is None else seawall_registry
+    exporter = _IsolatedExporter(_exporter(chosen, endpoint, timeout), registry)
+    attributes = {} if service_name is None else {SERVICE_NAME: service_name}
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
+    processor = BatchSpanProcessor(
+        exporter,  # type: ignore[arg-type]
+        max_queue_size=max_queue_size,
+        max_export_batch_size=None if max_queue_size is None else min(512, max_queue_size),
+        export_timeout_millis=None if timeout is None else timeout * 1000,
+    )
+    provider.add_span_processor(processor)
+    if set_global:
+        trace.set_tracer_provider(provider)
+    return provider
