@@ -1,0 +1,11 @@
+"""Adapters that make pybreaker and tenacity publish seawall events.
+
+Services already using those libraries get the same metrics, traces and dashboards as seawall's
+own primitives: `seawall.adapters.pybreaker.instrument_breaker(cb, name)` and
+`seawall.adapters.tenacity.instrument_retrying(retrying, name)`. Each module imports its library,
+so import the one you use.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
