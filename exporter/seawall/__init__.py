@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._breaker import CircuitBreaker, CircuitOpenError, breaker
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from ._events import EventBus, Listener
 from ._registry import Registry, default_registry
@@ -22,6 +23,8 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerState",
     "CallOutcome",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ErrorCategory",
     "EventBus",
     "FallbackReason",
@@ -32,5 +35,6 @@ __all__ = [
     "RetryOutcome",
     "RetrySnapshot",
     "__version__",
+    "breaker",
     "default_registry",
 ]

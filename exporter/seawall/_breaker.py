@@ -1,0 +1,594 @@
+"""The circuit breaker: stop calling a dependency that keeps failing, probe it again later.
+
+A state machine behind one `threading.Lock` that guards state only: the lock is never held while
+the user's function runs (pybreaker holds it, which serializes every call through a breaker), and
+async code takes the same lock for microseconds, never across an await. Each call carries a token
+(the state generation it was admitted in), so an outcome that arrives after the state moved on is
+counted in the totals but cannot move the new state.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from threading import Lock
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
+
+from ._enums import BreakerState, CallOutcome
+from ._events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, Event, EventBus
+from ._registry import Registry, default_registry
+from ._snapshots import BreakerSnapshot
+from ._window import CountWindow, TimeWindow, make_window
+
+__all__ = ["CircuitBreaker", "CircuitOpenError", "ErrorSink", "breaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_FORCED_OPEN = BreakerState.FORCED_OPEN
+_DISABLED = BreakerState.DISABLED
+_SUCCESS = CallOutcome.SUCCESS
+_FAILURE = CallOutcome.FAILURE
+_IGNORED = CallOutcome.IGNORED
+
+# An exception type, a predicate `(exc) -> bool`, or a tuple of those.
+ExceptionFilter: TypeAlias = "type[BaseException] | Callable[[BaseException], bool] | tuple[Any, ...]"
+
+# Open `with breaker:` blocks of the current thread/task: (breaker, token, start) entries.
+_Block: TypeAlias = "tuple[CircuitBreaker, int, float | None]"
+_active: ContextVar[tuple[_Block, ...]] = ContextVar("seawall_breaker_blocks", default=())
+
+
+class ErrorSink(Protocol):
+    """Where counted failures go (seawall's ErrorAggregator fits); kept structural to avoid a dependency."""
+
+    def record(self, exc: Exception, *, source: str) -> object: ...
+
+
+class CircuitOpenError(Exception):
+    """A call was refused because the breaker is open (or half-open with every probe slot taken)."""
+
+    def __init__(self, name: str, state: BreakerState, retry_after: float) -> None:
+        self.name = name
+        self.state = state
+        self.retry_after = retry_after
+        super().__init__(f"circuit breaker {name!r} is {state.value}; retry after {retry_after:.1f}s")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.state, self.retry_after))
+
+
+def normalize_filter(parameter: str, value: Any) -> tuple[Any, ...]:
+    """Check a record_on/ignore_on setting and return it as a tuple of types and predicates."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, type) and issubclass(item, BaseException):
+            continue
+        if callable(item) and not isinstance(item, type):
+            continue
+        raise TypeError(
+            f"{parameter} must be an exception type, a predicate (exc) -> bool, or a tuple of those, "
+            f"got {value!r}"
+        )
+    return items
+
+
+def compile_filter(record_on: tuple[Any, ...], ignore_on: tuple[Any, ...]) -> Callable[[Exception], bool]:
+    """Build `counted(exc)`: True for a failure, False for an ignored exception."""
+    record_types = tuple(item for item in record_on if isinstance(item, type))
+    record_preds = tuple(item for item in record_on if not isinstance(item, type))
+    ignore_types = tuple(item for item in ignore_on if isinstance(item, type))
+    ignore_preds = tuple(item for item in ignore_on if not isinstance(item, type))
+    if record_types == (Exception,) and not record_preds and not ignore_on:
+        return _always
+
+    def counted(exc: Exception) -> bool:
+        if isinstance(exc, ignore_types) or any(pred(exc) for pred in ignore_preds):
+            return False
+        return isinstance(exc, record_types) or any(pred(exc) for pred in record_preds)
+
+    return counted
+
+
+def _always(exc: Exception) -> bool:
+    return True
+
+
+def _positive(parameter: str, value: Any, kind: type = float) -> Any:
+    numeric = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, numeric):
+        raise TypeError(f"{parameter} must be {'an int' if kind is int else 'a number'}, got {value!r}")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{parameter} must be > 0 and finite, got {value!r}")
+    return kind(value)
+
+
+def _rate(parameter: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{parameter} must be a number in (0, 1] or None, got {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(f"{parameter} must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def breaker_config(
+    *,
+    failure_threshold: int = 5,
+    reset_timeout: float = 60.0,
+    half_open_max_calls: int = 1,
+    success_threshold: int = 1,
+    failure_rate_threshold: float | None = None,
+    window_type: str = "count",
+    window_size: int = 100,
+    minimum_calls: int = 10,
+    slow_call_duration: float | None = None,
+    slow_call_rate_threshold: float | None = None,
+    record_on: ExceptionFilter = (Exception,),
+    ignore_on: ExceptionFilter = (),
+) -> dict[str, Any]:
+    """Validate breaker settings and return them normalized (the `config` a breaker reports)."""
+    if window_type not in ("count", "time"):
+        raise ValueError(f"window_type must be 'count' or 'time', got {window_type!r}")
+    slow = None if slow_call_duration is None else _positive("slow_call_duration", slow_call_duration)
+    slow_rate = _rate("slow_call_rate_threshold", slow_call_rate_threshold)
+    if slow_rate is not None and slow is None:
+        raise ValueError(f"slow_call_rate_threshold={slow_rate!r} needs slow_call_duration, got None")
+    return {
+        "failure_threshold": _positive("failure_threshold", failure_threshold, int),
+        "reset_timeout": _positive("reset_timeout", reset_timeout),
+        "half_open_max_calls": _positive("half_open_max_calls", half_open_max_calls, int),
+        "success_threshold": _positive("success_threshold", success_threshold, int),
+        "failure_rate_threshold": _rate("failure_rate_threshold", failure_rate_threshold),
+        "window_type": window_type,
+        "window_size": _positive("window_size", window_size, int),
+        "minimum_calls": _positive("minimum_calls", minimum_calls, int),
+        "slow_call_duration": slow,
+        "slow_call_rate_threshold": slow_rate,
+        "record_on": normalize_filter("record_on", record_on),
+        "ignore_on": normalize_filter("ignore_on", ignore_on),
+    }
+
+
+class CircuitBreaker:
+    """Counts failures of the calls it guards and refuses calls while the dependency looks down.
+
+    Use it as a decorator (sync or `async def`), through `call` / `call_async`, or as a (async)
+    context manager. See docs/architecture.md for the state machine.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bus",
+        "_calls",
+        "_classify",
+        "_clock",
+        "_consecutive",
+        "_errors",
+        "_failure_threshold",
+        "_gen",
+        "_half_open_max",
+        "_lock",
+        "_minimum_calls",
+        "_opened_at",
+        "_probe_successes",
+        "_probes",
+        "_rate_threshold",
+        "_reset_timeout",
+        "_slow_duration",
+        "_slow_rate_threshold",
+        "_state",
+        "_state_since",
+        "_success_threshold",
+        "_timed",
+        "_window",
+        "config",
+        "name",
+        "registry",
+    )
+
+    kind = "breaker"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout: float = 60.0,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        failure_rate_threshold: float | None = None,
+        window_type: str = "count",
+        window_size: int = 100,
+        minimum_calls: int = 10,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        record_on: ExceptionFilter = (Exception,),
+        ignore_on: ExceptionFilter = (),
+        errors: ErrorSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        if errors is not None and not callable(getattr(errors, "record", None)):
+            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
+        config = breaker_config(
+            failure_threshold=failure_threshold,
+            reset_timeout=reset_timeout,
+            half_open_max_calls=half_open_max_calls,
+            success_threshold=success_threshold,
+            failure_rate_threshold=failure_rate_threshold,
+            window_type=window_type,
+            window_size=window_size,
+            minimum_calls=minimum_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            record_on=record_on,
+            ignore_on=ignore_on,
+        )
+        self.name = name
+        self.config = config
+        self.registry = default_registry() if registry is None else registry
+        self._bus: EventBus = self.registry.bus
+        self._errors = errors
+        self._clock = clock
+        self._lock = Lock()
+        self._failure_threshold: int = config["failure_threshold"]
+        self._reset_timeout: float = config["reset_timeout"]
+        self._half_open_max: int = config["half_open_max_calls"]
+        self._success_threshold: int = config["success_threshold"]
+        self._rate_threshold: float | None = config["failure_rate_threshold"]
+        self._slow_duration: float | None = config["slow_call_duration"]
+        self._slow_rate_threshold: float | None = config["slow_call_rate_threshold"]
+        self._minimum_calls: int = config["minimum_calls"]
+        needs_window = self._rate_threshold is not None or self._slow_rate_threshold is not None
+        self._window: CountWindow | TimeWindow | None = (
+            make_window(window_type, config["window_size"]) if needs_window else None
+        )
+        # Read the clock around calls only when an outcome depends on time.
+        self._timed = self._slow_duration is not None or isinstance(self._window, TimeWindow)
+        self._classify = compile_filter(config["record_on"], config["ignore_on"])
+        self._state = _CLOSED
+        self._gen = 0  # bumped on every transition; a call's token is the generation it entered in
+        self._state_since = clock()
+        self._opened_at = self._state_since
+        self._consecutive = 0
+        self._probes = 0  # half-open probes in flight
+        self._probe_successes = 0
+        self._calls = {outcome.value: 0 for outcome in CallOutcome}
+        self.registry.add(self)
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self._state.value!r})"
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker whose timeout passed reads as half_open)."""
+        if self._state is not _OPEN:
+            return self._state
+        events: list[Event] = []
+        with self._lock:
+            self._check_timeout(self._clock(), events)
+            state = self._state
+        self._publish(events)
+        return state
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a probe will be let through; None while calls are let through now."""
+        state = self.state
+        with self._lock:
+            return self._retry_after(self._clock()) if state is self._state else None
+
+    def _retry_after(self, now: float) -> float | None:
+        state = self._state
+        if state is _OPEN:
+            return max(0.0, self._reset_timeout - (now - self._opened_at))
+        if state is _FORCED_OPEN:
+            return self._reset_timeout
+        if state is _HALF_OPEN and self._probes >= self._half_open_max:
+            return 0.0
+        return None
+
+    def _check_timeout(self, now: float, events: list[Event]) -> None:
+        if self._state is _OPEN and now - self._opened_at >= self._reset_timeout:
+            self._move(_HALF_OPEN, "timeout", now, events)
+
+    def _move(self, to: BreakerState, reason: str, now: float, events: list[Event]) -> None:
+        """Change state (lock held); a fresh generation makes in-flight calls' outcomes stale."""
+        frm = self._state
+        self._state = to
+        self._gen += 1
+        self._state_since = now
+        self._consecutive = 0
+        self._probes = 0
+        self._probe_successes = 0
+        if to is _OPEN:
+            self._opened_at = now
+        if self._window is not None and (to is _CLOSED or frm is _CLOSED):
+            self._window.reset()
+        if frm is not to:
+            events.append(BreakerStateChanged(self.name, frm, to, reason))
+
+    def _set(self, to: BreakerState) -> None:
+        events: list[Event] = []
+        with self._lock:
+            self._move(to, "manual", self._clock(), events)
+        self._publish(events)
+
+    def reset(self) -> None:
+        """Close by hand, clearing failure counts and the window (totals since creation stay)."""
+        self._set(_CLOSED)
+
+    def force_open(self) -> None:
+        """Refuse every call until `reset()` (maintenance, or a dependency known to be down)."""
+        self._set(_FORCED_OPEN)
+
+    def disable(self) -> None:
+        """Let every call through and never trip (outcomes still count in totals and events)."""
+        self._set(_DISABLED)
+
+    # -- admission and outcomes ------------------------------------------------------------------
+
+    def _enter(self) -> int:
+        """Admit a call and return its token (gen, or ~gen for a half-open probe) or raise."""
+        state = self._state
+        if state is _CLOSED or state is _DISABLED:
+            return self._gen
+        events: list[Event] = []
+        error: CircuitOpenError | None = None
+        token = 0
+        with self._lock:
+            now = self._clock()
+            self._check_timeout(now, events)
+            state = self._state
+            if state is _CLOSED or state is _DISABLED:
+                token = self._gen
+            elif state is _HALF_OPEN and self._probes < self._half_open_max:
+                self._probes += 1
+                token = ~self._gen
+            else:
+                self._calls["rejected"] += 1
+                retry_after = self._retry_after(now) or 0.0
+                error = CircuitOpenError(self.name, state, retry_after)
+                if self._bus.listeners:
+                    events.append(BreakerCallRejected(self.name, state, retry_after))
+                self._publish(events)
+        if error is not None:
+            raise error
+        return token
+
+    def _start(self) -> float | None:
+        return self._clock() if self._timed or self._bus.listeners else None
+
+    def _success(self, token: int, start: float | None) -> None:
+        now = duration = 0.0
+        if start is not None:
+            now = self._clock()
+            duration = now - start
+        events: list[Event] = []
+        with self._lock:
+            self._calls["success"] += 1
+            if token == self._gen:
+                if self._state is _CLOSED:
+                    self._consecutive = 0
+                    if self._window is not None:
+                        slow = self._slow_duration is not None and duration >= self._slow_duration
+                        self._window.record(False, slow, now)
+                        if slow:
+                            self._check_rates(now, events)
+            elif token < 0 and ~token == self._gen:  # a probe of the current half-open period
+                self._probes -= 1
+                self._probe_successes += 1
+                if self._probe_successes >= self._success_threshold:
+                    self._move(_CLOSED, "probe_success", now if start is not None else self._clock(), events)
+        if self._bus.listeners:
+            events.insert(0, BreakerCallCompleted(self.name, _SUCCESS, duration, None))
+        if events:
+            self._publish(events)
+
+    def _failure(self, token: int, start: float | None, exc: Exception) -> None:
+        now = duration = 0.0
+        if start is not None:
+            now = self._clock()
+            duration = now - start
+        try:
+            counted = self._classify(exc)
+        except Exception as broken:  # a broken predicate must not hide the user's error
+            self._bus.report_error(f"breaker:{self.name}:filter", broken)
+            counted = True
+        events: list[Event] = []
+        with self._lock:
+            if not counted:
+                self._calls["ignored"] += 1
+                if token < 0 and ~token == self._gen:
+                    self._probes -= 1  # an ignored probe proves nothing: free its slot
+            else:
+                self._calls["failure"] += 1
+                if start is None:
+                    now = self._clock()
+                if token == self._gen and self._state is _CLOSED:
+                    self._consecutive += 1
+                    if self._window is not None:
+                        slow = self._slow_duration is not None and duration >= self._slow_duration
+                        self._window.record(True, slow, now)
+                    if self._consecutive >= self._failure_threshold:
+                        self._move(_OPEN, "failures", now, events)
+                    elif self._window is not None:
+                        self._check_rates(now, events)
+                elif token < 0 and ~token == self._gen:
+                    self._move(_OPEN, "probe_failure", now, events)
+        if counted and self._errors is not None:
+            try:
+                self._errors.record(exc, source=self.name)
+            except Exception as broken:  # bookkeeping must not hide the user's error
+                self._bus.report_error("errors", broken)
+        if self._bus.listeners:
+            outcome = _FAILURE if counted else _IGNORED
+            events.insert(0, BreakerCallCompleted(self.name, outcome, duration, type(exc).__name__))
+        if events:
+            self._publish(events)
+
+    def _cancelled(self, token: int) -> None:
+        """A BaseException (cancellation, KeyboardInterrupt) is no outcome; it frees a probe slot."""
+        if token < 0:
+            with self._lock:
+                if ~token == self._gen:
+                    self._probes -= 1
+
+    def _check_rates(self, now: float, events: list[Event]) -> None:
+        window = self._window
+        assert window is not None
+        calls, failures, slow = window.totals(now)
+        if calls < self._minimum_calls:
+            return
+        if self._rate_threshold is not None and failures >= self._rate_threshold * calls:
+            self._move(_OPEN, "failure_rate", now, events)
+        elif self._slow_rate_threshold is not None and slow >= self._slow_rate_threshold * calls:
+            self._move(_OPEN, "slow_calls", now, events)
+
+    def _publish(self, events: list[Event]) -> None:
+        bus = self._bus
+        if bus.listeners:
+            for event in events:
+                bus.publish(event)
+
+    # -- ways to call ----------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call `fn(*args, **kwargs)` through the breaker."""
+        state = self._state
+        token = self._gen if state is _CLOSED or state is _DISABLED else self._enter()
+        start = self._clock() if self._timed or self._bus.listeners else None
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._failure(token, start, exc)
+            raise
+        except BaseException:
+            self._cancelled(token)
+            raise
+        self._success(token, start)
+        return result
+
+    async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await `fn(*args, **kwargs)` through the breaker."""
+        token = self._enter()
+        start = self._start()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._failure(token, start, exc)
+            raise
+        except BaseException:
+            self._cancelled(token)
+            raise
+        self._success(token, start)
+        return result
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
+        if inspect.iscoroutinefunction(fn):
+            call_async = self.call_async
+            async_fn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await call_async(async_fn, *args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        call = self.call
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def __enter__(self) -> CircuitBreaker:
+        token = self._enter()
+        _active.set((*_active.get(), (self, token, self._start())))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        blocks = _active.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index][0] is self:
+                _, token, start = blocks[index]
+                _active.set(blocks[:index] + blocks[index + 1 :])
+                break
+        else:  # pragma: no cover - __exit__ without __enter__ in this context
+            return None
+        if exc is None:
+            self._success(token, start)
+        elif isinstance(exc, Exception):
+            self._failure(token, start, exc)
+        else:
+            self._cancelled(token)
+        return None
+
+    async def __aenter__(self) -> CircuitBreaker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> BreakerSnapshot:
+        """A consistent copy of the state and counters (the lock is held only while copying)."""
+        events: list[Event] = []
+        with self._lock:
+            now = self._clock()
+            self._check_timeout(now, events)
+            window = self._window
+            calls, failures, _ = window.totals(now) if window is not None else (0, 0, 0)
+            snap = BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                failure_threshold=self._failure_threshold,
+                reset_timeout=self._reset_timeout,
+                consecutive_failures=self._consecutive,
+                failure_rate=None if window is None else (failures / calls if calls else 0.0),
+                failure_rate_threshold=self._rate_threshold,
+                window_calls=calls,
+                retry_after=self._retry_after(now),
+                seconds_in_state=max(0.0, now - self._state_since),
+                half_open_in_flight=self._probes if self._state is _HALF_OPEN else 0,
+                calls=dict(self._calls),
+            )
+        self._publish(events)
+        return snap
+
+
+def breaker(name: str, *, registry: Registry | None = None, **settings: Any) -> CircuitBreaker:
+    """The breaker named `name` in the default registry (or `registry`), created on first use.
+
+    Asking again with different settings is a ValueError, so two call sites cannot silently
+    disagree about one dependency's breaker.
+    """
+    reg = default_registry() if registry is None else registry
+    extras = {key: settings.pop(key) for key in ("errors", "clock") if key in settings}
+    asked = breaker_config(**settings)
+    config = {key: asked[key] for key in settings}
+    return reg.get_or_create(
+        "breaker", name, config, lambda: CircuitBreaker(name, registry=reg, **settings, **extras)
+    )
