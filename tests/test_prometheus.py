@@ -12,6 +12,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 import seawall
+from seawall import otel
 from seawall import prometheus as sp
 from seawall._events import (
     BreakerCallCompleted,
@@ -353,6 +354,10 @@ def test_exemplars_with_sampled_span(
 
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("early"):  # tracing not active yet: no lookup, no exemplar
+        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 7.0, None))
+    tracing = otel.instrument(provider, seawall_registry=registry)
+    inst.refresh()  # every scrape re-checks whether tracing became active
     with tracer.start_as_current_span("op") as span:
         registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.02, None))
         context = span.get_span_context()
@@ -376,4 +381,5 @@ def test_exemplars_with_sampled_span(
     assert buckets[0].exemplar.value == 0.02
     # the plain text format carries no exemplars
     assert "trace_id" not in generate_latest(prom).decode()
+    tracing.close()
     provider.shutdown()

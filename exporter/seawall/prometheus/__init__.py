@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -23,11 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from ._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from ._events import (
+from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from .._events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,
@@ -40,8 +40,9 @@ from ._events import (
     RetryAttemptFinished,
     RetryCompleted,
 )
-from ._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_values
-from ._registry import Registry, default_registry
+from .._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_values
+from .._registry import Registry, default_registry
+from ._store import FastCollector, FastMetric
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument"]
 
@@ -67,7 +68,7 @@ _GAUGE_MODES = {
 _MULTIPROCESS_REFRESH_SECONDS = 1.0
 
 _SUCCESS = CallOutcome.SUCCESS
-_DURATION_OUTCOMES = (CallOutcome.SUCCESS, CallOutcome.FAILURE)  # pre-created; "ignored" on first use
+_DURATION_OUTCOMES = (CallOutcome.SUCCESS,)  # pre-created; failure and ignored on first use (fewer lines)
 
 
 def _multiprocess_enabled() -> bool:
@@ -85,12 +86,9 @@ def _check_buckets(buckets: object) -> tuple[float, ...]:
     return tuple(float(b) for b in values)
 
 
-def _exemplar_source() -> Callable[[], dict[str, str] | None] | None:
-    """A function returning trace/span ids of the current sampled span, or None without OpenTelemetry."""
-    try:
-        from opentelemetry.trace import get_current_span
-    except ImportError:
-        return None
+def _exemplar_function(trace: Any) -> Callable[[], dict[str, str] | None]:
+    """Trace and span ids of the current span when it is sampled, else None."""
+    get_current_span = trace.get_current_span
 
     def current() -> dict[str, str] | None:
         context = get_current_span().get_span_context()
@@ -99,6 +97,15 @@ def _exemplar_source() -> Callable[[], dict[str, str] | None] | None:
         return None
 
     return current
+
+
+def _tracing_active(trace: Any) -> bool:
+    """True once spans can be sampled: an SDK global provider, or seawall.otel traced a registry."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return True
+    otel = sys.modules.get("seawall.otel")
+    return bool(otel is not None and getattr(otel, "_instances", None))
 
 
 class _BreakerSeries:
@@ -131,77 +138,99 @@ class _BreakerSeries:
 
 
 class _Metrics:
-    """The metric objects of one instrumentation, registered in one prometheus registry."""
+    """The metric families of one instrumentation, registered in one prometheus registry.
 
-    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
-        self.all: list[MetricWrapperBase] = []
+    Single-process: `FastMetric`s behind one collector. Multiprocess: prometheus_client metrics,
+    which write to the mmap files MultiProcessCollector reads.
+    """
 
-        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
-            metric = Gauge(name, doc, labels, registry=registry, multiprocess_mode=_GAUGE_MODES[name])  # type: ignore[arg-type]
-            self.all.append(metric)
-            return metric
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...], multiprocess: bool) -> None:
+        self.collectors: list[Any] = []  # what close() unregisters
+        fast: list[FastMetric] = []
 
-        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
-            metric = Counter(name, doc, labels, registry=registry)
-            self.all.append(metric)
-            return metric
+        def make(kind: str, name: str, doc: str, labels: Sequence[str]) -> Any:
+            if not multiprocess:
+                metric = FastMetric(name, doc, labels, kind, buckets if kind == "histogram" else ())
+                fast.append(metric)
+                return metric
+            made: Any
+            if kind == "counter":
+                made = Counter(name, doc, labels, registry=registry)
+            elif kind == "gauge":
+                made = Gauge(name, doc, labels, registry=registry, multiprocess_mode=_GAUGE_MODES[name])  # type: ignore[arg-type]
+            else:
+                made = Histogram(name, doc, labels, registry=registry, buckets=buckets)
+            self.collectors.append(made)
+            return made
 
-        self.breaker_state = gauge(
+        self.breaker_state = make(
+            "gauge",
             "seawall_circuit_breaker_state",
             "1 for the breaker's current state, 0 for the others",
             ["breaker", "state"],
         )
-        self.breaker_calls = counter(
+        self.breaker_calls = make(
+            "counter",
             "seawall_circuit_breaker_calls_total",
             "Calls through a breaker by outcome",
             ["breaker", "outcome"],
         )
-        self.breaker_duration = Histogram(
+        self.breaker_duration = make(
+            "histogram",
             "seawall_circuit_breaker_call_duration_seconds",
             "Duration of calls a breaker let through",
             ["breaker", "outcome"],
-            registry=registry,
-            buckets=buckets,
         )
-        self.all.append(self.breaker_duration)
-        self.breaker_transitions = counter(
+        self.breaker_transitions = make(
+            "counter",
             "seawall_circuit_breaker_transitions_total",
             "Breaker state transitions",
             ["breaker", "from_state", "to_state"],
         )
-        self.breaker_failure_rate = gauge(
+        self.breaker_failure_rate = make(
+            "gauge",
             "seawall_circuit_breaker_failure_rate",
             "Failure rate (0..1) of the breaker's current window",
             ["breaker"],
         )
-        self.retry_calls = counter(
-            "seawall_retry_calls_total", "Retried operations by outcome", ["retry", "outcome"]
+        self.retry_calls = make(
+            "counter", "seawall_retry_calls_total", "Retried operations by outcome", ["retry", "outcome"]
         )
-        self.retry_attempts = counter(
+        self.retry_attempts = make(
+            "counter",
             "seawall_retry_attempts_total",
             "Re-attempts, by the error that caused them",
             ["retry", "error_type"],
         )
-        self.errors = counter(
+        self.errors = make(
+            "counter",
             "seawall_errors_total",
             "Errors recorded, by source and class",
             ["source", "error_type", "category"],
         )
-        self.feature_enabled = gauge(
-            "seawall_feature_enabled", "1 while the feature answers from its primary", ["feature"]
+        self.feature_enabled = make(
+            "gauge", "seawall_feature_enabled", "1 while the feature answers from its primary", ["feature"]
         )
-        self.fallbacks = counter(
-            "seawall_fallbacks_total", "Fallback answers by reason", ["feature", "reason"]
+        self.fallbacks = make(
+            "counter", "seawall_fallbacks_total", "Fallback answers by reason", ["feature", "reason"]
         )
-        self.instrumentation_errors = counter(
-            "seawall_instrumentation_errors_total", "Failures of seawall's own instrumentation", ["component"]
+        self.instrumentation_errors = make(
+            "counter",
+            "seawall_instrumentation_errors_total",
+            "Failures of seawall's own instrumentation",
+            ["component"],
         )
-        self.build_info = gauge("seawall_build_info", "seawall version", ["version"])
-        self.label_overflow = counter(
+        self.build_info = make("gauge", "seawall_build_info", "seawall version", ["version"])
+        self.label_overflow = make(
+            "counter",
             "seawall_label_overflow_total",
             "Label values collapsed into _other by the cardinality cap",
             ["metric", "label"],
         )
+        if not multiprocess:
+            collector = FastCollector(fast)
+            registry.register(collector)
+            self.collectors.append(collector)
 
 
 class _Refresher(Collector):
@@ -231,6 +260,7 @@ class PrometheusInstrumentation:
         seawall_registry: Registry,
         buckets: tuple[float, ...],
         max_label_values: int,
+        exemplars: bool = True,
     ) -> None:
         self.registry = registry
         self.seawall_registry = seawall_registry
@@ -241,8 +271,20 @@ class PrometheusInstrumentation:
         self._closed = False
         self._refresher = _Refresher(self)
         registry.register(self._refresher)
-        self._metrics = m = _Metrics(registry, buckets)
-        self._exemplar = None if self.multiprocess else _exemplar_source()
+        self._metrics = m = _Metrics(registry, buckets, self.multiprocess)
+        # Exemplars: only in single-process mode (the multiprocess files hold none), and looked up
+        # only once tracing is active, so an untraced service pays one attribute check per call.
+        self.exemplars = exemplars
+        self._trace: Any = None
+        if exemplars and not self.multiprocess:
+            try:
+                from opentelemetry import trace
+
+                self._trace = trace
+            except ImportError:
+                self._trace = None
+        self._exemplar: Callable[[], dict[str, str] | None] | None = None
+        self._update_exemplars()
         self._guards: dict[tuple[str, str], LabelGuard] = {}
         self._breakers: dict[str, _BreakerSeries] = {}  # by name
         self._breaker_labels: dict[
@@ -251,8 +293,11 @@ class PrometheusInstrumentation:
         self._retries: dict[str, tuple[str, dict[RetryOutcome, Any]]] = {}
         self._features: dict[str, tuple[str, Any, dict[FallbackReason, Any]]] = {}
         self._overflow_children: dict[tuple[str, str], Any] = {}
+        self._overflow_logged: set[tuple[str, str]] = set()
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            BreakerCallCompleted: self._on_call_completed,
+            BreakerCallCompleted: (
+                self._on_call_completed if self.multiprocess else self._on_call_completed_fast
+            ),
             BreakerCallRejected: self._on_call_rejected,
             BreakerStateChanged: self._on_state_changed,
             RetryAttemptFinished: self._on_attempt_finished,
@@ -263,7 +308,7 @@ class PrometheusInstrumentation:
             InstrumentationFailed: self._on_instrumentation_failed,
             PrimitiveRegistered: self._on_registered,
         }
-        from . import __version__
+        from .. import __version__
 
         m.build_info.labels(__version__).set(1)
         for component, count in seawall_registry.bus.instrumentation_errors().items():
@@ -276,6 +321,16 @@ class PrometheusInstrumentation:
         handler = self._dispatch.get(event.__class__)
         if handler is not None:
             handler(event)
+
+    def _on_call_completed_fast(self, event: BreakerCallCompleted) -> None:
+        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
+        outcome = event.outcome
+        exemplar = None if self._exemplar is None else self._exemplar()
+        if outcome is _SUCCESS:
+            series.success_duration.observe_counting(event.duration, series.success_calls, exemplar)
+        else:
+            histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
+            histogram.observe_counting(event.duration, series.calls[outcome], exemplar)
 
     def _on_call_completed(self, event: BreakerCallCompleted) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
@@ -363,12 +418,15 @@ class PrometheusInstrumentation:
             child = self._metrics.label_overflow.labels(metric, label)
             self._overflow_children[(metric, label)] = child
         child.inc()
-        log.warning(
-            "seawall: more than %d values of label %r on %s; new ones become _other",
-            self.max_label_values,
-            label,
-            metric,
-        )
+        if (metric, label) not in self._overflow_logged:
+            self._overflow_logged.add((metric, label))
+            log.warning(
+                "seawall: more than %d values of label %r on %s; new ones become _other "
+                "(counted in seawall_label_overflow_total)",
+                self.max_label_values,
+                label,
+                metric,
+            )
 
     def _breaker_series(self, name: str) -> _BreakerSeries:
         with self._lock:
@@ -448,6 +506,7 @@ class PrometheusInstrumentation:
         """
         if self._closed:
             return
+        self._update_exemplars()
         registry = self.seawall_registry
         for breaker in registry.breakers():
             self._refresh_breaker(breaker.name, breaker)
@@ -455,6 +514,10 @@ class PrometheusInstrumentation:
             self._retry_series(retry.name)
         for feature in registry.features():
             self._refresh_feature(feature.name, feature)
+
+    def _update_exemplars(self) -> None:
+        if self._exemplar is None and self._trace is not None and _tracing_active(self._trace):
+            self._exemplar = _exemplar_function(self._trace)
 
     def _refresh_breaker(self, name: str, breaker: Any = None) -> None:
         try:
@@ -489,7 +552,7 @@ class PrometheusInstrumentation:
                 return
             self._closed = True
             self._unsubscribe()
-            for collector in (self._refresher, *self._metrics.all):
+            for collector in (self._refresher, *self._metrics.collectors):
                 with contextlib.suppress(KeyError):
                     self.registry.unregister(collector)
             if _instances.get(self.registry) is self:
@@ -512,6 +575,7 @@ def instrument(
     seawall_registry: Registry | None = None,
     buckets: Sequence[float] = DEFAULT_BUCKETS,
     max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
+    exemplars: bool = True,
 ) -> PrometheusInstrumentation:
     """Expose the seawall metric contract in `registry` for the primitives of `seawall_registry`.
 
@@ -530,15 +594,23 @@ def instrument(
     with _instances_lock:
         existing = _instances.get(registry)
         if existing is not None:
-            wanted = (seawall_registry, checked_buckets, limit)
-            have = (existing.seawall_registry, existing.buckets, existing.max_label_values)
+            wanted = (seawall_registry, checked_buckets, limit, bool(exemplars))
+            have = (
+                existing.seawall_registry,
+                existing.buckets,
+                existing.max_label_values,
+                existing.exemplars,
+            )
             if wanted != have:
                 raise ValueError(
                     "this prometheus registry is already instrumented with other arguments "
-                    f"(seawall_registry, buckets, max_label_values) = {have!r}; close() it first or use "
+                    f"(seawall_registry, buckets, max_label_values, exemplars) = {have!r}; "
+                    "close() it first or use "
                     "another CollectorRegistry"
                 )
             return existing
-        created = PrometheusInstrumentation(registry, seawall_registry, checked_buckets, limit)
+        created = PrometheusInstrumentation(
+            registry, seawall_registry, checked_buckets, limit, bool(exemplars)
+        )
         _instances[registry] = created
         return created
