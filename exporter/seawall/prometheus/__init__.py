@@ -313,10 +313,38 @@ class PrometheusInstrumentation:
         m.build_info.labels(__version__).set(1)
         for component, count in seawall_registry.bus.instrumentation_errors().items():
             self._instrumentation_error_child(component).inc(count)
-        self._unsubscribe = seawall_registry.bus.subscribe(self)
+        self.listener = self._make_listener()
+        self._unsubscribe = seawall_registry.bus.subscribe(self.listener)
         self.refresh()
 
     # -- the listener ------------------------------------------------------------------------
+    def _make_listener(self) -> Callable[[Event], None]:
+        """The function subscribed to the bus: the hot case (a successful call, series cached, no
+        exemplar wanted) inline, everything else through the dispatch dict."""
+        dispatch = self._dispatch
+        breakers = self._breakers
+        completed, success = BreakerCallCompleted, _SUCCESS
+        fast = not self.multiprocess
+        instrumentation = self
+
+        def listener(event: Event, /) -> None:
+            cls = event.__class__
+            if cls is completed and fast and event.outcome is success:  # type: ignore[union-attr]
+                series = breakers.get(event.breaker)  # type: ignore[union-attr]
+                if series is not None and instrumentation._exemplar is None:
+                    series.success_duration.observe_counting(
+                        event.duration,  # type: ignore[union-attr]
+                        series.success_calls,
+                        None,
+                    )
+                    return
+            handler = dispatch.get(cls)
+            if handler is not None:
+                handler(event)
+
+        listener.component = self.component  # type: ignore[attr-defined]
+        return listener
+
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(event.__class__)
         if handler is not None:

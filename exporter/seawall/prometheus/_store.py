@@ -71,7 +71,8 @@ class HistogramChild:
 
     def observe_counting(self, amount: float, counter: ValueChild, exemplar: dict[str, str] | None) -> None:
         """Observe and increment `counter` under one lock (the caller's only writer of that counter)."""
-        index = bisect_left(self._bounds, amount)
+        bounds = self._bounds
+        index = 0 if amount <= bounds[0] else bisect_left(bounds, amount)
         self._acquire()
         try:
             self.counts[index] += 1
