@@ -1,0 +1,180 @@
+"""seawall.prometheus driven by real CircuitBreakers (fake clock, no sleeping), via parsed expositions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import seawall
+from seawall import prometheus as sp
+
+S = seawall.BreakerState
+
+
+@pytest.fixture
+def registry() -> seawall.Registry:
+    return seawall.Registry()
+
+
+@pytest.fixture
+def prom() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def inst(prom: CollectorRegistry, registry: seawall.Registry) -> Iterator[sp.PrometheusInstrumentation]:
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    yield instrumentation
+    instrumentation.close()
+
+
+def scrape(prom: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(prom).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def get(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+def states(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], breaker: str) -> dict[str, float]:
+    return {
+        dict(labels)["state"]: value
+        for (name, labels), value in found.items()
+        if name == "seawall_circuit_breaker_state" and dict(labels)["breaker"] == breaker
+    }
+
+
+def fail() -> None:
+    raise ConnectionError("down")
+
+
+def ok() -> str:
+    return "ok"
+
+
+def test_breaker_lifecycle(
+    inst: Any, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: Any
+) -> None:
+    breaker = seawall.CircuitBreaker(
+        "payments", failure_threshold=2, reset_timeout=30.0, clock=fake_clock, registry=registry
+    )
+    found = scrape(prom)
+    assert states(found, "payments") == {
+        "closed": 1,
+        "open": 0,
+        "half_open": 0,
+        "forced_open": 0,
+        "disabled": 0,
+    }
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="payments", outcome="rejected") == 0
+    assert breaker.call(ok) == "ok"
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+    with pytest.raises(seawall.CircuitOpenError):
+        breaker.call(ok)
+    found = scrape(prom)
+    assert states(found, "payments")["open"] == 1
+    assert states(found, "payments")["closed"] == 0
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="payments", outcome="success") == 1
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="payments", outcome="failure") == 2
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="payments", outcome="rejected") == 1
+    assert (
+        get(
+            found,
+            "seawall_circuit_breaker_call_duration_seconds_count",
+            breaker="payments",
+            outcome="failure",
+        )
+        == 2
+    )
+    transition = {"breaker": "payments", "from_state": "closed", "to_state": "open"}
+    assert get(found, "seawall_circuit_breaker_transitions_total", **transition) == 1
+    # the reset timeout passes with no call: the scrape itself reads the state, so it shows half_open
+    fake_clock.advance(31)
+    found = scrape(prom)
+    assert states(found, "payments")["half_open"] == 1
+    assert states(found, "payments")["open"] == 0
+    to_half_open = {"breaker": "payments", "from_state": "open", "to_state": "half_open"}
+    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) == 1
+    assert breaker.call(ok) == "ok"  # the probe succeeds
+    found = scrape(prom)
+    assert states(found, "payments")["closed"] == 1
+    breaker.force_open()
+    assert states(scrape(prom), "payments")["forced_open"] == 1
+    breaker.disable()
+    assert states(scrape(prom), "payments") == {
+        "closed": 0,
+        "open": 0,
+        "half_open": 0,
+        "forced_open": 0,
+        "disabled": 1,
+    }
+
+
+def test_breakers_made_before_instrument(
+    prom: CollectorRegistry, registry: seawall.Registry, fake_clock: Any
+) -> None:
+    early = seawall.CircuitBreaker(
+        "early", failure_threshold=1, reset_timeout=10.0, clock=fake_clock, registry=registry
+    )
+    with pytest.raises(ConnectionError):
+        early.call(fail)
+    fake_clock.advance(11)  # lazily half_open: nobody has read the state yet
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    try:
+        found = scrape(prom)
+        assert states(found, "early")["half_open"] == 1
+        assert get(found, "seawall_circuit_breaker_calls_total", breaker="early", outcome="success") == 0
+    finally:
+        instrumentation.close()
+
+
+def test_failure_rate_gauge(
+    inst: Any, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: Any
+) -> None:
+    breaker = seawall.CircuitBreaker(
+        "search",
+        failure_threshold=100,
+        failure_rate_threshold=0.9,
+        window_size=10,
+        minimum_calls=10,
+        clock=fake_clock,
+        registry=registry,
+    )
+    for fn in (ok, ok, ok, fail):
+        with contextlib.suppress(ConnectionError):
+            breaker.call(fn)
+    assert get(scrape(prom), "seawall_circuit_breaker_failure_rate", breaker="search") == 0.25
+    assert breaker.state is S.CLOSED
+
+
+def test_get_or_create_breaker_and_async(
+    inst: Any, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
+    import asyncio
+
+    breaker = seawall.breaker("inventory", registry=registry)
+
+    async def fetch() -> int:
+        return 1
+
+    async def main() -> None:
+        for _ in range(3):
+            await breaker.call_async(fetch)
+
+    asyncio.run(asyncio.wait_for(main(), timeout=10))
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="inventory", outcome="success") == 3
