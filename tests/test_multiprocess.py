@@ -1,4 +1,4 @@
-"""prometheus_client multiprocess mode: two real worker processes, collected with MultiProcessCollector."""
+"""prometheus_client multiprocess mode: two worker processes drive real breakers; the collector sums."""
 
 from __future__ import annotations
 
@@ -18,27 +18,35 @@ WORKER = textwrap.dedent(
     from prometheus_client import CollectorRegistry
     import seawall
     from seawall import prometheus as sp
-    from seawall._events import (
-        BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, FeatureToggled,
-        PrimitiveRegistered, RetryCompleted,
-    )
+    from seawall._events import FeatureToggled, PrimitiveRegistered, RetryCompleted
 
     role = sys.argv[1]
     registry = seawall.Registry()
     instrumentation = sp.instrument(CollectorRegistry(), seawall_registry=registry)
     assert instrumentation.multiprocess
     bus = registry.bus
-    S, O = seawall.BreakerState, seawall.CallOutcome
-    bus.publish(PrimitiveRegistered("breaker", "db"))
+    breaker = seawall.CircuitBreaker("db", failure_threshold=1, reset_timeout=600.0, registry=registry)
     bus.publish(PrimitiveRegistered("feature", "recs"))
+
+    def ok():
+        return 1
+
+    def fail():
+        raise TimeoutError("slow")
+
     calls = 3 if role == "a" else 5
     for _ in range(calls):
-        bus.publish(BreakerCallCompleted("db", O.SUCCESS, 0.02, None))
+        breaker.call(ok)
     bus.publish(RetryCompleted("fetch", seawall.RetryOutcome.SUCCESS_WITH_RETRY, 2, 0.1, None))
     if role == "a":
-        bus.publish(BreakerCallCompleted("db", O.FAILURE, 0.5, "TimeoutError"))
-        bus.publish(BreakerStateChanged("db", S.CLOSED, S.OPEN, "failures"))
-        bus.publish(BreakerCallRejected("db", S.OPEN, 5.0))
+        try:
+            breaker.call(fail)
+        except TimeoutError:
+            pass
+        try:
+            breaker.call(ok)
+        except seawall.CircuitOpenError:
+            pass
         bus.publish(FeatureToggled("recs", False, "failures"))
     print(os.getpid())
     """
