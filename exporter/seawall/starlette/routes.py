@@ -1,0 +1,243 @@
+"""The resilience routes a service mounts, and a ready-made app around them.
+
+Handlers are thin: they read snapshots (views.py), check parameters and serialize. Every error,
+including unknown names and bad parameters, uses the standard body from `_problems`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .._registry import Registry, default_registry
+from . import views
+from ._problems import ApiError, exception_handlers, guarded
+from .admin import AdminActions, resolve_admin_token
+from .health import Check, CheckFn, HealthChecker, normalize_checks
+from .middleware import ResilienceMiddleware
+from .page import page_routes
+from .stream import SnapshotStream
+
+__all__ = ["MAX_RECENT_LIMIT", "create_app", "resilience_routes"]
+
+log = logging.getLogger("seawall.web")
+
+MAX_RECENT_LIMIT = 100
+DEFAULT_RECENT_LIMIT = 20
+
+
+def _json(data: Any, status_code: int = 200) -> JSONResponse:
+    response = JSONResponse(data, status_code=status_code)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def parse_limit(
+    request: Request, default: int = DEFAULT_RECENT_LIMIT, maximum: int = MAX_RECENT_LIMIT
+) -> int:
+    """`?limit=` as an int clamped to [1, maximum]; anything else is a 422 naming the field."""
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", "limit must be an integer", field="limit") from None
+    return max(1, min(value, maximum))
+
+
+def _metrics_endpoint(prometheus_registry: Any) -> Any:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import choose_encoder
+
+    def render(accept: str) -> tuple[bytes, str]:
+        registry = prometheus_registry
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        encoder, content_type = choose_encoder(accept)
+        return encoder(registry), content_type
+
+    async def metrics(request: Request) -> Response:
+        # Rendering a large registry takes milliseconds: keep it off the event loop.
+        body, content_type = await anyio.to_thread.run_sync(render, request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type, "cache-control": "no-store"})
+
+    return metrics
+
+
+def _instrument(prometheus_registry: Any, registry: Registry) -> None:
+    """Make sure /metrics carries the metric contract for `registry` (idempotent)."""
+    try:
+        from ..prometheus import instrument
+    except ImportError:  # pragma: no cover - prometheus-client missing
+        return
+    try:
+        instrument(prometheus_registry, seawall_registry=registry)
+    except ValueError as exc:
+        # Already instrumented with other settings (buckets, label caps): that instrumentation serves.
+        log.debug("seawall.starlette: keeping the existing prometheus instrumentation (%s)", exc)
+
+
+def resilience_routes(
+    *,
+    registry: Registry | None = None,
+    prometheus_registry: Any = None,
+    admin_token: str | None = None,
+    checks: Mapping[str, CheckFn] | Sequence[Check] | None = None,
+    critical_breakers: Sequence[str] = (),
+    metrics: bool = True,
+    instrument_prometheus: bool = True,
+    status_page: bool = True,
+    stream_interval: float = 1.0,
+    stream_max_seconds: float = 300.0,
+    include_error_messages: bool = False,
+) -> list[BaseRoute]:
+    """The routes of docs/web.md; mount them in your app (`routes=[*resilience_routes(), ...]`).
+
+    `registry` defaults to seawall's default registry, `prometheus_registry` to prometheus_client's
+    default REGISTRY. The admin token comes from `admin_token`, else SEAWALL_ADMIN_TOKEN, else the
+    file named by SEAWALL_ADMIN_TOKEN_FILE; without one the admin routes answer 403.
+    """
+    reg = default_registry() if registry is None else registry
+    if not isinstance(reg, Registry):
+        raise TypeError(f"registry must be a seawall.Registry, got {registry!r}")
+    if isinstance(critical_breakers, str):
+        raise TypeError(f"critical_breakers must be a list of breaker names, got {critical_breakers!r}")
+    token = resolve_admin_token(admin_token)
+    if metrics or prometheus_registry is not None:
+        try:
+            from prometheus_client import REGISTRY, CollectorRegistry
+        except ImportError:
+            if prometheus_registry is not None:
+                raise
+            metrics = False
+        else:
+            if prometheus_registry is None:
+                prometheus_registry = REGISTRY
+            elif not isinstance(prometheus_registry, CollectorRegistry):
+                raise TypeError(
+                    "prometheus_registry must be a prometheus_client CollectorRegistry, "
+                    f"got {prometheus_registry!r}"
+                )
+            if metrics and instrument_prometheus:
+                _instrument(prometheus_registry, reg)
+    checker = HealthChecker(reg, normalize_checks(checks), critical_breakers)
+    admin = AdminActions(reg, token, prometheus_registry)
+    stream = SnapshotStream(reg, interval=stream_interval, max_seconds=stream_max_seconds)
+
+    async def live(request: Request) -> Response:
+        return _json({"status": "alive"})
+
+    async def ready(request: Request) -> Response:
+        report = await checker.evaluate()
+        return _json(report, 503 if report["status"] == "unhealthy" else 200)
+
+    async def breakers(request: Request) -> Response:
+        return _json({"breakers": views.breakers_payload(reg)})
+
+    async def breaker(request: Request) -> Response:
+        found = reg.get("breaker", request.path_params["name"])
+        if found is None:
+            raise ApiError(404, "unknown_breaker", "no breaker with this name", field="name")
+        return _json(views._clean(found.snapshot().to_dict()))
+
+    async def errors(request: Request) -> Response:
+        return _json(views.error_stats(reg))
+
+    async def recent(request: Request) -> Response:
+        limit = parse_limit(request)
+        items = views.recent_errors(reg, limit, include_error_messages)
+        return _json({"limit": limit, "errors": items})
+
+    async def features(request: Request) -> Response:
+        return _json({"features": views.features_payload(reg)})
+
+    async def retries(request: Request) -> Response:
+        return _json({"retries": views.retries_payload(reg)})
+
+    async def snapshot(request: Request) -> Response:
+        return _json(views.registry_payload(reg))
+
+    routes: list[BaseRoute] = [
+        Route("/health", guarded(live), methods=["GET"], name="seawall_health"),
+        Route("/health/ready", guarded(ready), methods=["GET"], name="seawall_ready"),
+        Route("/api/resilience/breakers", guarded(breakers), methods=["GET"], name="seawall_breakers"),
+        Route("/api/resilience/breakers/{name}", guarded(breaker), methods=["GET"], name="seawall_breaker"),
+        Route(
+            "/api/resilience/breakers/{name}/{action}",
+            guarded(admin.breaker_action),
+            methods=["POST"],
+            name="seawall_breaker_action",
+        ),
+        Route("/api/resilience/errors", guarded(errors), methods=["GET"], name="seawall_errors"),
+        Route(
+            "/api/resilience/errors/recent", guarded(recent), methods=["GET"], name="seawall_errors_recent"
+        ),
+        Route("/api/resilience/features", guarded(features), methods=["GET"], name="seawall_features"),
+        Route(
+            "/api/resilience/features/{name}/{action}",
+            guarded(admin.feature_action),
+            methods=["POST"],
+            name="seawall_feature_action",
+        ),
+        Route("/api/resilience/retries", guarded(retries), methods=["GET"], name="seawall_retries"),
+        Route("/api/resilience/snapshot", guarded(snapshot), methods=["GET"], name="seawall_snapshot"),
+        Route("/api/resilience/stream", stream, methods=["GET"], name="seawall_stream"),
+    ]
+    if metrics:
+        routes.insert(
+            0,
+            Route(
+                "/metrics",
+                guarded(_metrics_endpoint(prometheus_registry)),
+                methods=["GET"],
+                name="seawall_metrics",
+            ),
+        )
+    if status_page:
+        routes.extend(page_routes())
+    return routes
+
+
+def create_app(
+    *,
+    registry: Registry | None = None,
+    prometheus_registry: Any = None,
+    admin_token: str | None = None,
+    checks: Mapping[str, CheckFn] | Sequence[Check] | None = None,
+    routes: Sequence[BaseRoute] = (),
+    record_errors: bool = True,
+    debug: bool = False,
+    **options: Any,
+) -> Starlette:
+    """A Starlette app serving the resilience routes (plus `routes`), with the error middleware.
+
+    `options` go to `resilience_routes` (critical_breakers, stream_interval, status_page, ...).
+    """
+    reg = default_registry() if registry is None else registry
+    all_routes = [
+        *routes,
+        *resilience_routes(
+            registry=reg,
+            prometheus_registry=prometheus_registry,
+            admin_token=admin_token,
+            checks=checks,
+            **options,
+        ),
+    ]
+    middleware = [Middleware(ResilienceMiddleware, registry=reg, record=record_errors)]
+    return Starlette(
+        debug=debug, routes=all_routes, middleware=middleware, exception_handlers=exception_handlers()
+    )

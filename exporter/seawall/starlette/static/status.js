@@ -1,0 +1,212 @@
+// seawall live status page: draws the snapshot stream; no dependencies, no CDN.
+"use strict";
+(function () {
+  var HISTORY_SECONDS = 120;   // sparkline length
+  var RATE_SECONDS = 10;       // call rate and error % are averaged over this
+  var history = {};            // breaker name -> [{t, calls, failures, rejected}]
+  var retryHistory = {};
+  var source = null;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function svgEl(tag) { return document.createElementNS("http://www.w3.org/2000/svg", tag); }
+  function fmt(n, digits) { return (n === null || n === undefined || isNaN(n)) ? "–" : n.toFixed(digits); }
+  function total(calls) { var s = 0; for (var k in calls) s += calls[k]; return s; }
+
+  function setConnection(state) {
+    var badge = document.getElementById("connection");
+    badge.className = "badge " + state;
+    badge.textContent = state;
+    badge.setAttribute("data-connection", state);
+  }
+
+  function remember(store, name, t, sample) {
+    var list = store[name] || (store[name] = []);
+    sample.t = t;
+    list.push(sample);
+    while (list.length > 1 && t - list[0].t > HISTORY_SECONDS + RATE_SECONDS) list.shift();
+    return list;
+  }
+
+  // Rate of `key` per second between the newest sample and the one ~`seconds` before it.
+  function rate(list, key, seconds) {
+    if (list.length < 2) return null;
+    var last = list[list.length - 1], first = list[0];
+    for (var i = list.length - 2; i >= 0; i--) { first = list[i]; if (last.t - list[i].t >= seconds) break; }
+    var dt = last.t - first.t;
+    return dt > 0 ? Math.max(0, last[key] - first[key]) / dt : null;
+  }
+
+  function sparkline(list) {
+    var svg = svgEl("svg");
+    svg.setAttribute("viewBox", "0 0 " + HISTORY_SECONDS + " 36");
+    svg.setAttribute("preserveAspectRatio", "none");
+    if (list.length < 2) return svg;
+    var last = list[list.length - 1].t, calls = [], fails = [], max = 0.001;
+    for (var i = 1; i < list.length; i++) {
+      var dt = list[i].t - list[i - 1].t;
+      if (dt <= 0 || last - list[i].t > HISTORY_SECONDS) continue;
+      var x = HISTORY_SECONDS - (last - list[i].t);
+      var c = Math.max(0, list[i].calls - list[i - 1].calls) / dt;
+      var f = Math.max(0, list[i].failures - list[i - 1].failures) / dt;
+      calls.push([x, c]); fails.push([x, f]); max = Math.max(max, c, f);
+    }
+    [["calls", calls], ["fails", fails]].forEach(function (pair) {
+      var line = svgEl("polyline");
+      line.setAttribute("class", pair[0]);
+      line.setAttribute("points", pair[1].map(function (p) {
+        return p[0].toFixed(1) + "," + (34 - 32 * p[1] / max).toFixed(1);
+      }).join(" "));
+      svg.appendChild(line);
+    });
+    return svg;
+  }
+
+  function stat(label, value) {
+    var cell = el("div", null, label);
+    cell.insertBefore(el("b", null, value), cell.firstChild);
+    return cell;
+  }
+
+  function drawBreakers(breakers, t) {
+    var box = document.getElementById("breakers");
+    box.textContent = "";
+    if (!breakers.length) { box.appendChild(el("p", "empty", "no breakers yet")); return; }
+    breakers.forEach(function (b) {
+      var calls = b.calls || {};
+      var list = remember(history, b.name, t, {
+        calls: (calls.success || 0) + (calls.failure || 0) + (calls.ignored || 0),
+        failures: calls.failure || 0, successes: calls.success || 0, rejected: calls.rejected || 0
+      });
+      var callRate = rate(list, "calls", RATE_SECONDS);
+      var failRate = rate(list, "failures", RATE_SECONDS);
+      var okRate = rate(list, "successes", RATE_SECONDS);
+      var errPct = (failRate !== null && okRate !== null && failRate + okRate > 0)
+        ? 100 * failRate / (failRate + okRate)
+        : (b.failure_rate !== null && b.failure_rate !== undefined ? 100 * b.failure_rate : null);
+      var rejectRate = rate(list, "rejected", RATE_SECONDS);
+      var tile = el("div", "tile");
+      tile.setAttribute("data-breaker", b.name);
+      tile.setAttribute("data-state", b.state);
+      var head = el("div", "name");
+      head.appendChild(el("span", null, b.name));
+      var badge = el("span", "state s-" + b.state, b.state.replace("_", " "));
+      head.appendChild(badge);
+      tile.appendChild(head);
+      var stats = el("div", "stats");
+      stats.appendChild(stat("calls/s", fmt(callRate, 1)));
+      stats.appendChild(stat("error %", fmt(errPct, 0)));
+      stats.appendChild(stat("rejected/s", fmt(rejectRate, 1)));
+      tile.appendChild(stats);
+      tile.appendChild(sparkline(list));
+      var foot = "total " + total(calls) + " · rejected " + (calls.rejected || 0);
+      if (b.retry_after !== null && b.retry_after !== undefined && b.state !== "closed")
+        foot += " · probe in " + fmt(b.retry_after, 1) + " s";
+      tile.appendChild(el("div", "foot", foot));
+      box.appendChild(tile);
+    });
+  }
+
+  function drawFeatures(features) {
+    var list = document.getElementById("features");
+    list.textContent = "";
+    if (!features.length) { list.appendChild(el("li", "empty", "no features")); return; }
+    features.forEach(function (f) {
+      var item = el("li");
+      item.setAttribute("data-feature", f.name);
+      item.setAttribute("data-enabled", f.enabled ? "true" : "false");
+      item.appendChild(el("span", null, f.name + (f.manually_disabled ? " (switched off)" : "")));
+      var fallbacks = total(f.fallbacks || {});
+      item.appendChild(el("span", "pill " + (f.enabled ? "on" : "off"),
+        (f.enabled ? "on" : "fallback") + " · " + fallbacks + " fallbacks"));
+      list.appendChild(item);
+    });
+  }
+
+  function drawRetries(retries, t) {
+    var body = document.querySelector("#retries tbody");
+    body.textContent = "";
+    retries.forEach(function (r) {
+      var c = r.calls || {};
+      var list = remember(retryHistory, r.name, t, { calls: total(c), retries: r.retries || 0 });
+      var row = el("tr");
+      row.setAttribute("data-retry", r.name);
+      [r.name, fmt(rate(list, "calls", RATE_SECONDS), 1), fmt(rate(list, "retries", RATE_SECONDS), 1),
+       c.success_without_retry || 0, c.success_with_retry || 0,
+       (c.failed_without_retry || 0) + (c.failed_with_retry || 0)].forEach(function (v) {
+        row.appendChild(el("td", null, String(v)));
+      });
+      body.appendChild(row);
+    });
+  }
+
+  function drawErrors(stats, recent) {
+    stats = stats || {};
+    document.getElementById("error-window").textContent =
+      stats.window_seconds ? "(last " + Math.round(stats.window_seconds) + " s)" : "";
+    var totals = document.getElementById("error-totals");
+    totals.textContent = "";
+    totals.appendChild(stat("errors", String(stats.total_errors || 0)));
+    totals.appendChild(stat("per second", fmt(stats.error_rate || 0, 2)));
+    var bars = document.getElementById("error-categories");
+    bars.textContent = "";
+    var byCat = stats.errors_by_category || {}, max = 1;
+    for (var k in byCat) max = Math.max(max, byCat[k]);
+    Object.keys(byCat).sort().forEach(function (cat) {
+      var line = el("div");
+      line.appendChild(el("span", "label", cat));
+      var bar = el("span", "bar");
+      bar.style.width = (12 * byCat[cat] / max) + "rem";
+      line.appendChild(bar);
+      line.appendChild(el("span", null, String(byCat[cat])));
+      bars.appendChild(line);
+    });
+    var body = document.querySelector("#recent-errors tbody");
+    body.textContent = "";
+    (recent || []).slice(0, 10).forEach(function (e) {
+      var row = el("tr");
+      var when = e.timestamp ? new Date(e.timestamp * 1000).toLocaleTimeString() : "";
+      [when, e.source || "", e.error_type || "", e.category || ""].forEach(function (v) {
+        row.appendChild(el("td", null, String(v)));
+      });
+      body.appendChild(row);
+    });
+  }
+
+  function draw(snapshot) {
+    var t = snapshot.time || Date.now() / 1000;
+    var breakers = snapshot.breakers || [];
+    drawBreakers(breakers, t);
+    drawFeatures(snapshot.features || []);
+    drawRetries(snapshot.retries || [], t);
+    drawErrors(snapshot.errors, snapshot.recent_errors);
+    var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
+    var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
+    document.getElementById("summary").textContent = breakers.length + " breakers, " + open +
+      " not closed · " + (snapshot.features || []).length + " features, " + off + " on fallback · " +
+      "updated " + new Date(t * 1000).toLocaleTimeString();
+    document.body.setAttribute("data-updated", String(t));
+  }
+
+  function connect() {
+    if (source) source.close();
+    source = new EventSource("api/resilience/stream");
+    source.addEventListener("open", function () { setConnection("live"); });
+    source.addEventListener("snapshot", function (event) {
+      setConnection("live");
+      try { draw(JSON.parse(event.data)); } catch (err) { console.error("seawall: bad snapshot", err); }
+    });
+    // The server ends each stream after a while (and on shutdown); EventSource reconnects by itself.
+    source.addEventListener("bye", function () { setConnection("reconnecting"); });
+    source.addEventListener("error", function () {
+      setConnection("reconnecting");
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", connect);
+})();
