@@ -7,13 +7,24 @@ fresh `CollectorRegistry`, so series from earlier cases never inflate later ones
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pybreaker
 import tenacity
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+    generate_latest,
+)
+from prometheus_client import metrics as prometheus_metrics
 
 from .breaker import RESET_TIMEOUT, work
 from .harness import (
@@ -43,12 +54,19 @@ class CountingListener(pybreaker.CircuitBreakerListener):
         self._failure.inc()
 
 
-def instrumented_registry() -> tuple[Any, CollectorRegistry]:
-    """A seawall Registry bound to a fresh CollectorRegistry through `seawall.prometheus.instrument`."""
+def instrumented_registry(breakers: int = 0) -> tuple[Any, CollectorRegistry]:
+    """A seawall Registry bound to a fresh CollectorRegistry through `seawall.prometheus.instrument`.
+
+    With `breakers` above the default label cap (100 values), the cap is raised so every breaker
+    gets its own series, as a service that really has that many would configure it.
+    """
     registry = seawall_attr("seawall.Registry")()
     prometheus_registry = CollectorRegistry()
     instrument = seawall_attr("seawall.prometheus.instrument")
-    instrument(registry=prometheus_registry, seawall_registry=registry)
+    settings: dict[str, Any] = {}
+    if breakers > 100 and "max_label_values" in inspect.signature(instrument).parameters:
+        settings["max_label_values"] = breakers + 10
+    instrument(registry=prometheus_registry, seawall_registry=registry, **settings)
     return registry, prometheus_registry
 
 
@@ -126,6 +144,63 @@ def stack_with_metrics(config: Config) -> CaseResult:
     return result
 
 
+def native_registry(count: int) -> CollectorRegistry:
+    """The same series as seawall's breaker metrics, held by prometheus_client's own metric classes.
+
+    A yardstick for rendering: what `generate_latest` costs for this many lines whoever holds them.
+    """
+    registry = CollectorRegistry()
+    state = Gauge("native_circuit_breaker_state", "state", ["breaker", "state"], registry=registry)
+    calls = Counter("native_circuit_breaker_calls", "calls", ["breaker", "outcome"], registry=registry)
+    duration = Histogram(
+        "native_circuit_breaker_call_duration_seconds",
+        "duration",
+        ["breaker", "outcome"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    )
+    rate = Gauge("native_circuit_breaker_failure_rate", "rate", ["breaker"], registry=registry)
+    for index in range(count):
+        name = f"breaker-{index:04d}"
+        for value in ("closed", "open", "half_open", "forced_open", "disabled"):
+            state.labels(name, value).set(1 if value == "closed" else 0)
+        for outcome in ("success", "failure", "rejected", "ignored"):
+            calls.labels(name, outcome).inc(1 if outcome == "success" else 0)
+        duration.labels(name, "success").observe(1e-6)
+        rate.labels(name).set(0)
+    return registry
+
+
+@contextmanager
+def created_series_off() -> Iterator[None]:
+    """Leave out the `_created` samples seawall does not emit either, so line counts match."""
+    was_on = bool(getattr(prometheus_metrics, "_use_created", True))
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if was_on:
+            enable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def _time_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    """(min ms, median ms, last result) of `repeat` timed calls after one warm-up call."""
+    fn()
+    samples: list[float] = []
+    last: object = None
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter_ns()
+        last = fn()
+        samples.append(time.perf_counter_ns() - start)
+    low, middle = milliseconds(samples)
+    return low, middle, last
+
+
+def _lines(body: object) -> int:
+    assert isinstance(body, bytes)
+    return sum(1 for line in body.splitlines() if not line.startswith(b"#"))
+
+
 def render_metrics(config: Config) -> CaseResult:
     count = config.breakers
     result = CaseResult(
@@ -133,7 +208,7 @@ def render_metrics(config: Config) -> CaseResult:
     )
 
     def build() -> CollectorRegistry:
-        registry, prometheus_registry = instrumented_registry()
+        registry, prometheus_registry = instrumented_registry(count)
         for index in range(count):
             breaker = seawall_instrumented_breaker(registry, f"breaker-{index:04d}")
             breaker(work)()
@@ -144,18 +219,21 @@ def render_metrics(config: Config) -> CaseResult:
     if prometheus_registry is None:
         result.measurements.append(Measurement(subject, None, "ms", note=why))
     else:
-        generate_latest(prometheus_registry)  # warm-up
-        samples: list[float] = []
-        size = 0
-        for _ in range(max(1, config.render_repeat)):
-            start = time.perf_counter_ns()
-            body = generate_latest(prometheus_registry)
-            samples.append(time.perf_counter_ns() - start)
-            size = len(body)
-        low, middle = milliseconds(samples)
+        low, middle, body = _time_ms(lambda: generate_latest(prometheus_registry), config.render_repeat)
+        note = f"{_lines(body):,} samples, {len(body) / 1024:,.0f} KiB"  # type: ignore[arg-type]
+        result.measurements.append(Measurement(subject, low, "ms", median=middle, note=note))
+        low, middle, _ = _time_ms(lambda: list(prometheus_registry.collect()), config.render_repeat)
+        note = "seawall's collectors alone, no text formatting"
         result.measurements.append(
-            Measurement(subject, low, "ms", median=middle, note=f"{size / 1024:,.0f} KiB body")
+            Measurement("seawall, collect() only", low, "ms", median=middle, note=note)
         )
+    native = native_registry(count)
+    with created_series_off():
+        low, middle, body = _time_ms(lambda: generate_latest(native), config.render_repeat)
+    note = f"prometheus_client's own metrics, {_lines(body):,} samples (yardstick)"
+    result.measurements.append(
+        Measurement("prometheus_client native, same series", low, "ms", median=middle, note=note)
+    )
     result.absolute_target(f"render /metrics for {count:,} breakers (ms)", subject, 50.0, "ms")
     return result
 

@@ -65,7 +65,7 @@ def _otel() -> Callable[[], object]:
 def _render() -> Callable[[], object]:
     from prometheus_client import generate_latest
 
-    registry, prometheus_registry = exporter.instrumented_registry()
+    registry, prometheus_registry = exporter.instrumented_registry(1000)
     for index in range(1000):
         exporter.seawall_instrumented_breaker(registry, f"breaker-{index:04d}")(breaker.work)()
     return lambda: generate_latest(prometheus_registry)

@@ -54,7 +54,7 @@ def build_app(count: int) -> Any:
     """An app over `count` breakers, each called once; metrics bound when seawall.prometheus exists."""
     create_app = seawall_attr("seawall.starlette.create_app")
     try:
-        registry, prometheus_registry = instrumented_registry()
+        registry, prometheus_registry = instrumented_registry(count)
     except Unavailable:
         registry, prometheus_registry = seawall_attr("seawall.Registry")(), CollectorRegistry()
     for index in range(count):
