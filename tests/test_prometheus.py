@@ -383,3 +383,40 @@ def test_exemplars_with_sampled_span(
     assert "trace_id" not in generate_latest(prom).decode()
     tracing.close()
     provider.shutdown()
+
+
+def test_concurrent_calls_are_counted_exactly(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
+    import threading
+
+    def worker() -> None:
+        for index in range(2000):
+            outcome = OC.SUCCESS if index % 4 else OC.FAILURE
+            registry.bus.publish(BreakerCallCompleted("shared", outcome, 0.001 * (index % 50), None))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="shared", outcome="success") == 6000
+    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="shared", outcome="failure") == 2000
+    hist = "seawall_circuit_breaker_call_duration_seconds"
+    assert value(prom, f"{hist}_count", breaker="shared", outcome="success") == 6000
+    assert value(prom, f"{hist}_bucket", breaker="shared", outcome="success", le="+Inf") == 6000
+
+
+def test_refresh_all(prom: CollectorRegistry, registry: seawall.Registry) -> None:
+    breaker = FakeBreaker("lazy", state=S.OPEN)
+    registry.add(breaker)
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    try:
+        reads = breaker.reads
+        sp.refresh_all()
+        assert breaker.reads == reads + 1
+    finally:
+        instrumentation.close()
+    sp.refresh_all()  # closed instrumentations are skipped
+    assert breaker.reads == reads + 1

@@ -44,7 +44,7 @@ from .._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_valu
 from .._registry import Registry, default_registry
 from ._store import FastCollector, FastMetric
 
-__all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument"]
+__all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument", "refresh_all"]
 
 log = logging.getLogger("seawall")
 
@@ -642,3 +642,15 @@ def instrument(
         )
         _instances[registry] = created
         return created
+
+
+def refresh_all() -> None:
+    """Refresh every open instrumentation of this process from snapshots.
+
+    For a multiprocess /metrics handler: its collection registry holds only MultiProcessCollector,
+    so nothing else would bring the serving worker's lazy breaker transitions up to date.
+    """
+    with _instances_lock:
+        instrumentations = list(_instances.values())
+    for instrumentation in instrumentations:
+        instrumentation.refresh()
