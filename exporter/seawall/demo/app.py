@@ -1,0 +1,306 @@
+"""The demo service: three simulated dependencies, each behind a breaker, a retry and a feature.
+
+A background traffic generator calls them a few times a second so every metric moves; `POST
+/chaos/{dependency}` breaks them on demand. The resilience routes are mounted, so `/metrics`,
+`/health/ready`, `/resilience` and the admin API are all there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._breaker import CircuitBreaker
+from .._degrade import Feature
+from .._registry import Registry
+from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
+from ..starlette._problems import guarded
+from .dependencies import ChaosError, SimulatedDependency, Sleep
+
+__all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
+
+log = logging.getLogger("seawall.demo")
+
+# name -> (base latency ms, fallback answer)
+DEPENDENCIES: dict[str, tuple[float, Any]] = {
+    "payments": (40.0, {"status": "queued", "note": "payment accepted for later processing"}),
+    "inventory": (15.0, {"available": None, "note": "stock level unknown"}),
+    "recommendations": (25.0, {"items": ["bestseller-1", "bestseller-2", "bestseller-3"], "note": "popular"}),
+}
+
+
+@dataclass
+class Guarded:
+    """One dependency and the primitives in front of it."""
+
+    dependency: SimulatedDependency
+    breaker: CircuitBreaker
+    feature: Feature
+    retry: Any | None
+    inflight: int = 0
+    answered: dict[str, int] = field(default_factory=lambda: {"primary": 0, "fallback": 0, "stale": 0})
+
+    async def call(self) -> dict[str, Any]:
+        """feature( retry( breaker( dependency ) ) ): one request's path through the primitives."""
+        breaker, dependency, retry = self.breaker, self.dependency, self.retry
+
+        async def through_breaker() -> dict[str, Any]:
+            return await breaker.call_async(dependency.call)
+
+        async def primary() -> dict[str, Any]:
+            if retry is None:
+                return await through_breaker()
+            result: dict[str, Any] = await retry.call_async(through_breaker)
+            return result
+
+        self.inflight += 1
+        try:
+            result = await self.feature.call_result_async(primary)
+        finally:
+            self.inflight -= 1
+        self.answered[result.source] = self.answered.get(result.source, 0) + 1
+        return {
+            "dependency": dependency.name,
+            "source": result.source,
+            "reason": None if result.reason is None else result.reason.value,
+            "result": result.value,
+        }
+
+
+def _make_retry(name: str, registry: Registry, errors: Any, sleep: Sleep) -> Any | None:
+    """A Retry for the demo, or None while seawall's retry module is not available."""
+    try:
+        from .._retry import Retry
+    except ImportError:
+        return None
+    return Retry(name, attempts=2, registry=registry, errors=errors, async_sleep=sleep)
+
+
+class Demo:
+    """The demo's state: registry, dependencies, and the traffic generator."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        seed: int | None = None,
+        breaker_reset_timeout: float = 5.0,
+        feature_reset_timeout: float = 2.0,
+        traffic_rate: float = 4.0,
+    ) -> None:
+        if isinstance(traffic_rate, bool) or not isinstance(traffic_rate, (int, float)) or traffic_rate < 0:
+            raise ValueError(
+                f"traffic_rate must be a number >= 0 (requests/s per dependency), got {traffic_rate!r}"
+            )
+        self.registry = registry
+        self.traffic_rate = float(traffic_rate)
+        self._sleep = sleep
+        rng = random.Random(seed)
+        try:
+            errors: Any = registry.errors
+        except ImportError:  # the error aggregator module is not there yet
+            errors = None
+        self.guarded: dict[str, Guarded] = {}
+        for name, (latency, fallback) in DEPENDENCIES.items():
+            dependency = SimulatedDependency(
+                name, base_latency_ms=latency, sleep=sleep, rng=random.Random(rng.random())
+            )
+            breaker = CircuitBreaker(
+                name,
+                failure_threshold=5,
+                reset_timeout=breaker_reset_timeout,
+                errors=errors,
+                clock=clock,
+                registry=registry,
+            )
+            feature = Feature(
+                name,
+                fallback=fallback,
+                failure_threshold=10,
+                reset_timeout=feature_reset_timeout,
+                clock=clock,
+                registry=registry,
+            )
+            self.guarded[name] = Guarded(
+                dependency, breaker, feature, _make_retry(name, registry, errors, sleep)
+            )
+        self._task: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[Any]] = set()
+
+    async def call(self, name: str) -> dict[str, Any]:
+        return await self.guarded[name].call()
+
+    async def tick(self) -> None:
+        """One round of traffic: one call per dependency, concurrently (what the generator repeats)."""
+        await asyncio.gather(*(item.call() for item in self.guarded.values()), return_exceptions=True)
+
+    async def _traffic(self) -> None:
+        interval = 1.0 / self.traffic_rate
+        while True:
+            for item in self.guarded.values():
+                if item.inflight < 50:  # bounded: a slow dependency cannot pile up calls
+                    task = asyncio.create_task(self._one(item))
+                    self._calls.add(task)
+                    task.add_done_callback(self._calls.discard)
+            await asyncio.sleep(interval)
+
+    async def _one(self, item: Guarded) -> None:
+        try:
+            await item.call()
+        except Exception as exc:  # a fallback-less failure in the generator must not kill it
+            log.debug("demo traffic: %s failed with %s", item.dependency.name, type(exc).__name__)
+
+    def start(self) -> None:
+        if self.traffic_rate > 0 and self._task is None:
+            self._task = asyncio.create_task(self._traffic(), name="seawall-demo-traffic")
+
+    async def stop(self) -> None:
+        tasks = [task for task in (self._task, *self._calls) if task is not None]
+        self._task = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    def chaos(self) -> dict[str, Any]:
+        return {name: item.dependency.chaos.to_dict() for name, item in self.guarded.items()}
+
+
+def _setup_tracing(registry: Registry) -> Any | None:
+    """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the provider to shut down."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and not os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        return None
+    from .. import otel
+
+    provider = otel.configure_otlp(
+        service_name=os.environ.get("OTEL_SERVICE_NAME") or "seawall-demo", seawall_registry=registry
+    )
+    otel.instrument(provider, seawall_registry=registry)
+    return provider
+
+
+def create_demo_app(
+    *,
+    registry: Registry | None = None,
+    prometheus_registry: Any = None,
+    traffic_rate: float = 4.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+    seed: int | None = None,
+    breaker_reset_timeout: float = 5.0,
+    feature_reset_timeout: float = 2.0,
+    tracing: bool = True,
+    stream_interval: float = 1.0,
+) -> Starlette:
+    """The demo app; `traffic_rate=0` turns the generator off (tests drive `app.state.demo` instead).
+
+    Each call makes its own seawall and Prometheus registries unless given, so several demo apps
+    can live in one process. The admin token comes from SEAWALL_ADMIN_TOKEN(_FILE) only.
+    """
+    reg = Registry() if registry is None else registry
+    if prometheus_registry is None:
+        from prometheus_client import CollectorRegistry
+
+        prometheus_registry = CollectorRegistry()
+    demo = Demo(
+        registry=reg,
+        clock=clock,
+        sleep=sleep,
+        seed=seed,
+        breaker_reset_timeout=breaker_reset_timeout,
+        feature_reset_timeout=feature_reset_timeout,
+        traffic_rate=traffic_rate,
+    )
+
+    def guarded_call(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return JSONResponse(await demo.call(name))
+
+        return endpoint
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "service": "seawall demo",
+                "status_page": "/resilience",
+                "metrics": "/metrics",
+                "health": "/health/ready",
+                "chaos": "/chaos",
+                "endpoints": ["/checkout", "/inventory/{sku}", "/recommendations"],
+            }
+        )
+
+    async def get_chaos(request: Request) -> Response:
+        return JSONResponse(demo.chaos())
+
+    async def set_chaos(request: Request) -> Response:
+        name = request.path_params["dependency"]
+        item = demo.guarded.get(name)
+        if item is None:
+            raise ApiError(
+                404, "unknown_dependency", f"dependencies are {', '.join(DEPENDENCIES)}", field="dependency"
+            )
+        raw = await request.body()
+        if len(raw) > 4096:
+            raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
+        try:
+            chaos = item.dependency.update(body)
+        except ChaosError as exc:
+            raise ApiError(422, "invalid_parameter", exc.message, field=exc.field) from None
+        log.warning("chaos: %s is now %s", name, chaos.to_dict())
+        return JSONResponse({name: chaos.to_dict()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        provider = _setup_tracing(reg) if tracing else None
+        demo.start()
+        try:
+            yield
+        finally:
+            await demo.stop()
+            if provider is not None:
+                await asyncio.to_thread(provider.shutdown)
+
+    routes = [
+        Route("/", guarded(index), methods=["GET"]),
+        Route("/checkout", guarded(guarded_call("payments")), methods=["GET", "POST"]),
+        Route("/inventory/{sku}", guarded(guarded_call("inventory")), methods=["GET"]),
+        Route("/recommendations", guarded(guarded_call("recommendations")), methods=["GET"]),
+        Route("/chaos", guarded(get_chaos), methods=["GET"]),
+        Route("/chaos/{dependency}", guarded(set_chaos), methods=["POST"]),
+        *resilience_routes(
+            registry=reg, prometheus_registry=prometheus_registry, stream_interval=stream_interval
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ResilienceMiddleware, registry=reg)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.demo = demo
+    app.state.registry = reg
+    app.state.prometheus_registry = prometheus_registry
+    return app
