@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -106,6 +106,14 @@ def _tracing_active(trace: Any) -> bool:
         return True
     otel = sys.modules.get("seawall.otel")
     return bool(otel is not None and getattr(otel, "_instances", None))
+
+
+def _windowless(breaker: Any) -> bool:
+    """True for a breaker configured without a failure-rate or slow-call window."""
+    config = getattr(breaker, "config", None)
+    if not isinstance(config, Mapping) or "failure_rate_threshold" not in config:
+        return False
+    return config.get("failure_rate_threshold") is None and config.get("slow_call_rate_threshold") is None
 
 
 class _BreakerSeries:
@@ -553,8 +561,13 @@ class PrometheusInstrumentation:
                 breaker = self.seawall_registry.get("breaker", name)
                 if breaker is None:
                     return
-            snapshot = breaker.snapshot()
             series = self._breakers.get(name) or self._breaker_series(name)
+            if _windowless(breaker):
+                # No window, no failure rate: the state property is enough (and far cheaper than a
+                # snapshot); reading it performs the lazy open -> half_open transition just the same.
+                self._set_state(series, breaker.state)
+                return
+            snapshot = breaker.snapshot()
             self._set_state(series, snapshot.state)
             rate = snapshot.failure_rate
             series.failure_rate.set(0.0 if rate is None else rate)

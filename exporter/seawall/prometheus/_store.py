@@ -21,6 +21,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
+# Sample fields after (name, labels, value, timestamp, exemplar), at their defaults (native_histogram).
+_PAD = tuple(Sample._field_defaults.get(field) for field in Sample._fields[5:])
+
 
 class ValueChild:
     """A counter or gauge value. (`acquire`/`release` are cheaper than `with lock` on the hot path.)"""
@@ -112,6 +115,7 @@ class FastMetric:
         self.buckets = buckets
         self._les = [floatToGoString(b) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._children: dict[tuple[str, ...], Any] = {}
+        self._label_cache: dict[tuple[str, ...], tuple[dict[str, str], list[dict[str, str]]]] = {}
         self._lock = threading.Lock()
 
     def labels(self, *values: str) -> Any:
@@ -130,37 +134,43 @@ class FastMetric:
     def describe(self) -> Metric:
         return Metric(self.name, self.documentation, self.kind)
 
+    def _labels_of(self, key: tuple[str, ...]) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """The sample label dicts of one child, built once (the exposition only reads them)."""
+        cached = self._label_cache.get(key)
+        if cached is None:
+            labels = dict(zip(self.labelnames, key, strict=True))
+            buckets = [{**labels, "le": le} for le in self._les] if self.kind == "histogram" else []
+            cached = (labels, buckets)
+            self._label_cache[key] = cached
+        return cached
+
     def collect(self) -> Metric:
         family = Metric(self.name, self.documentation, self.kind)
         samples = family.samples
-        names = self.labelnames
+        append = samples.append
+        make = tuple.__new__  # Sample's generated __new__ costs more than the tuple itself
         with self._lock:
             children = list(self._children.items())
-        if self.kind == "counter":
-            sample_name = self.name + "_total"
+        labels_of = self._labels_of
+        if self.kind in ("counter", "gauge"):
+            sample_name = self.name + "_total" if self.kind == "counter" else self.name
             for key, child in children:
-                samples.append(
-                    Sample(sample_name, dict(zip(names, key, strict=True)), child.value, None, None)
-                )
-        elif self.kind == "gauge":
-            for key, child in children:
-                samples.append(Sample(self.name, dict(zip(names, key, strict=True)), child.value, None, None))
+                append(make(Sample, (sample_name, labels_of(key)[0], child.value, None, None, *_PAD)))
         else:
             bucket_name, count_name, sum_name = (
                 self.name + "_bucket",
                 self.name + "_count",
                 self.name + "_sum",
             )
-            les = self._les
             for key, child in children:
-                labels = dict(zip(names, key, strict=True))
+                labels, bucket_labels = labels_of(key)
                 counts, total, exemplars = child.read()
                 cumulative = 0
-                for le, count, exemplar in zip(les, counts, exemplars, strict=True):
+                for le_labels, count, exemplar in zip(bucket_labels, counts, exemplars, strict=True):
                     cumulative += count
-                    samples.append(Sample(bucket_name, {**labels, "le": le}, cumulative, None, exemplar))
-                samples.append(Sample(count_name, labels, cumulative, None, None))
-                samples.append(Sample(sum_name, labels, total, None, None))
+                    append(make(Sample, (bucket_name, le_labels, cumulative, None, exemplar, *_PAD)))
+                append(make(Sample, (count_name, labels, cumulative, None, None, *_PAD)))
+                append(make(Sample, (sum_name, labels, total, None, None, *_PAD)))
         return family
 
 
