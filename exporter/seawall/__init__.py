@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._breaker import CircuitBreaker, CircuitOpenError, breaker
+from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from ._events import EventBus, Listener
 from ._registry import Registry, default_registry
@@ -28,7 +29,11 @@ __all__ = [
     "ErrorCategory",
     "EventBus",
     "FallbackReason",
+    "Feature",
+    "FeatureResult",
     "FeatureSnapshot",
+    "FeatureUnavailableError",
+    "Features",
     "Listener",
     "Registry",
     "RegistrySnapshot",
@@ -37,4 +42,6 @@ __all__ = [
     "__version__",
     "breaker",
     "default_registry",
+    "safe_call",
+    "safe_call_async",
 ]
