@@ -260,7 +260,11 @@ class Feature:
         self, reason: FallbackReason, exc: BaseException | None, args: Any, kwargs: Any
     ) -> FeatureResult[Any]:
         fallback_fn = self._fallback_fn
-        if fallback_fn is not None and inspect.iscoroutinefunction(fallback_fn) and self._stale_value() is None:
+        if (
+            fallback_fn is not None
+            and inspect.iscoroutinefunction(fallback_fn)
+            and self._stale_value() is None
+        ):
             value = await fallback_fn(*args, **kwargs)
             self._count_fallback(reason, exc)
             return FeatureResult(value=value, source="fallback", reason=reason, age=None)
