@@ -6,6 +6,7 @@ including unknown names and bad parameters, uses the standard body from `_proble
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,10 @@ def _metrics_endpoint(prometheus_registry: Any) -> Any:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             from prometheus_client import multiprocess
 
+            with contextlib.suppress(ImportError):
+                from ..prometheus import refresh_all
+
+                refresh_all()  # bring this worker's lazy breaker transitions into its files first
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         encoder, content_type = choose_encoder(accept)
