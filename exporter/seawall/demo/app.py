@@ -103,6 +103,7 @@ class Demo:
         breaker_reset_timeout: float = 5.0,
         feature_reset_timeout: float = 2.0,
         traffic_rate: float = 4.0,
+        traffic_sleep: Sleep = asyncio.sleep,
     ) -> None:
         if isinstance(traffic_rate, bool) or not isinstance(traffic_rate, (int, float)) or traffic_rate < 0:
             raise ValueError(
@@ -111,6 +112,7 @@ class Demo:
         self.registry = registry
         self.traffic_rate = float(traffic_rate)
         self._sleep = sleep
+        self._traffic_sleep = traffic_sleep  # paces the generator (real time, unlike `sleep`)
         rng = random.Random(seed)
         try:
             errors: Any = registry.errors
@@ -158,7 +160,7 @@ class Demo:
                     task = asyncio.create_task(self._one(item))
                     self._calls.add(task)
                     task.add_done_callback(self._calls.discard)
-            await asyncio.sleep(interval)
+            await self._traffic_sleep(interval)
 
     async def _one(self, item: Guarded) -> None:
         try:

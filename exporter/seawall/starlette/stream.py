@@ -82,6 +82,14 @@ class SnapshotStream:
         self._cached = (now, frame)
         return frame
 
+    def _safe_frame(self) -> bytes:
+        """A snapshot frame, or an `error` event when building one failed (the stream goes on)."""
+        try:
+            return self._frame()
+        except Exception as exc:
+            self.registry.bus.report_error("web.stream", exc)
+            return b'event: error\ndata: {"error_code":"snapshot_failed"}\n\n'
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._closed_flag:
             body = (
@@ -131,7 +139,7 @@ class SnapshotStream:
             )
             deadline = time.monotonic() + self.max_seconds
             while not disconnected.is_set() and not self._closed_flag:
-                await send({"type": "http.response.body", "body": self._frame(), "more_body": True})
+                await send({"type": "http.response.body", "body": self._safe_frame(), "more_body": True})
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

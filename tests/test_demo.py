@@ -1,0 +1,206 @@
+"""The demo service driven fast: fake clock and sleep, no traffic generator unless asked for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from seawall.demo import DEPENDENCIES, Demo, SimulatedDependency, create_demo_app
+from seawall.demo.dependencies import Chaos, ChaosError, DependencyError, DependencyTimeout, parse_chaos
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SEAWALL_ADMIN_TOKEN", "SEAWALL_ADMIN_TOKEN_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def client(fake_clock: Any) -> Iterator[TestClient]:
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=7)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def states(client: TestClient) -> dict[str, str]:
+    return {item["name"]: item["state"] for item in client.get("/api/resilience/breakers").json()["breakers"]}
+
+
+def test_dependencies_answer_from_primary(client: TestClient) -> None:
+    assert states(client) == dict.fromkeys(DEPENDENCIES, "closed")
+    for path in ("/checkout", "/inventory/sku-1", "/recommendations"):
+        body = client.get(path).json()
+        assert body["source"] == "primary", body
+    assert client.get("/").json()["status_page"] == "/resilience"
+
+
+def test_outage_opens_the_breaker_and_healing_closes_it(client: TestClient, fake_clock: Any) -> None:
+    response = client.post("/chaos/payments", json={"outage": True})
+    assert response.json() == {"payments": {"failure_rate": 0.0, "latency_ms": 0.0, "outage": True}}
+    answers = [client.get("/checkout").json() for _ in range(6)]
+    assert all(answer["source"] == "fallback" for answer in answers)
+    assert answers[-1]["result"]["status"] == "queued"
+    assert states(client)["payments"] == "open"
+    assert states(client)["inventory"] == "closed"
+    metrics = client.get("/metrics").text
+    assert 'seawall_circuit_breaker_state{breaker="payments",state="open"} 1.0' in metrics
+    assert client.get("/health/ready").json()["status"] == "degraded"
+
+    client.post("/chaos/payments", json={"outage": False})
+    fake_clock.advance(10)  # past both reset timeouts: the next call is a probe
+    assert client.get("/checkout").json()["source"] == "primary"
+    assert states(client)["payments"] == "closed"
+    metrics = client.get("/metrics").text
+    assert 'seawall_circuit_breaker_state{breaker="payments",state="closed"} 1.0' in metrics
+    assert client.get("/health/ready").json()["status"] == "healthy"
+
+
+def test_failures_are_recorded_in_the_aggregator(client: TestClient) -> None:
+    client.post("/chaos/inventory", json={"failure_rate": 1})
+    client.get("/inventory/a")
+    stats = client.get("/api/resilience/errors").json()
+    assert stats["errors_by_source"].get("inventory", 0) >= 1
+    assert stats["errors_by_type"].get("DependencyError", 0) >= 1
+
+
+def test_latency_over_the_timeout_is_a_timeout(client: TestClient, fake_clock: Any) -> None:
+    client.post("/chaos/recommendations", json={"latency_ms": 5000})
+    before = fake_clock.now
+    body = client.get("/recommendations").json()
+    assert body["source"] == "fallback"
+    assert fake_clock.now > before  # the fake sleep was used, not a real one
+
+
+def test_get_chaos_and_partial_updates(client: TestClient) -> None:
+    client.post("/chaos/payments", json={"failure_rate": 0.25})
+    client.post("/chaos/payments", json={"latency_ms": 100})
+    assert client.get("/chaos").json()["payments"] == {
+        "failure_rate": 0.25,
+        "latency_ms": 100.0,
+        "outage": False,
+    }
+    assert set(client.get("/chaos").json()) == set(DEPENDENCIES)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"failure_rate": 1.5}, "failure_rate"),
+        ({"failure_rate": -0.1}, "failure_rate"),
+        ({"failure_rate": "half"}, "failure_rate"),
+        ({"failure_rate": True}, "failure_rate"),
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"latency_ms": 10**9}, "latency_ms"),
+        ({"outage": "yes"}, "outage"),
+        ({"outage": 1}, "outage"),
+        ({"colour": "red"}, "colour"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_chaos_values_are_422_naming_the_field(client: TestClient, body: Any, field: str) -> None:
+    response = client.post("/chaos/payments", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert response.json()["error_code"] == "invalid_parameter"
+    assert client.get("/chaos").json()["payments"]["failure_rate"] == 0.0  # nothing half-applied
+
+
+def test_bad_json_and_unknown_dependency(client: TestClient) -> None:
+    response = client.post(
+        "/chaos/payments", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "body"
+    unknown = client.post("/chaos/mainframe", json={"outage": True})
+    assert unknown.status_code == 404
+    assert unknown.json()["field"] == "dependency"
+    assert client.post("/chaos/payments", content=b"x" * 5000).status_code == 413
+
+
+def test_admin_token_only_from_env(monkeypatch: pytest.MonkeyPatch, fake_clock: Any) -> None:
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep)
+    with TestClient(app) as test_client:
+        assert test_client.post("/api/resilience/breakers/payments/open").status_code == 403
+    monkeypatch.setenv("SEAWALL_ADMIN_TOKEN", "demo-admin-token")
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep)
+    with TestClient(app) as test_client:
+        headers = {"authorization": "Bearer demo-admin-token"}
+        assert test_client.post("/api/resilience/breakers/payments/open", headers=headers).status_code == 200
+        assert states(test_client)["payments"] == "forced_open"
+
+
+def test_parse_chaos_keeps_unspecified_fields() -> None:
+    current = Chaos(failure_rate=0.5, latency_ms=10, outage=True)
+    assert parse_chaos({"outage": False}, current) == Chaos(0.5, 10, False)
+    with pytest.raises(ChaosError) as info:
+        parse_chaos({"latency_ms": float("nan")}, current)
+    assert info.value.field == "latency_ms"
+
+
+def test_simulated_dependency_is_deterministic(fake_clock: Any) -> None:
+    import random
+
+    async def run() -> list[str]:
+        dependency = SimulatedDependency("x", sleep=fake_clock.sleep, rng=random.Random(3))
+        dependency.update({"failure_rate": 0.5})
+        outcomes = []
+        for _ in range(20):
+            try:
+                await dependency.call()
+                outcomes.append("ok")
+            except DependencyError:
+                outcomes.append("fail")
+        dependency.update({"failure_rate": 0, "latency_ms": 60_000})
+        with pytest.raises(DependencyTimeout):
+            await dependency.call()
+        return outcomes
+
+    first, second = asyncio.run(run()), asyncio.run(run())
+    assert first == second
+    assert "ok" in first
+    assert "fail" in first
+
+
+def test_traffic_generator_calls_every_dependency_and_stops(fake_clock: Any) -> None:
+    import seawall
+
+    ticks = 0
+    enough = asyncio.Event()
+
+    async def pace(seconds: float) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks >= 3:
+            enough.set()
+            await asyncio.Event().wait()  # park until stop() cancels the generator
+        await asyncio.sleep(0)
+
+    async def scenario() -> Demo:
+        demo = Demo(
+            registry=seawall.Registry(),
+            clock=fake_clock,
+            sleep=fake_clock.sleep,
+            traffic_rate=50,
+            traffic_sleep=pace,
+        )
+        demo.start()
+        await asyncio.wait_for(enough.wait(), timeout=5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        await demo.stop()
+        return demo
+
+    demo = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+    assert all(item.dependency.calls >= 1 for item in demo.guarded.values())
+    assert demo._task is None
+
+
+def test_traffic_rate_is_validated() -> None:
+    import seawall
+
+    with pytest.raises(ValueError, match="traffic_rate"):
+        Demo(registry=seawall.Registry(), traffic_rate=-1)
