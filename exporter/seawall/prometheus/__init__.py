@@ -42,9 +42,18 @@ from .._events import (
 )
 from .._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_values
 from .._registry import Registry, default_registry
+from ._render import generate_latest, generate_openmetrics, render
 from ._store import FastCollector, FastMetric
 
-__all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument", "refresh_all"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "PrometheusInstrumentation",
+    "generate_latest",
+    "generate_openmetrics",
+    "instrument",
+    "refresh_all",
+    "render",
+]
 
 log = logging.getLogger("seawall")
 

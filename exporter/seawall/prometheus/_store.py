@@ -116,6 +116,7 @@ class FastMetric:
         self._les = [floatToGoString(b) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._children: dict[tuple[str, ...], Any] = {}
         self._label_cache: dict[tuple[str, ...], tuple[dict[str, str], list[dict[str, str]]]] = {}
+        self._prefix_cache: dict[tuple[str, ...], list[str]] = {}
         self._lock = threading.Lock()
 
     def labels(self, *values: str) -> Any:
@@ -145,8 +146,11 @@ class FastMetric:
         return cached
 
     def collect(self) -> Metric:
-        family = Metric(self.name, self.documentation, self.kind)
-        samples = family.samples
+        return FastFamily(self)
+
+    def samples(self) -> list[Sample]:
+        """The family's samples, as prometheus_client's own exposition reads them."""
+        samples: list[Sample] = []
         append = samples.append
         make = tuple.__new__  # Sample's generated __new__ costs more than the tuple itself
         with self._lock:
@@ -171,7 +175,99 @@ class FastMetric:
                     append(make(Sample, (bucket_name, le_labels, cumulative, None, exemplar, *_PAD)))
                 append(make(Sample, (count_name, labels, cumulative, None, None, *_PAD)))
                 append(make(Sample, (sum_name, labels, total, None, None, *_PAD)))
-        return family
+        return samples
+
+    def _prefixes(self, key: tuple[str, ...]) -> list[str]:
+        """Each sample line of one child up to its value, rendered once (sorted labels, escaped values)."""
+        cached = self._prefix_cache.get(key)
+        if cached is None:
+            labels = dict(zip(self.labelnames, key, strict=True))
+            if self.kind == "histogram":
+                cached = [_line_prefix(self.name + "_bucket", {**labels, "le": le}) for le in self._les] + [
+                    _line_prefix(self.name + "_count", labels),
+                    _line_prefix(self.name + "_sum", labels),
+                ]
+            else:
+                suffix = "_total" if self.kind == "counter" else ""
+                cached = [_line_prefix(self.name + suffix, labels)]
+            self._prefix_cache[key] = cached
+        return cached
+
+    def render(self, out: list[str], openmetrics: bool) -> None:
+        """Append this family in the text (0.0.4) or OpenMetrics format, byte for byte as
+        prometheus_client renders it, without building Sample objects."""
+        if openmetrics:
+            doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+            header_name = self.name
+        else:
+            doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            header_name = self.name + "_total" if self.kind == "counter" else self.name
+        out.append(f"# HELP {header_name} {doc}\n# TYPE {header_name} {self.kind}\n")
+        with self._lock:
+            children = list(self._children.items())
+        prefixes_of = self._prefixes
+        append = out.append
+        if self.kind != "histogram":
+            for key, child in children:
+                append(f"{prefixes_of(key)[0]}{_value(child.value)}\n")
+            return
+        for key, child in children:
+            prefixes = prefixes_of(key)
+            counts, total, exemplars = child.read()
+            cumulative = 0
+            for index, count in enumerate(counts):
+                cumulative += count
+                exemplar = exemplars[index]
+                if openmetrics and exemplar is not None:
+                    append(f"{prefixes[index]}{_value(cumulative)}{_exemplar(exemplar)}\n")
+                else:
+                    append(f"{prefixes[index]}{_value(cumulative)}\n")
+            append(f"{prefixes[-2]}{_value(cumulative)}\n{prefixes[-1]}{_value(total)}\n")
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _line_prefix(name: str, labels: dict[str, str]) -> str:
+    if not labels:
+        return name + " "
+    inner = ",".join(f'{key}="{_escape_value(value)}"' for key, value in sorted(labels.items()))
+    return f"{name}{{{inner}}} "
+
+
+def _value(value: float) -> str:
+    """prometheus_client's floatToGoString, with the common case (0 <= v < 1e6) inline."""
+    if 0.0 <= value < 1e6:
+        return repr(float(value))
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _exemplar(exemplar: Exemplar) -> str:
+    labels = ",".join(f'{key}="{_escape_value(value)}"' for key, value in sorted(exemplar.labels.items()))
+    if exemplar.timestamp is not None:
+        return f" # {{{labels}}} {_value(exemplar.value)} {exemplar.timestamp}"
+    return f" # {{{labels}}} {_value(exemplar.value)}"
+
+
+class FastFamily(Metric):
+    """A family whose samples are built only if prometheus_client's exposition asks for them;
+    seawall's own renderer writes the text straight from `source`."""
+
+    def __init__(self, source: FastMetric) -> None:
+        self.source = source
+        self._samples: list[Sample] | None = None
+        super().__init__(source.name, source.documentation, source.kind)
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = self.source.samples()
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._samples = value or None
 
 
 class FastCollector(Collector):
