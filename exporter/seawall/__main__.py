@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -47,7 +48,9 @@ def _run_demo(host: str, port: int, traffic_rate: float, log_level: str) -> int:
             print(f"  {label:<12} {base}{path}", flush=True)
         print(f"  break it:    curl -X POST {base}/chaos/payments -d '{{\"outage\": true}}'", flush=True)
 
-    serve(app, host=host, port=port, log_level=log_level, on_started=started)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        serve(app, host=host, port=port, log_level=log_level, on_started=started)
+    print("seawall demo stopped", flush=True)
     return 0
 
 
