@@ -178,3 +178,32 @@ def test_get_or_create_breaker_and_async(
     asyncio.run(asyncio.wait_for(main(), timeout=10))
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="inventory", outcome="success") == 3
+
+
+def test_features_and_fallbacks(
+    inst: Any, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: Any
+) -> None:
+    from seawall._degrade import Features
+
+    features = Features(registry=registry)
+    recs = features.register("recs", fallback=[], failure_threshold=2, reset_timeout=10.0, clock=fake_clock)
+    found = scrape(prom)
+    assert get(found, "seawall_feature_enabled", feature="recs") == 1
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="error") == 0
+    for _ in range(2):
+        assert recs.call(fail) == []  # the primary fails: fallback
+    assert recs.call(ok) == []  # switched off by its breaker: fallback without calling
+    found = scrape(prom)
+    assert get(found, "seawall_feature_enabled", feature="recs") == 0
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="error") == 2
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="circuit_open") == 1
+    # the feature's private breaker stays out of the breaker metrics
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="recs", outcome="failure") is None
+    recs.disable()
+    assert recs.call(ok) == []
+    found = scrape(prom)
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="disabled") == 1
+    fake_clock.advance(11)
+    recs.enable()
+    assert recs.call(ok) == "ok"
+    assert get(scrape(prom), "seawall_feature_enabled", feature="recs") == 1
