@@ -59,6 +59,11 @@ def parse_limit(
 def _metrics_endpoint(prometheus_registry: Any) -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import choose_encoder
+    from prometheus_client.exposition import generate_latest as prometheus_generate_latest
+
+    fast_text: Any = None
+    with contextlib.suppress(ImportError):
+        from ..prometheus import generate_latest as fast_text
 
     def render(accept: str) -> tuple[bytes, str]:
         registry = prometheus_registry
@@ -72,6 +77,8 @@ def _metrics_endpoint(prometheus_registry: Any) -> Any:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         encoder, content_type = choose_encoder(accept)
+        if encoder is prometheus_generate_latest and fast_text is not None:
+            return fast_text(registry), content_type  # same bytes, rendered from cached line prefixes
         return encoder(registry), content_type
 
     async def metrics(request: Request) -> Response:
