@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from threading import Lock
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
 from ._enums import BreakerState, CallOutcome
 from ._events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, Event, EventBus
@@ -53,16 +54,31 @@ class ErrorSink(Protocol):
 
 
 class CircuitOpenError(Exception):
-    """A call was refused because the breaker is open (or half-open with every probe slot taken)."""
+    """A call was refused because the breaker is open (or half-open with every probe slot taken).
 
-    def __init__(self, name: str, state: BreakerState, retry_after: float) -> None:
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
-        super().__init__(f"circuit breaker {name!r} is {state.value}; retry after {retry_after:.1f}s")
+    Built by BaseException's C constructor (fields live in `args`, the message is formatted only
+    when read): rejections are a hot path.
+    """
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.state, self.retry_after))
+    if TYPE_CHECKING:
+
+        def __init__(self, name: str, state: BreakerState, retry_after: float) -> None: ...
+
+    @property
+    def name(self) -> str:
+        return cast(str, self.args[0])
+
+    @property
+    def state(self) -> BreakerState:
+        return cast(BreakerState, self.args[1])
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a probe will be let through (0.0 when half-open is busy)."""
+        return cast(float, self.args[2])
+
+    def __str__(self) -> str:
+        return f"circuit breaker {self.name!r} is {self.state.value}; retry after {self.retry_after:.1f}s"
 
 
 def normalize_filter(parameter: str, value: Any) -> tuple[Any, ...]:
@@ -99,6 +115,11 @@ def compile_filter(record_on: tuple[Any, ...], ignore_on: tuple[Any, ...]) -> Ca
 
 def _always(exc: Exception) -> bool:
     return True
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value of an itertools.count without consuming it (its repr is "count(N)")."""
+    return int(repr(counter)[6:-1])
 
 
 def _positive(parameter: str, value: Any, kind: type = float) -> Any:
@@ -168,25 +189,28 @@ class CircuitBreaker:
     __slots__ = (
         "__weakref__",
         "_bus",
-        "_calls",
         "_classify",
         "_clock",
         "_consecutive",
         "_errors",
+        "_failed",
         "_failure_threshold",
         "_gen",
         "_half_open_max",
+        "_ignored",
         "_lock",
         "_minimum_calls",
         "_opened_at",
         "_probe_successes",
         "_probes",
         "_rate_threshold",
+        "_rejections",
         "_reset_timeout",
         "_slow_duration",
         "_slow_rate_threshold",
         "_state",
         "_state_since",
+        "_succeeded",
         "_success_threshold",
         "_timed",
         "_window",
@@ -266,7 +290,8 @@ class CircuitBreaker:
         self._consecutive = 0
         self._probes = 0  # half-open probes in flight
         self._probe_successes = 0
-        self._calls = {outcome.value: 0 for outcome in CallOutcome}
+        self._succeeded = self._failed = self._ignored = 0  # totals since creation
+        self._rejections = itertools.count()  # next() is atomic: rejections count without the lock
         self.registry.add(self)
 
     def __repr__(self) -> str:
@@ -343,32 +368,42 @@ class CircuitBreaker:
 
     # -- admission and outcomes ------------------------------------------------------------------
 
+    def _admit(self) -> int | CircuitOpenError:
+        """Admission off the fast path (lock held briefly): a token, or the error to raise."""
+        events: list[Event] = []
+        result: int | CircuitOpenError
+        with self._lock:
+            now = self._clock()
+            state = self._state
+            if state is _OPEN and now - self._opened_at >= self._reset_timeout:
+                self._move(_HALF_OPEN, "timeout", now, events)
+                state = _HALF_OPEN
+            if state is _CLOSED or state is _DISABLED:
+                result = self._gen
+            elif state is _HALF_OPEN and self._probes < self._half_open_max:
+                self._probes += 1
+                result = ~self._gen
+            else:
+                next(self._rejections)
+                if state is _OPEN:
+                    retry_after = self._reset_timeout - (now - self._opened_at)
+                else:  # forced_open waits for a person: report the configured timeout
+                    retry_after = self._reset_timeout if state is _FORCED_OPEN else 0.0
+                result = CircuitOpenError(self.name, state, retry_after)
+                if self._bus.listeners:
+                    events.append(BreakerCallRejected(self.name, state, retry_after))
+        if events:
+            self._publish(events)
+        return result
+
     def _enter(self) -> int:
         """Admit a call and return its token (gen, or ~gen for a half-open probe) or raise."""
         state = self._state
         if state is _CLOSED or state is _DISABLED:
             return self._gen
-        events: list[Event] = []
-        error: CircuitOpenError | None = None
-        token = 0
-        with self._lock:
-            now = self._clock()
-            self._check_timeout(now, events)
-            state = self._state
-            if state is _CLOSED or state is _DISABLED:
-                token = self._gen
-            elif state is _HALF_OPEN and self._probes < self._half_open_max:
-                self._probes += 1
-                token = ~self._gen
-            else:
-                self._calls["rejected"] += 1
-                retry_after = self._retry_after(now) or 0.0
-                error = CircuitOpenError(self.name, state, retry_after)
-                if self._bus.listeners:
-                    events.append(BreakerCallRejected(self.name, state, retry_after))
-                self._publish(events)
-        if error is not None:
-            raise error
+        token = self._admit()
+        if isinstance(token, CircuitOpenError):
+            raise token
         return token
 
     def _start(self) -> float | None:
@@ -381,7 +416,7 @@ class CircuitBreaker:
             duration = now - start
         events: list[Event] = []
         with self._lock:
-            self._calls["success"] += 1
+            self._succeeded += 1
             if token == self._gen:
                 if self._state is _CLOSED:
                     self._consecutive = 0
@@ -413,11 +448,11 @@ class CircuitBreaker:
         events: list[Event] = []
         with self._lock:
             if not counted:
-                self._calls["ignored"] += 1
+                self._ignored += 1
                 if token < 0 and ~token == self._gen:
                     self._probes -= 1  # an ignored probe proves nothing: free its slot
             else:
-                self._calls["failure"] += 1
+                self._failed += 1
                 if start is None:
                     now = self._clock()
                 if token == self._gen and self._state is _CLOSED:
@@ -471,7 +506,18 @@ class CircuitBreaker:
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `fn(*args, **kwargs)` through the breaker."""
         state = self._state
-        token = self._gen if state is _CLOSED or state is _DISABLED else self._enter()
+        if state is _CLOSED or state is _DISABLED:
+            token = self._gen
+        else:
+            if state is _OPEN and not self._bus.listeners:  # plain rejection: no lock, no frame
+                waited = self._clock() - self._opened_at
+                if waited < self._reset_timeout:
+                    next(self._rejections)
+                    raise CircuitOpenError(self.name, _OPEN, self._reset_timeout - waited)
+            admitted = self._admit()
+            if isinstance(admitted, CircuitOpenError):
+                raise admitted
+            token = admitted
         start = self._clock() if self._timed or self._bus.listeners else None
         try:
             result = fn(*args, **kwargs)
@@ -481,6 +527,12 @@ class CircuitBreaker:
         except BaseException:
             self._cancelled(token)
             raise
+        if start is None and token >= 0 and self._window is None:  # the plain success: one short lock
+            with self._lock:
+                self._succeeded += 1
+                if token == self._gen:
+                    self._consecutive = 0
+            return result
         self._success(token, start)
         return result
 
@@ -511,11 +563,47 @@ class CircuitBreaker:
 
             return cast(Callable[P, R], async_wrapper)
 
-        call = self.call
+        return self._wrap_sync(fn)
+
+    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """`call` unrolled into the wrapper, with per-breaker constants in closure cells: the
+        decorator is the hot path, and a second Python frame would cost as much as the breaker."""
+        breaker, lock, clock, bus, rejections = self, self._lock, self._clock, self._bus, self._rejections
+        timed = self._timed
+        plain = not timed and self._window is None
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
+            state = breaker._state
+            if state is _CLOSED or state is _DISABLED:
+                token = breaker._gen
+            else:
+                if state is _OPEN and not bus.listeners:
+                    waited = clock() - breaker._opened_at
+                    if waited < breaker._reset_timeout:
+                        next(rejections)
+                        raise CircuitOpenError(breaker.name, _OPEN, breaker._reset_timeout - waited)
+                admitted = breaker._admit()
+                if isinstance(admitted, CircuitOpenError):
+                    raise admitted
+                token = admitted
+            start = clock() if timed or bus.listeners else None
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                breaker._failure(token, start, exc)
+                raise
+            except BaseException:
+                breaker._cancelled(token)
+                raise
+            if plain and start is None and token >= 0:
+                with lock:
+                    breaker._succeeded += 1
+                    if token == breaker._gen:
+                        breaker._consecutive = 0
+                return result
+            breaker._success(token, start)
+            return result
 
         return wrapper
 
@@ -573,7 +661,12 @@ class CircuitBreaker:
                 retry_after=self._retry_after(now),
                 seconds_in_state=max(0.0, now - self._state_since),
                 half_open_in_flight=self._probes if self._state is _HALF_OPEN else 0,
-                calls=dict(self._calls),
+                calls={
+                    "success": self._succeeded,
+                    "failure": self._failed,
+                    "rejected": _count_value(self._rejections),
+                    "ignored": self._ignored,
+                },
             )
         self._publish(events)
         return snap
