@@ -208,7 +208,7 @@ def test_tenacity_success_after_retries(registry: seawall.Registry, events: list
         (2, "ConnectionError", True, 0.5),
         (3, None, False, 0.0),
     ]
-    assert finished[0].category is not None
+    assert finished[0].category is seawall.ErrorCategory.TRANSIENT  # via seawall.classify
     assert finished[2].category is None
     completed = seen[-1]
     assert isinstance(completed, RetryCompleted)
