@@ -420,3 +420,19 @@ def test_refresh_all(prom: CollectorRegistry, registry: seawall.Registry) -> Non
         instrumentation.close()
     sp.refresh_all()  # closed instrumentations are skipped
     assert breaker.reads == reads + 1
+
+
+def test_works_without_opentelemetry(monkeypatch: pytest.MonkeyPatch, registry: seawall.Registry) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # "import opentelemetry" now fails
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    prom = CollectorRegistry()
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    try:
+        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.01, None))
+        text = generate_openmetrics(prom).decode()
+        assert 'seawall_circuit_breaker_calls_total{breaker="db",outcome="success"} 1.0' in text
+        assert "trace_id" not in text
+    finally:
+        instrumentation.close()
