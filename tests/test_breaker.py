@@ -388,6 +388,37 @@ def test_failures_go_to_error_sink(fake_clock: FakeClock) -> None:
     assert cb2.registry.bus.instrumentation_errors() == {"errors": 1}
 
 
+def test_failures_go_to_the_registry_error_aggregator(fake_clock: FakeClock) -> None:
+    registry = Registry()
+    cb = CircuitBreaker("ledger", registry=registry, errors=registry.errors, ignore_on=NotFound)
+    fail(cb, 2)
+    fail(cb, 1, NotFound)
+    stats = registry.errors.stats()
+    assert stats["errors_by_source"] == {"ledger": 2}
+    assert stats["errors_by_type"] == {"Boom": 2}
+
+
+def test_decorated_methods_bind_self(fake_clock: FakeClock) -> None:
+    cb = make(fake_clock, failure_threshold=1)
+
+    class Client:
+        def __init__(self, base: int) -> None:
+            self.base = base
+
+        @cb
+        def get(self, offset: int) -> int:
+            if offset < 0:
+                raise Boom("negative")
+            return self.base + offset
+
+    client = Client(10)
+    assert client.get(5) == 15
+    with pytest.raises(Boom):
+        client.get(-1)
+    with pytest.raises(CircuitOpenError):
+        client.get(1)
+
+
 def test_registry_membership_and_get_or_create() -> None:
     registry = Registry()
     cb = CircuitBreaker("orders", registry=registry, failure_threshold=3)

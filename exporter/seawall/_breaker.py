@@ -314,9 +314,13 @@ class CircuitBreaker:
     @property
     def retry_after(self) -> float | None:
         """Seconds until a probe will be let through; None while calls are let through now."""
-        state = self.state
+        events: list[Event] = []
         with self._lock:
-            return self._retry_after(self._clock()) if state is self._state else None
+            now = self._clock()
+            self._check_timeout(now, events)
+            retry_after = self._retry_after(now)
+        self._publish(events)
+        return retry_after
 
     def _retry_after(self, now: float) -> float | None:
         state = self._state
@@ -548,6 +552,12 @@ class CircuitBreaker:
         except BaseException:
             self._cancelled(token)
             raise
+        if start is None and token >= 0 and self._window is None:
+            with self._lock:
+                self._succeeded += 1
+                if token == self._gen:
+                    self._consecutive = 0
+            return result
         self._success(token, start)
         return result
 
