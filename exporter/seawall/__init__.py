@@ -11,8 +11,18 @@ from importlib.metadata import PackageNotFoundError, version
 from ._breaker import CircuitBreaker, CircuitOpenError, breaker
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._errors import (
+    ErrorAggregator,
+    classify,
+    record_error,
+    register_classifier,
+    register_error_type,
+    retry_after_hint,
+)
 from ._events import EventBus, Listener
+from ._redact import redact
 from ._registry import Registry, default_registry
+from ._retry import Retry, retry
 from ._snapshots import BreakerSnapshot, FeatureSnapshot, RegistrySnapshot, RetrySnapshot
 
 try:
@@ -26,6 +36,7 @@ __all__ = [
     "CallOutcome",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ErrorAggregator",
     "ErrorCategory",
     "EventBus",
     "FallbackReason",
@@ -37,11 +48,19 @@ __all__ = [
     "Listener",
     "Registry",
     "RegistrySnapshot",
+    "Retry",
     "RetryOutcome",
     "RetrySnapshot",
     "__version__",
     "breaker",
+    "classify",
     "default_registry",
+    "record_error",
+    "redact",
+    "register_classifier",
+    "register_error_type",
+    "retry",
+    "retry_after_hint",
     "safe_call",
     "safe_call_async",
 ]

@@ -1,0 +1,358 @@
+"""`Retry`: re-run a failing call with capped, jittered exponential backoff.
+
+Which failures to retry is decided by error category (never permanent, auth or validation by
+default), exception types or a predicate. Server hints (HTTP 429 Retry-After,
+`CircuitOpenError.retry_after`) replace the computed delay; an overall `deadline` is never slept
+past. The first-attempt success path is a plain try/except that allocates nothing when nobody
+listens, so wrapping a healthy call costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from ._backoff import Backoff
+from ._enums import ErrorCategory, RetryOutcome
+from ._errors import classify, retry_after_hint, to_category
+from ._events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from ._registry import Registry, default_registry
+from ._snapshots import RetrySnapshot
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_RETRY_ON = frozenset({ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.UNKNOWN})
+_OUTCOMES = tuple(RetryOutcome)
+
+
+def _retry_predicate(
+    retry_on: object, classifier: Callable[[BaseException], ErrorCategory]
+) -> Callable[[BaseException, ErrorCategory], bool]:
+    """Normalize `retry_on` into `(exc, category) -> bool`."""
+    if retry_on is None:
+        return lambda exc, category: category in DEFAULT_RETRY_ON
+    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+        only = retry_on
+        return lambda exc, category: isinstance(exc, only)
+    if isinstance(retry_on, (str, ErrorCategory)):
+        one = to_category(retry_on, "retry_on")
+        return lambda exc, category: category is one
+    if callable(retry_on):
+        fn = cast(Callable[[BaseException], object], retry_on)
+        return lambda exc, category: bool(fn(exc))
+    if isinstance(retry_on, Iterable):
+        types: list[type[BaseException]] = []
+        cats: set[ErrorCategory] = set()
+        for item in retry_on:
+            if isinstance(item, type) and issubclass(item, BaseException):
+                types.append(item)
+            elif isinstance(item, (str, ErrorCategory)):
+                cats.add(to_category(item, "retry_on"))
+            else:
+                raise TypeError(f"retry_on items must be exception types or categories, got {item!r}")
+        type_tuple = tuple(types)
+        return lambda exc, category: isinstance(exc, type_tuple) or category in cats
+    raise TypeError(f"retry_on must be None, exception type(s), categories or a predicate, got {retry_on!r}")
+
+
+class Retry:
+    """A named retry policy; use it as a decorator, or through `call` / `call_async`."""
+
+    kind = "retry"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        attempts: int = 3,
+        initial: float = 0.1,
+        max_delay: float = 10.0,
+        multiplier: float = 2.0,
+        jitter: float = 1.0,
+        deadline: float | None = None,
+        retry_on: object = None,
+        classifier: Callable[[BaseException], ErrorCategory] = classify,
+        errors: Any = None,
+        sleep: Callable[[float], object] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
+        ):
+            raise ValueError(f"deadline must be a number > 0 or None, got {deadline!r}")
+        for pname, fn in (
+            ("sleep", sleep),
+            ("async_sleep", async_sleep),
+            ("clock", clock),
+            ("classifier", classifier),
+        ):
+            if not callable(fn):
+                raise TypeError(f"{pname} must be callable, got {fn!r}")
+        if errors is not None and not callable(getattr(errors, "record", None)):
+            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
+        self.backoff = Backoff(initial, max_delay, multiplier, jitter, rng)
+        self._should = _retry_predicate(retry_on, classifier)
+        self._name = name
+        self._attempts = attempts
+        self._deadline = None if deadline is None else float(deadline)
+        self._classifier = classifier
+        self._errors = errors
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._clock = clock
+        self._config: dict[str, Any] = {
+            "attempts": attempts,
+            "initial": self.backoff.initial,
+            "max_delay": self.backoff.max_delay,
+            "multiplier": self.backoff.multiplier,
+            "jitter": self.backoff.jitter,
+            "deadline": self._deadline,
+            "retry_on": retry_on,
+        }
+        self._lock = threading.Lock()
+        self._first_ok = 0  # plain int on the hot path (GIL-atomic enough for a counter)
+        self._calls = dict.fromkeys(_OUTCOMES, 0)
+        self._retries = 0
+        self._registry = default_registry() if registry is None else registry
+        self._bus = self._registry.bus
+        self._registry.add(self)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def snapshot(self) -> RetrySnapshot:
+        with self._lock:
+            calls = {o.value: n for o, n in self._calls.items()}
+            retries = self._retries
+        calls[RetryOutcome.SUCCESS_WITHOUT_RETRY.value] += self._first_ok
+        return RetrySnapshot(name=self._name, attempts=self._attempts, calls=calls, retries=retries)
+
+    # -- shared bookkeeping (failure paths only) ---------------------------------------------
+
+    def _on_failure(self, exc: Exception, attempt: int, attempt_start: float, start: float) -> float | None:
+        """Classify, record, decide; publish AttemptFinished. Returns the delay, or None to give up."""
+        now = self._clock()
+        try:
+            category = self._classifier(exc)
+        except Exception:
+            category = ErrorCategory.UNKNOWN
+        delay: float | None = None
+        if attempt < self._attempts:
+            try:
+                wanted = self._should(exc, category)
+            except Exception as broken:
+                self._bus.report_error("retry_on", broken)
+                wanted = False
+            if wanted:
+                remaining = None if self._deadline is None else self._deadline - (now - start)
+                delay = self.backoff.next_delay(attempt, retry_after_hint(exc), remaining)
+        if self._errors is not None:
+            try:
+                self._errors.record(exc, source=self._name)
+            except Exception as broken:
+                self._bus.report_error("errors", broken)
+        if delay is not None:
+            with self._lock:
+                self._retries += 1
+        if self._bus.listeners:
+            self._bus.publish(
+                RetryAttemptFinished(
+                    self._name,
+                    attempt,
+                    now - attempt_start,
+                    type(exc).__name__,
+                    category,
+                    delay is not None,
+                    delay or 0.0,
+                )
+            )
+        return delay
+
+    def _on_success(self, attempt: int, attempt_start: float) -> None:
+        if self._bus.listeners:
+            self._bus.publish(
+                RetryAttemptFinished(
+                    self._name, attempt, self._clock() - attempt_start, None, None, False, 0.0
+                )
+            )
+
+    def _complete(self, ok: bool, attempt: int, start: float, exc: BaseException | None) -> None:
+        if ok:
+            outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
+        else:
+            outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
+        with self._lock:
+            self._calls[outcome] += 1
+        if self._bus.listeners:
+            error_type = None if exc is None else type(exc).__name__
+            self._bus.publish(RetryCompleted(self._name, outcome, attempt, self._clock() - start, error_type))
+
+    def _abort(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> None:
+        """Cancellation or another BaseException: never retried, but the attempt span is closed."""
+        if self._bus.listeners:
+            name = type(exc).__name__
+            now = self._clock()
+            self._bus.publish(
+                RetryAttemptFinished(self._name, attempt, now - attempt_start, name, None, False, 0.0)
+            )
+        self._complete(False, attempt, start, exc)
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call `fn(*args, **kwargs)`, retrying as configured; re-raises the last error on give-up."""
+        if self._bus.listeners:
+            return self._run(fn, args, kwargs)
+        start = self._clock()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            delay = self._on_failure(exc, 1, start, start)
+            if delay is None:
+                self._complete(False, 1, start, exc)
+                raise
+        else:
+            self._first_ok += 1
+            return result
+        self._sleep(delay)
+        return self._run(fn, args, kwargs, 2, start)
+
+    def _run(
+        self, fn: Callable[..., R], args: Any, kwargs: Any, first: int = 1, start: float | None = None
+    ) -> R:
+        clock = self._clock
+        if start is None:
+            start = clock()
+        attempt = first
+        while True:
+            if self._bus.listeners:
+                self._bus.publish(RetryAttemptStarted(self._name, attempt))
+            attempt_start = clock()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                delay = self._on_failure(exc, attempt, attempt_start, start)
+                if delay is None:
+                    self._complete(False, attempt, start, exc)
+                    raise
+            except BaseException as exc:
+                self._abort(exc, attempt, attempt_start, start)
+                raise
+            else:
+                self._on_success(attempt, attempt_start)
+                self._complete(True, attempt, start, None)
+                return result
+            self._sleep(delay)
+            attempt += 1
+
+    # -- async --------------------------------------------------------------------------------
+
+    async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await `fn(*args, **kwargs)`, retrying as configured; cancellation is never retried."""
+        if self._bus.listeners:
+            return await self._run_async(fn, args, kwargs)
+        start = self._clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            delay = self._on_failure(exc, 1, start, start)
+            if delay is None:
+                self._complete(False, 1, start, exc)
+                raise
+        else:
+            self._first_ok += 1
+            return result
+        await self._async_sleep(delay)
+        return await self._run_async(fn, args, kwargs, 2, start)
+
+    async def _run_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: Any,
+        kwargs: Any,
+        first: int = 1,
+        start: float | None = None,
+    ) -> R:
+        clock = self._clock
+        if start is None:
+            start = clock()
+        attempt = first
+        while True:
+            if self._bus.listeners:
+                self._bus.publish(RetryAttemptStarted(self._name, attempt))
+            attempt_start = clock()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                delay = self._on_failure(exc, attempt, attempt_start, start)
+                if delay is None:
+                    self._complete(False, attempt, start, exc)
+                    raise
+            except BaseException as exc:
+                self._abort(exc, attempt, attempt_start, start)
+                raise
+            else:
+                self._on_success(attempt, attempt_start)
+                self._complete(True, attempt, start, None)
+                return result
+            await self._async_sleep(delay)
+            attempt += 1
+
+    # -- decorator ----------------------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a function or coroutine function so every call goes through this retry."""
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.call_async(afn, *args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def __repr__(self) -> str:
+        return f"Retry({self._name!r}, attempts={self._attempts})"
+
+
+_EXTRAS = ("classifier", "errors", "sleep", "async_sleep", "clock", "rng")
+
+
+def retry(name: str, *, registry: Registry | None = None, **settings: Any) -> Retry:
+    """The retry named `name` in the default registry (or `registry`), created on first use.
+
+    Asking again with different settings (attempts, delays, deadline, retry_on) is a ValueError.
+    """
+    reg = default_registry() if registry is None else registry
+    config = {key: value for key, value in settings.items() if key not in _EXTRAS}
+    if "deadline" in config and config["deadline"] is not None:
+        config["deadline"] = float(config["deadline"])
+    for key in ("initial", "max_delay", "multiplier", "jitter"):
+        if key in config and isinstance(config[key], int) and not isinstance(config[key], bool):
+            config[key] = float(config[key])
+    return reg.get_or_create("retry", name, config, lambda: Retry(name, registry=reg, **settings))
