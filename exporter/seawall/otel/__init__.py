@@ -29,8 +29,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
 
-from ._enums import RetryOutcome
-from ._events import (
+from .._enums import RetryOutcome
+from .._events import (
     BreakerCallRejected,
     BreakerStateChanged,
     Event,
@@ -40,9 +40,17 @@ from ._events import (
     RetryAttemptStarted,
     RetryCompleted,
 )
-from ._registry import Registry, default_registry
+from .._registry import Registry, default_registry
+from ._metrics import OtelMetricsInstrumentation, instrument_metrics
 
-__all__ = ["OTLPExportError", "OtelInstrumentation", "configure_otlp", "instrument"]
+__all__ = [
+    "OTLPExportError",
+    "OtelInstrumentation",
+    "OtelMetricsInstrumentation",
+    "configure_otlp",
+    "instrument",
+    "instrument_metrics",
+]
 
 log = logging.getLogger("seawall")
 
@@ -235,7 +243,7 @@ def instrument(
             )
         if _is_noop(provider):
             return OtelInstrumentation(None, seawall_registry, provider)
-        from . import __version__
+        from .. import __version__
 
         tracer = provider.get_tracer("seawall", __version__)
         created = OtelInstrumentation(tracer, seawall_registry, provider)
