@@ -1,0 +1,223 @@
+"""Grafana: the committed dashboards are what grafana/dashboards.py generates, and they are sound.
+
+Sound means: every query names the provisioned Prometheus datasource by uid, every PromQL expression
+parses (promtool, with template variables substituted), the panels the issue asks for exist, and the
+provisioning files wire exemplars to the trace datasource.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAFANA = ROOT / "grafana"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("seawall_dashboards", GRAFANA / "dashboards.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = load_generator()
+
+
+def committed() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: json.loads(path.read_text()) for path in sorted((GRAFANA / "dashboards").glob("*.json"))
+    }
+
+
+def datasources() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "seawall.yml").read_text())
+    result: list[dict[str, Any]] = doc["datasources"]
+    return result
+
+
+def test_committed_json_is_what_the_generator_produces() -> None:
+    on_disk = {path.name: path.read_text() for path in (GRAFANA / "dashboards").glob("*.json")}
+    assert on_disk == gen.rendered(), "grafana/dashboards/ is stale: run `make dashboards`"
+
+
+def test_make_dashboards_regenerates_into_a_directory(tmp_path: Path) -> None:
+    out = tmp_path / "dashboards"
+    run = subprocess.run(
+        [sys.executable, str(GRAFANA / "dashboards.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(gen.DASHBOARDS)
+    for path in out.iterdir():
+        assert path.read_text() == (GRAFANA / "dashboards" / path.name).read_text()
+    check = subprocess.run(
+        [sys.executable, str(GRAFANA / "dashboards.py"), "--check", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout
+    (out / "seawall-breaker.json").write_text("{}")
+    stale = subprocess.run(
+        [sys.executable, str(GRAFANA / "dashboards.py"), "--check", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stale.returncode == 1
+    assert "stale" in stale.stdout
+    assert (out / "seawall-breaker.json").read_text() == "{}", "--check must not write"
+
+
+def test_datasources_have_fixed_uids_and_exemplars_link_to_traces() -> None:
+    by_uid = {ds["uid"]: ds for ds in datasources()}
+    assert by_uid["seawall-prometheus"]["type"] == "prometheus"
+    assert by_uid["seawall-tempo"]["type"] == "tempo"
+    links = by_uid["seawall-prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert {"name": "trace_id", "datasourceUid": "seawall-tempo"}.items() <= links[0].items()
+    assert gen.PROMETHEUS_UID in by_uid
+    assert gen.TEMPO_UID in by_uid
+
+
+def test_dashboard_provider_points_at_the_mounted_directory() -> None:
+    doc = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "seawall.yml").read_text())
+    (provider,) = doc["providers"]
+    assert provider["type"] == "file"
+    compose = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+@pytest.mark.parametrize("name", sorted(gen.DASHBOARDS))
+def test_dashboards_name_the_datasource_by_uid(name: str) -> None:
+    text = (GRAFANA / "dashboards" / name).read_text()
+    assert "${DS_" not in text
+    assert "__inputs" not in text
+    model = json.loads(text)
+    uids = {ds["uid"] for ds in datasources()}
+    refs = [node["datasource"] for node in walk(model) if isinstance(node.get("datasource"), dict)]
+    assert refs, "no datasource references at all"
+    assert {ref["uid"] for ref in refs} <= uids
+    for panel in model["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == gen.PROMETHEUS_UID, panel["title"]
+            assert panel["targets"], f"panel {panel['title']!r} has no query"
+
+
+def titles(model: dict[str, Any]) -> set[str]:
+    return {panel["title"] for panel in model["panels"]}
+
+
+def test_overview_has_every_panel_the_issue_asks_for() -> None:
+    model = committed()["seawall-overview.json"]
+    assert {
+        "Breaker states",
+        "Calls by outcome",
+        "Rejection rate",
+        "Failure rate vs threshold",
+        "Call latency percentiles",
+        "Retries by outcome",
+        "Errors by category",
+        "Top error sources",
+        "Features",
+        "Firing alerts",
+    } <= titles(model)
+    exprs = dict(gen.iter_targets(model))
+    assert 'ALERTS{alertstate="firing"}' in exprs["Firing alerts"]
+    latency = [t for p in model["panels"] if p["title"] == "Call latency percentiles" for t in p["targets"]]
+    assert latency
+    assert all(t["exemplar"] for t in latency)
+    failure = next(p for p in model["panels"] if p["title"] == "Failure rate vs threshold")
+    steps = failure["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == gen.FAILURE_RATE_THRESHOLD
+    assert failure["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+
+
+def test_drilldown_has_service_and_breaker_variables() -> None:
+    model = committed()["seawall-breaker.json"]
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert set(variables) == {"service", "breaker"}
+    assert "$service" in json.dumps(variables["breaker"]["query"]), "breaker list follows the service"
+    for title, expr in gen.iter_targets(model):
+        if "seawall_circuit_breaker" in expr:
+            assert 'breaker="$breaker"' in expr, title
+        assert "$service" in expr, title
+
+
+def test_every_metric_named_is_in_the_contract() -> None:
+    contract = CONTRACT
+    for model in committed().values():
+        for title, expr in gen.iter_targets(model):
+            for metric in re.findall(r"\b(seawall_[a-z_]+)", expr):
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                assert base in contract, f"{title}: {metric} is not in the metric contract"
+
+
+CONTRACT = {
+    "seawall_circuit_breaker_state",
+    "seawall_circuit_breaker_calls_total",
+    "seawall_circuit_breaker_call_duration_seconds",
+    "seawall_circuit_breaker_transitions_total",
+    "seawall_circuit_breaker_failure_rate",
+    "seawall_retry_calls_total",
+    "seawall_retry_attempts_total",
+    "seawall_errors_total",
+    "seawall_feature_enabled",
+    "seawall_fallbacks_total",
+    "seawall_instrumentation_errors_total",
+    "seawall_build_info",
+    "seawall_label_overflow_total",
+    "seawall_admin_actions_total",
+}
+
+
+def all_exprs() -> list[tuple[str, str]]:
+    values = {"service": ".*", "breaker": "payments"}
+    return [
+        (f"{name}: {title}", gen.expand(expr, values))
+        for name, model in committed().items()
+        for title, expr in gen.iter_targets(model)
+    ]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
+    exprs = all_exprs()
+    rules = [{"record": f"seawall_dashboard:check{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]
+    path = tmp_path / "exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-exprs", "rules": rules}]}))
+    run = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(exprs)} rules found" in run.stdout
+    assert not any("$" in expr for _, expr in exprs), "an unexpanded template variable is left"
