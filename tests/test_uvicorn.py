@@ -25,8 +25,12 @@ class Server:
     output: list[str]
 
 
-def start_demo(*args: str) -> Server:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SEAWALL_", "OTEL_"))}
+def start_demo(*args: str, keep_env: tuple[str, ...] = ()) -> Server:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in keep_env or not key.startswith(("SEAWALL_", "OTEL_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "seawall", "demo", "--host", "127.0.0.1", "--port", "0", *args],

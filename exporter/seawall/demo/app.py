@@ -29,7 +29,7 @@ from .._degrade import Feature
 from .._registry import Registry
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
-from .dependencies import ChaosError, SimulatedDependency, Sleep
+from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
 
 __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
 
@@ -81,13 +81,27 @@ class Guarded:
         }
 
 
-def _make_retry(name: str, registry: Registry, errors: Any, sleep: Sleep) -> Any | None:
-    """A Retry for the demo, or None while seawall's retry module is not available."""
+def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep: Sleep) -> Any | None:
+    """Two attempts, 50 ms apart, only for the dependency's own failures.
+
+    A CircuitOpenError is not retried (its retry_after hint would hold the request for seconds), and
+    errors are not recorded here: the breaker records each failed attempt already.
+    """
     try:
         from .._retry import Retry
-    except ImportError:
+    except ImportError:  # pragma: no cover - seawall without its retry module
         return None
-    return Retry(name, attempts=2, registry=registry, errors=errors, async_sleep=sleep)
+    return Retry(
+        name,
+        attempts=2,
+        initial=0.05,
+        max_delay=0.2,
+        deadline=2.0,
+        retry_on=(DependencyError, DependencyTimeout),
+        async_sleep=sleep,
+        clock=clock,
+        registry=registry,
+    )
 
 
 class Demo:
@@ -140,7 +154,7 @@ class Demo:
                 registry=registry,
             )
             self.guarded[name] = Guarded(
-                dependency, breaker, feature, _make_retry(name, registry, errors, sleep)
+                dependency, breaker, feature, _make_retry(name, registry, clock, sleep)
             )
         self._task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[Any]] = set()

@@ -151,12 +151,12 @@
     var totals = document.getElementById("error-totals");
     totals.textContent = "";
     totals.appendChild(stat("errors", String(stats.total_errors || 0)));
-    totals.appendChild(stat("per second", fmt(stats.error_rate || 0, 2)));
+    totals.appendChild(stat("per minute", fmt(stats.error_rate || 0, 1)));
     var bars = document.getElementById("error-categories");
     bars.textContent = "";
     var byCat = stats.errors_by_category || {}, max = 1;
     for (var k in byCat) max = Math.max(max, byCat[k]);
-    Object.keys(byCat).sort().forEach(function (cat) {
+    Object.keys(byCat).sort().filter(function (cat) { return byCat[cat] > 0; }).forEach(function (cat) {
       var line = el("div");
       line.appendChild(el("span", "label", cat));
       var bar = el("span", "bar");
@@ -170,7 +170,7 @@
     (recent || []).slice(0, 10).forEach(function (e) {
       var row = el("tr");
       var when = e.timestamp ? new Date(e.timestamp * 1000).toLocaleTimeString() : "";
-      [when, e.source || "", e.error_type || "", e.category || ""].forEach(function (v) {
+      [when, e.source || "", e.type || e.error_type || "", e.category || ""].forEach(function (v) {
         row.appendChild(el("td", null, String(v)));
       });
       body.appendChild(row);
