@@ -1,0 +1,153 @@
+"""classify, registration precedence, retry-after hints."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import seawall
+from seawall import ErrorCategory, classify, register_classifier, register_error_type, retry_after_hint
+from seawall._errors import clear_registrations
+
+C = ErrorCategory
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    clear_registrations()
+    yield
+    clear_registrations()
+
+
+class Resp:
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+
+
+class HTTPStatusError(Exception):
+    """Shaped like httpx/requests errors: the status lives on `.response`."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = Resp(status, headers)
+
+
+class WithStatus(Exception):
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__("x")
+        self.__dict__.update(attrs)
+
+
+class ReadTimeout(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (TimeoutError(), C.TRANSIENT),
+        (asyncio.TimeoutError(), C.TRANSIENT),
+        (socket.timeout(), C.TRANSIENT),
+        (ReadTimeout(), C.TRANSIENT),
+        (ConnectionError(), C.TRANSIENT),
+        (ConnectionResetError(), C.TRANSIENT),
+        (BrokenPipeError(), C.TRANSIENT),
+        (HTTPStatusError(500), C.TRANSIENT),
+        (HTTPStatusError(502), C.TRANSIENT),
+        (HTTPStatusError(503), C.TRANSIENT),
+        (HTTPStatusError(504), C.TRANSIENT),
+        (HTTPStatusError(429), C.RATE_LIMIT),
+        (HTTPStatusError(401), C.AUTH),
+        (HTTPStatusError(403), C.AUTH),
+        (HTTPStatusError(400), C.VALIDATION),
+        (HTTPStatusError(422), C.VALIDATION),
+        (HTTPStatusError(404), C.PERMANENT),
+        (HTTPStatusError(405), C.PERMANENT),
+        (HTTPStatusError(409), C.PERMANENT),
+        (HTTPStatusError(410), C.PERMANENT),
+        (WithStatus(status_code=503), C.TRANSIENT),
+        (WithStatus(status=429), C.RATE_LIMIT),
+        (WithStatus(code="401"), C.AUTH),
+        (WithStatus(code="ECONNRESET"), C.UNKNOWN),
+        (ValueError(), C.PERMANENT),
+        (TypeError(), C.PERMANENT),
+        (KeyError(), C.PERMANENT),
+        (PermissionError(), C.AUTH),
+        (RuntimeError(), C.UNKNOWN),
+        (Exception(), C.UNKNOWN),
+    ],
+)
+def test_builtin_rules(exc: BaseException, expected: ErrorCategory) -> None:
+    assert classify(exc) is expected
+
+
+def test_circuit_open_error_is_transient() -> None:
+    exc = seawall.CircuitOpenError("db", seawall.BreakerState.OPEN, 3.0)
+    assert classify(exc) is C.TRANSIENT
+    assert retry_after_hint(exc) == 3.0
+
+
+def test_registered_type_beats_builtin_and_latest_wins() -> None:
+    register_error_type(ValueError, C.VALIDATION)
+    assert classify(ValueError()) is C.VALIDATION
+    register_error_type(ValueError, "transient")
+    assert classify(ValueError()) is C.TRANSIENT
+    assert classify(TypeError()) is C.PERMANENT
+
+
+def test_classifier_beats_type_and_latest_first() -> None:
+    register_error_type(RuntimeError, C.AUTH)
+    register_classifier(lambda e: C.RATE_LIMIT if "slow down" in str(e) else None)
+    assert classify(RuntimeError("slow down")) is C.RATE_LIMIT
+    assert classify(RuntimeError("other")) is C.AUTH  # None falls through
+    register_classifier(lambda e: "permanent")
+    assert classify(RuntimeError("slow down")) is C.PERMANENT
+
+
+def test_raising_classifier_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(exc: BaseException) -> None:
+        raise RuntimeError("classifier bug")
+
+    register_classifier(broken)
+    assert classify(ConnectionError()) is C.TRANSIENT
+    assert "classifier" in caplog.text
+
+
+def test_classifier_with_bad_result_is_ignored() -> None:
+    register_classifier(lambda e: "nonsense")
+    assert classify(TimeoutError()) is C.TRANSIENT
+
+
+def test_odd_attributes_never_raise() -> None:
+    class Weird(Exception):
+        @property
+        def status_code(self) -> int:
+            raise RuntimeError("nope")
+
+    assert classify(Weird()) is C.UNKNOWN
+
+
+def test_bad_registrations() -> None:
+    with pytest.raises(ValueError, match="'sometimes'"):
+        register_error_type(ValueError, "sometimes")
+    with pytest.raises(TypeError, match="exc_type"):
+        register_error_type("ValueError", C.AUTH)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fn"):
+        register_classifier(42)  # type: ignore[arg-type]
+
+
+def test_retry_after_hints() -> None:
+    assert retry_after_hint(WithStatus(retry_after=2.5)) == 2.5
+    assert retry_after_hint(HTTPStatusError(429, {"Retry-After": "7"})) == 7.0
+    assert retry_after_hint(WithStatus(headers={"retry-after": "3"})) == 3.0
+    date = email.utils.formatdate(1_000_060.0, usegmt=True)
+    hint = retry_after_hint(HTTPStatusError(503, {"Retry-After": date}), now=lambda: 1_000_000.0)
+    assert hint == pytest.approx(60.0)
+    assert retry_after_hint(HTTPStatusError(503, {"Retry-After": "soon"})) is None
+    assert retry_after_hint(ValueError()) is None
