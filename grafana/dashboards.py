@@ -31,10 +31,10 @@ TEMPO_UID = "seawall-tempo"
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 PROM = dm.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
 
-# Failure-rate line drawn on the failure-rate panels: the breaker's default failure_rate_threshold.
+# Reference line on the failure-rate panels: a common failure_rate_threshold (breakers default to none).
 FAILURE_RATE_THRESHOLD = 0.5
-# Service filter: Prometheus' `job` label is the service (one scrape job per service).
-SVC = 'job=~"$service"'
+# Service filter: the `service` target label from prometheus/prometheus.yml (the alerts group by it).
+SVC = 'service=~"$service"'
 RATE = "$__rate_interval"
 
 # state code -> (state, colour): the state timelines show one coloured band per breaker.
@@ -136,8 +136,8 @@ def failure_rate_panel(selector: str, w: int) -> timeseries.Panel:
         ts(
             "Failure rate vs threshold",
             "seawall_circuit_breaker_failure_rate: the share of failed calls in each breaker's current "
-            f"window. The red line is the default failure_rate_threshold ({FAILURE_RATE_THRESHOLD:g}); a "
-            "breaker trips when its rate crosses its own threshold with enough calls in the window.",
+            f"window. The dashed line marks {FAILURE_RATE_THRESHOLD:g}, a common failure_rate_threshold; a "
+            "breaker configured with one trips when its rate crosses it with minimum_calls in the window.",
             query(f"seawall_circuit_breaker_failure_rate{{{selector}}}", "{{breaker}}"),
             unit="percentunit",
             w=w,
@@ -196,7 +196,7 @@ def service_variable(multi: bool) -> db.QueryVariable:
         db.QueryVariable("service")
         .label("Service")
         .datasource(PROM)
-        .query({"query": "label_values(seawall_build_info, job)", "refId": "service"})
+        .query({"query": "label_values(seawall_build_info, service)", "refId": "service"})
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
     )
@@ -441,10 +441,10 @@ def breaker_variable() -> db.QueryVariable:
 
 def drilldown() -> db.Dashboard:
     """One breaker of one service, and the retry, feature and error source of the same name."""
-    sel = 'job=~"$service", breaker="$breaker"'
-    by_retry = 'job=~"$service", retry="$breaker"'
-    by_source = 'job=~"$service", source="$breaker"'
-    by_feature = 'job=~"$service", feature="$breaker"'
+    sel = 'service=~"$service", breaker="$breaker"'
+    by_retry = 'service=~"$service", retry="$breaker"'
+    by_source = 'service=~"$service", source="$breaker"'
+    by_feature = 'service=~"$service", feature="$breaker"'
     calls = "seawall_circuit_breaker_calls_total"
     transitions = "seawall_circuit_breaker_transitions_total"
     return (
