@@ -59,17 +59,9 @@ _FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
 _ERROR = Status(StatusCode.ERROR)
 
 
-class _Attempt:
-    """An open attempt span; a linked stack, so nested retries close in order."""
-
-    __slots__ = ("attempt", "parent", "retry", "span", "token")
-
-    def __init__(self, retry: str, attempt: int, span: Span, token: object, parent: _Attempt | None) -> None:
-        self.retry = retry
-        self.attempt = attempt
-        self.span = span
-        self.token = token
-        self.parent = parent
+# An open attempt span, as a tuple (cheaper than an object): (retry, attempt, span, token, parent).
+# The parent link makes a stack, so nested retries close in order.
+_Open = tuple[str, int, Span, object, Any]
 
 
 class OtelInstrumentation:
@@ -82,7 +74,8 @@ class OtelInstrumentation:
         self.seawall_registry = seawall_registry
         self.tracer_provider = tracer_provider
         self.active = tracer is not None
-        self._open: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+        self._names: dict[str, str] = {}
+        self._open: contextvars.ContextVar[_Open | None] = contextvars.ContextVar(
             "seawall_otel_attempt", default=None
         )
         self._dispatch: dict[type, Any] = {
@@ -94,7 +87,28 @@ class OtelInstrumentation:
             FallbackUsed: self._on_fallback,
             FeatureToggled: self._on_feature_toggled,
         }
-        self._unsubscribe = seawall_registry.bus.subscribe(self) if self.active else None
+        self.listener = self._make_listener()
+        self._unsubscribe = seawall_registry.bus.subscribe(self.listener) if self.active else None
+
+    def _make_listener(self) -> Any:
+        """The function subscribed to the bus: attempt start/finish first, the rest by dict."""
+        dispatch = self._dispatch
+        started, finished = RetryAttemptStarted, RetryAttemptFinished
+        on_started, on_finished = self._on_attempt_started, self._on_attempt_finished
+
+        def listener(event: Event, /) -> None:
+            cls = event.__class__
+            if cls is started:
+                on_started(event)  # type: ignore[arg-type]
+            elif cls is finished:
+                on_finished(event)  # type: ignore[arg-type]
+            else:
+                handler = dispatch.get(cls)
+                if handler is not None:
+                    handler(event)
+
+        listener.component = self.component  # type: ignore[attr-defined]
+        return listener
 
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(event.__class__)
@@ -103,37 +117,47 @@ class OtelInstrumentation:
 
     # -- attempt spans -----------------------------------------------------------------------
     def _on_attempt_started(self, event: RetryAttemptStarted) -> None:
-        attempt = event.attempt
-        attributes: dict[str, str | int] = {
-            "seawall.retry.name": event.retry,
-            "seawall.retry.attempt": attempt,
-        }
-        if attempt > 1:
-            attributes["http.request.resend_count"] = attempt - 1
-        assert self.tracer is not None
-        span = self.tracer.start_span(f"retry {event.retry}", attributes=attributes)
+        retry, attempt = event.retry, event.attempt
+        name = self._names.get(retry)
+        if name is None:
+            name = self._names[retry] = f"retry {retry}"
+        span = self.tracer.start_span(name)  # type: ignore[union-attr]
+        if span.is_recording():  # set after the sampling decision: unsampled attempts build nothing
+            if attempt > 1:
+                span.set_attributes(
+                    {
+                        "seawall.retry.name": retry,
+                        "seawall.retry.attempt": attempt,
+                        "http.request.resend_count": attempt - 1,
+                    }
+                )
+            else:
+                span.set_attributes({"seawall.retry.name": retry, "seawall.retry.attempt": attempt})
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._open.set(_Attempt(event.retry, attempt, span, token, self._open.get()))
+        self._open.set((retry, attempt, span, token, self._open.get()))
 
     def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
         node = self._open.get()
-        while node is not None and (node.retry != event.retry or node.attempt != event.attempt):
-            node = node.parent
+        while node is not None and (node[1] != event.attempt or node[0] != event.retry):
+            node = node[4]
         if node is None:  # started before instrument() or in another context: nothing to end
             return
-        self._open.set(node.parent)
-        span = node.span
+        self._open.set(node[4])
+        span = node[2]
         if span.is_recording():
             if event.error_type is not None:
-                span.set_attribute("error.type", event.error_type)
+                attributes: dict[str, Any] = {"error.type": event.error_type}
                 if event.category is not None:
-                    span.set_attribute("seawall.error.category", event.category.value)
+                    attributes["seawall.error.category"] = event.category.value
+                if event.will_retry:
+                    attributes["seawall.retry.will_retry"] = True
+                    attributes["seawall.retry.delay"] = event.delay
+                span.set_attributes(attributes)
                 span.set_status(_ERROR)
-            if event.will_retry:
-                span.set_attribute("seawall.retry.will_retry", True)
-                span.set_attribute("seawall.retry.delay", event.delay)
+            elif event.will_retry:
+                span.set_attributes({"seawall.retry.will_retry": True, "seawall.retry.delay": event.delay})
         span.end()
-        otel_context.detach(node.token)  # type: ignore[arg-type]
+        otel_context.detach(node[3])  # type: ignore[arg-type]
 
     # -- span events on the current span -----------------------------------------------------
     def _on_retry_completed(self, event: RetryCompleted) -> None:
