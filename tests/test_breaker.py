@@ -250,6 +250,35 @@ def test_slow_calls_trip(fake_clock: FakeClock) -> None:
     assert completed[1] == BreakerCallCompleted("db", CallOutcome.SUCCESS, 1.5, None)
 
 
+@pytest.mark.parametrize("form", ["decorator", "call", "with"])
+def test_completed_events_carry_durations(fake_clock: FakeClock, form: str) -> None:
+    cb = make(fake_clock, failure_threshold=3)
+    events = collect(cb)
+
+    def work(fail: bool) -> str:
+        fake_clock.advance(0.25)
+        if fail:
+            raise Boom("x")
+        return "done"
+
+    def run(fail: bool) -> str:
+        if form == "decorator":
+            return cb(work)(fail)
+        if form == "call":
+            return cb.call(work, fail)
+        with cb:
+            return work(fail)
+
+    assert run(False) == "done"
+    with pytest.raises(Boom):
+        run(True)
+    completed = [e for e in events if isinstance(e, BreakerCallCompleted)]
+    assert completed == [
+        BreakerCallCompleted("db", CallOutcome.SUCCESS, 0.25, None),
+        BreakerCallCompleted("db", CallOutcome.FAILURE, 0.25, "Boom"),
+    ]
+
+
 def test_record_on_and_ignore_on(fake_clock: FakeClock) -> None:
     cb = make(
         fake_clock,

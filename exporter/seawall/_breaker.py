@@ -603,8 +603,8 @@ class CircuitBreaker:
         """`call` unrolled into the wrapper, with per-breaker constants in closure cells: the
         decorator is the hot path, and a second Python frame would cost as much as the breaker."""
         breaker, lock, clock, bus, rejections = self, self._lock, self._clock, self._bus, self._rejections
-        timed = self._timed
-        plain = not timed and self._window is None
+        timed, name = self._timed, self.name
+        windowless = self._window is None
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -630,11 +630,14 @@ class CircuitBreaker:
             except BaseException:
                 breaker._cancelled(token)
                 raise
-            if plain and start is None and token >= 0:
+            if windowless and token >= 0:  # success while closed: no window to feed, nothing can trip
+                duration = 0.0 if start is None else clock() - start
                 with lock:
                     breaker._succeeded += 1
                     if token == breaker._gen:
                         breaker._consecutive = 0
+                if start is not None and bus.listeners:
+                    bus.publish(_completed(name, _SUCCESS, duration, None))
                 return result
             breaker._success(token, start)
             return result
