@@ -8,7 +8,7 @@ import pytest
 
 import seawall
 from seawall import ErrorAggregator, ErrorCategory, Registry
-from seawall._events import Event, ErrorRecorded
+from seawall._events import ErrorRecorded, Event
 
 
 class Clock:
@@ -33,7 +33,10 @@ def test_stats_shape_and_counts() -> None:
     assert stats["total_errors"] == 3
     assert stats["errors_by_type"] == {"ConnectionError": 2, "ValueError": 1}
     assert stats["errors_by_source"] == {"db": 2, "api": 1}
-    assert stats["errors_by_category"] == {c.value: 0 for c in ErrorCategory} | {"transient": 2, "permanent": 1}
+    assert stats["errors_by_category"] == {c.value: 0 for c in ErrorCategory} | {
+        "transient": 2,
+        "permanent": 1,
+    }
     assert stats["error_rate"] == pytest.approx(3.0)  # 3 errors over a 1-minute window
     assert stats["window_seconds"] == 60.0
 
@@ -67,11 +70,15 @@ def test_recent_order_limit_redaction_truncation() -> None:
     assert [r["message"] for r in recent] == ["error 7", "error 6", "error 5"]
     assert recent[0]["timestamp"] == clock.now
     assert recent[0]["context"] == {"i": 7}
-    assert recent[0]["category"] == "unknown" and recent[0]["type"] == "RuntimeError"
+    assert recent[0]["category"] == "unknown"
+    assert recent[0]["type"] == "RuntimeError"
     assert len(agg.recent(limit=50)) == 5
-    agg.record(RuntimeError("GET https://u:pw1234@h/x?token=abc " + "z" * 100), context={"url": "?api_key=k9"})
+    agg.record(
+        RuntimeError("GET https://u:pw1234@h/x?token=abc " + "z" * 100), context={"url": "?api_key=k9"}
+    )
     entry = agg.recent(1)[0]
-    assert "pw1234" not in entry["message"] and "abc" not in entry["message"]
+    assert "pw1234" not in entry["message"]
+    assert "abc" not in entry["message"]
     assert len(entry["message"]) == 40
     assert entry["context"] == {"url": "?api_key=[REDACTED]"}
 
@@ -80,7 +87,8 @@ def test_context_is_bounded() -> None:
     agg = make(Clock())
     agg.record(RuntimeError(), context={f"k{i}": "v" * 1000 for i in range(100)})
     ctx = agg.recent(1)[0]["context"]
-    assert len(ctx) <= 20 and all(len(v) <= 200 for v in ctx.values())
+    assert len(ctx) <= 20
+    assert all(len(v) <= 200 for v in ctx.values())
 
 
 def test_bounded_memory_with_many_types() -> None:
@@ -91,7 +99,8 @@ def test_bounded_memory_with_many_types() -> None:
         clock.now += 0.05
         agg.record(kinds[i % 1000](), source=f"src{i % 700}")
     for bucket in agg._ring:
-        assert len(bucket.type) <= 201 and len(bucket.source) <= 201
+        assert len(bucket.type) <= 201
+        assert len(bucket.source) <= 201
     assert len(agg._recent) <= 200
     stats = agg.stats()
     assert stats["errors_by_type"]["_other"] > 0

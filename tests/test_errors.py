@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,7 +52,6 @@ class ReadTimeout(Exception):
     [
         (TimeoutError(), C.TRANSIENT),
         (asyncio.TimeoutError(), C.TRANSIENT),
-        (socket.timeout(), C.TRANSIENT),
         (ReadTimeout(), C.TRANSIENT),
         (ConnectionError(), C.TRANSIENT),
         (ConnectionResetError(), C.TRANSIENT),
