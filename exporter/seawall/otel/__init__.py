@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import threading
 import weakref
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,8 +39,10 @@ from .._events import (
 )
 from .._registry import Registry, default_registry
 from ._metrics import OtelMetricsInstrumentation, instrument_metrics
+from ._otlp import PROTOCOLS, OTLPExportError, configure_otlp
 
 __all__ = [
+    "PROTOCOLS",
     "OTLPExportError",
     "OtelInstrumentation",
     "OtelMetricsInstrumentation",
@@ -54,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger("seawall")
 
-PROTOCOLS = ("http/protobuf", "grpc")
 _FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
 _ERROR = Status(StatusCode.ERROR)
 
@@ -273,131 +271,3 @@ def instrument(
         created = OtelInstrumentation(tracer, seawall_registry, provider)
         _instances[seawall_registry] = created
         return created
-
-
-class OTLPExportError(Exception):
-    """An OTLP export returned failure (the exporter logs its own detail)."""
-
-
-class _IsolatedExporter:
-    """Wraps a SpanExporter: failures and exceptions are counted on the bus, never propagated."""
-
-    def __init__(self, inner: Any, seawall_registry: Registry) -> None:
-        self._inner = inner
-        self._registry = seawall_registry
-
-    def export(self, spans: Sequence[Any]) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        try:
-            result = self._inner.export(spans)
-        except Exception as exc:
-            self._registry.bus.report_error("otlp", exc)
-            return SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._registry.bus.report_error(
-                "otlp", OTLPExportError(f"OTLP export of {len(spans)} spans failed: {result}")
-            )
-        return result
-
-    def shutdown(self) -> None:
-        try:
-            self._inner.shutdown()
-        except Exception as exc:
-            self._registry.bus.report_error("otlp", exc)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            return bool(self._inner.force_flush(timeout_millis))
-        except Exception as exc:
-            self._registry.bus.report_error("otlp", exc)
-            return False
-
-
-def _protocol(protocol: str | None) -> str:
-    chosen = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    if chosen not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {chosen!r}")
-    return chosen
-
-
-def _http_endpoint(endpoint: str) -> str:
-    """A base URL (http://collector:4318) gets the traces path; a URL with a path is used as is."""
-    if urlsplit(endpoint).path in ("", "/"):
-        return endpoint.rstrip("/") + "/v1/traces"
-    return endpoint
-
-
-def _exporter(protocol: str, endpoint: str | None, timeout: float | None) -> Any:
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                OTLPSpanExporter as GrpcExporter,
-            )
-        except ImportError as exc:
-            raise ImportError(
-                "protocol='grpc' needs the OTLP gRPC exporter: pip install 'seawall[otel-grpc]'"
-            ) from exc
-        return GrpcExporter(endpoint=endpoint, timeout=timeout)
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:  # pragma: no cover - part of the otel extra
-        raise ImportError("the OTLP HTTP exporter is missing: pip install 'seawall[otel]'") from exc
-    return OTLPSpanExporter(endpoint=None if endpoint is None else _http_endpoint(endpoint), timeout=timeout)
-
-
-def configure_otlp(
-    endpoint: str | None = None,
-    service_name: str | None = None,
-    protocol: str | None = None,
-    sampler: Any = None,
-    *,
-    set_global: bool = False,
-    seawall_registry: Registry | None = None,
-    timeout: float | None = None,
-    max_queue_size: int | None = None,
-) -> Any:
-    """Build an SDK TracerProvider exporting over OTLP through a bounded BatchSpanProcessor.
-
-    Arguments left None fall back to the standard variables: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT,
-    OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES,
-    OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_BSP_*. Export failures are counted
-    as `seawall_instrumentation_errors_total{component="otlp"}` and logged; a full queue drops spans
-    instead of blocking. `set_global=True` also makes it the global provider.
-    """
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint):
-        raise ValueError(f"endpoint must be a non-empty URL string, got {endpoint!r}")
-    if service_name is not None and (not isinstance(service_name, str) or not service_name):
-        raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if max_queue_size is not None and (
-        isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1
-    ):
-        raise ValueError(f"max_queue_size must be a positive int, got {max_queue_size!r}")
-    chosen = _protocol(protocol)
-    registry = default_registry() if seawall_registry is None else seawall_registry
-    exporter = _IsolatedExporter(_exporter(chosen, endpoint, timeout), registry)
-    attributes = {} if service_name is None else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
-    processor = BatchSpanProcessor(
-        exporter,  # type: ignore[arg-type]
-        max_queue_size=max_queue_size,
-        max_export_batch_size=None if max_queue_size is None else min(512, max_queue_size),
-        export_timeout_millis=None if timeout is None else timeout * 1000,
-    )
-    provider.add_span_processor(processor)
-    if set_global:
-        trace.set_tracer_provider(provider)
-    return provider
