@@ -495,3 +495,38 @@ def test_stream_route_answers_event_stream(registry: seawall.Registry) -> None:
     snapshot = json.loads(frames[0])
     assert snapshot["breakers"][0]["name"] == "payments"
     assert "event: bye" in text
+
+
+# -- status body cache ----------------------------------------------------------------------------------
+
+
+def test_status_cache_keeps_counters_briefly_but_never_states(
+    registry: seawall.Registry, fake_clock: Any
+) -> None:
+    from seawall.starlette.cache import BodyCache
+
+    cache = BodyCache(registry, 0.5, clock=fake_clock)
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return str(len(builds)).encode()
+
+    assert cache.get("k", build) == b"1"
+    assert cache.get("k", build) == b"1"  # within the ttl
+    fake_clock.advance(0.5)
+    assert cache.get("k", build) == b"2"  # expired
+    CircuitBreaker("new", registry=registry).force_open()  # registered + state change: cleared at once
+    assert cache.get("k", build) == b"3"
+    with pytest.raises(ValueError, match="status_cache_seconds"):
+        BodyCache(registry, -1)
+
+
+def test_breaker_listing_shows_a_state_change_at_once(client: TestClient, registry: seawall.Registry) -> None:
+    breaker = CircuitBreaker("payments", registry=registry)
+    assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "closed"
+    breaker.force_open()
+    assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "forced_open"
+    response = client.post("/api/resilience/breakers/payments/reset", headers=AUTH)
+    assert response.status_code == 200
+    assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "closed"

@@ -7,6 +7,7 @@ including unknown names and bad parameters, uses the standard body from `_proble
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from .._registry import Registry, default_registry
 from . import views
 from ._problems import ApiError, exception_handlers, guarded
 from .admin import AdminActions, resolve_admin_token
+from .cache import BodyCache
 from .health import Check, CheckFn, HealthChecker, normalize_checks
 from .middleware import ResilienceMiddleware
 from .page import page_routes
@@ -40,6 +42,14 @@ def _json(data: Any, status_code: int = 200) -> JSONResponse:
     response = JSONResponse(data, status_code=status_code)
     response.headers["cache-control"] = "no-store"
     return response
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _body(body: bytes) -> Response:
+    return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 
 def parse_limit(
@@ -115,6 +125,7 @@ def resilience_routes(
     stream_interval: float = 1.0,
     stream_max_seconds: float = 300.0,
     include_error_messages: bool = False,
+    status_cache_seconds: float = 0.5,
 ) -> list[BaseRoute]:
     """The routes of docs/web.md; mount them in your app (`routes=[*resilience_routes(), ...]`).
 
@@ -148,6 +159,7 @@ def resilience_routes(
     checker = HealthChecker(reg, normalize_checks(checks), critical_breakers)
     admin = AdminActions(reg, token, prometheus_registry)
     stream = SnapshotStream(reg, interval=stream_interval, max_seconds=stream_max_seconds)
+    cache = BodyCache(reg, status_cache_seconds)
 
     async def live(request: Request) -> Response:
         return _json({"status": "alive"})
@@ -157,16 +169,16 @@ def resilience_routes(
         return _json(report, 503 if report["status"] == "unhealthy" else 200)
 
     async def breakers(request: Request) -> Response:
-        return _json({"breakers": views.breakers_payload(reg)})
+        return _body(cache.get("breakers", lambda: _dumps({"breakers": views.breakers_payload(reg)})))
 
     async def breaker(request: Request) -> Response:
         found = reg.get("breaker", request.path_params["name"])
         if found is None:
             raise ApiError(404, "unknown_breaker", "no breaker with this name", field="name")
-        return _json(views._clean(found.snapshot().to_dict()))
+        return _json(views.snapshot_dict(found.snapshot()))
 
     async def errors(request: Request) -> Response:
-        return _json(views.error_stats(reg))
+        return _body(cache.get("errors", lambda: _dumps(views.error_stats(reg))))
 
     async def recent(request: Request) -> Response:
         limit = parse_limit(request)
@@ -174,10 +186,10 @@ def resilience_routes(
         return _json({"limit": limit, "errors": items})
 
     async def features(request: Request) -> Response:
-        return _json({"features": views.features_payload(reg)})
+        return _body(cache.get("features", lambda: _dumps({"features": views.features_payload(reg)})))
 
     async def retries(request: Request) -> Response:
-        return _json({"retries": views.retries_payload(reg)})
+        return _body(cache.get("retries", lambda: _dumps({"retries": views.retries_payload(reg)})))
 
     async def snapshot(request: Request) -> Response:
         return _json(views.registry_payload(reg))
