@@ -231,7 +231,24 @@ def test_features_list(client: TestClient, registry: seawall.Registry) -> None:
 
 
 def test_retries_list(client: TestClient, registry: seawall.Registry) -> None:
+    from seawall._retry import Retry
+
     assert client.get("/api/resilience/retries").json() == {"retries": []}
+    retry = Retry("search", attempts=3, retry_on=Boom, sleep=lambda seconds: None, registry=registry)
+    attempts = iter([Boom("x"), Boom("y"), None])
+
+    def flaky() -> str:
+        error = next(attempts)
+        if error is not None:
+            raise error
+        return "ok"
+
+    assert retry.call(flaky) == "ok"
+    (item,) = client.get("/api/resilience/retries").json()["retries"]
+    assert item["name"] == "search"
+    assert item["attempts"] == 3
+    assert item["retries"] == 2
+    assert item["calls"]["success_with_retry"] == 1
 
 
 def test_snapshot_has_everything(client: TestClient, registry: seawall.Registry) -> None:

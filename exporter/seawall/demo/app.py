@@ -27,6 +27,7 @@ from starlette.routing import Route
 from .._breaker import CircuitBreaker
 from .._degrade import Feature
 from .._registry import Registry
+from .._retry import Retry
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
@@ -50,7 +51,7 @@ class Guarded:
     dependency: SimulatedDependency
     breaker: CircuitBreaker
     feature: Feature
-    retry: Any | None
+    retry: Retry | None
     inflight: int = 0
     answered: dict[str, int] = field(default_factory=lambda: {"primary": 0, "fallback": 0, "stale": 0})
 
@@ -81,16 +82,12 @@ class Guarded:
         }
 
 
-def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep: Sleep) -> Any | None:
+def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep: Sleep) -> Retry:
     """Two attempts, 50 ms apart, only for the dependency's own failures.
 
     A CircuitOpenError is not retried (its retry_after hint would hold the request for seconds), and
     errors are not recorded here: the breaker records each failed attempt already.
     """
-    try:
-        from .._retry import Retry
-    except ImportError:  # pragma: no cover - seawall without its retry module
-        return None
     return Retry(
         name,
         attempts=2,
