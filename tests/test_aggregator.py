@@ -101,7 +101,7 @@ def test_bounded_memory_with_many_types() -> None:
     for bucket in agg._ring:
         assert len(bucket.type) <= 201
         assert len(bucket.source) <= 201
-    assert len(agg._recent) <= 200
+    assert len(agg._recent) <= 100
     stats = agg.stats()
     assert stats["errors_by_type"]["_other"] > 0
     assert sum(stats["errors_by_type"].values()) == stats["total_errors"]

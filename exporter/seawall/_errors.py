@@ -19,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -88,11 +88,12 @@ def clear_registrations() -> None:
 
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status an exception carries (`status_code`, `response.status_code`, `status`, `code`)."""
+    response = getattr(exc, "response", None)
     candidates = (
         getattr(exc, "status_code", None),
-        getattr(getattr(exc, "response", None), "status_code", None),
+        None if response is None else getattr(response, "status_code", None),
         getattr(exc, "status", None),
-        getattr(getattr(exc, "response", None), "status", None),
+        None if response is None else getattr(response, "status", None),
         getattr(exc, "code", None),
     )
     for value in candidates:
@@ -121,23 +122,39 @@ def _by_status(status: int) -> ErrorCategory | None:
     return None
 
 
+def _by_type(kind: type[BaseException]) -> ErrorCategory:
+    """The built-in category of an exception class (cached: the answer depends only on the class)."""
+    if kind.__name__ == "CircuitOpenError":
+        return ErrorCategory.TRANSIENT
+    if issubclass(kind, PermissionError):
+        return ErrorCategory.AUTH
+    names = [k.__name__ for k in kind.__mro__]
+    if issubclass(kind, _TIMEOUTS) or any("Timeout" in n for n in names):
+        return ErrorCategory.TRANSIENT
+    if issubclass(kind, ConnectionError) or any("ConnectionError" in n for n in names):
+        return ErrorCategory.TRANSIENT
+    if issubclass(kind, _PERMANENT):
+        return ErrorCategory.PERMANENT
+    return ErrorCategory.UNKNOWN
+
+
+_type_cache: dict[type[BaseException], ErrorCategory] = {}
+_TYPE_CACHE_MAX = 1024
+
+
 def _builtin(exc: BaseException) -> ErrorCategory:
     status = status_of(exc)
     if status is not None:
         by_status = _by_status(status)
         if by_status is not None:
             return by_status
-    if type(exc).__name__ == "CircuitOpenError" and hasattr(exc, "retry_after"):
-        return ErrorCategory.TRANSIENT
-    if isinstance(exc, PermissionError):
-        return ErrorCategory.AUTH
-    if isinstance(exc, _TIMEOUTS) or any("Timeout" in k.__name__ for k in type(exc).__mro__):
-        return ErrorCategory.TRANSIENT
-    if isinstance(exc, ConnectionError) or any("ConnectionError" in k.__name__ for k in type(exc).__mro__):
-        return ErrorCategory.TRANSIENT
-    if isinstance(exc, _PERMANENT):
-        return ErrorCategory.PERMANENT
-    return ErrorCategory.UNKNOWN
+    kind = type(exc)
+    category = _type_cache.get(kind)
+    if category is None:
+        category = _by_type(kind)
+        if len(_type_cache) < _TYPE_CACHE_MAX:
+            _type_cache[kind] = category
+    return category
 
 
 def classify(exc: BaseException) -> ErrorCategory:
@@ -205,6 +222,13 @@ class _Bucket:
         self.source: Counter[str] = Counter()
         self.category: Counter[ErrorCategory] = Counter()
 
+    def reset(self, index: int) -> None:
+        self.start = index
+        self.total = 0
+        self.type = Counter()
+        self.source = Counter()
+        self.category = Counter()
+
 
 class ErrorAggregator:
     """Counts errors over a sliding window (a ring of buckets) and keeps the most recent ones.
@@ -242,7 +266,9 @@ class ErrorAggregator:
         self.window = float(window)
         self._width = self.window / buckets
         self._ring = [_Bucket() for _ in range(buckets)]
-        self._recent: list[dict[str, Any]] = []
+        self._size = buckets
+        # deque.append is atomic, so recording a recent entry needs no lock; maxlen bounds memory.
+        self._recent: deque[tuple[Any, ...]] = deque(maxlen=max_recent)
         self._max_recent = max_recent
         self._message_limit = message_limit
         self._max_keys = max_keys
@@ -270,39 +296,38 @@ class ErrorAggregator:
             category = ErrorCategory.UNKNOWN
         error_type = type(exc).__name__
         now = self._clock()
-        # Keep the message, not the exception: a stored exception pins its traceback's frames.
-        entry = (
-            (now, source, error_type, category, _message(exc, error_type), context)
-            if self._max_recent
-            else None
-        )
+        index = int(now // self._width)
+        cap = self._max_keys
+        if self._max_recent:
+            # Keep the message, not the exception: a stored exception pins its traceback's frames.
+            self._recent.append((now, source, error_type, category, _message(exc, error_type), context))
         with self._lock:
-            bucket = self._bucket(now)
+            bucket = self._ring[index % self._size]
+            if bucket.start != index:
+                bucket.reset(index)
             bucket.total += 1
             counts = bucket.type
-            counts[error_type if error_type in counts or len(counts) < self._max_keys else _OTHER] += 1
+            n = counts.get(error_type)
+            if n is not None:
+                counts[error_type] = n + 1
+            elif len(counts) < cap:
+                counts[error_type] = 1
+            else:
+                counts[_OTHER] = counts.get(_OTHER, 0) + 1
             counts = bucket.source
-            counts[source if source in counts or len(counts) < self._max_keys else _OTHER] += 1
-            bucket.category[category] += 1
-            if entry is not None:
-                self._recent.append(entry)  # type: ignore[arg-type]
-                if len(self._recent) > 2 * self._max_recent:
-                    del self._recent[: len(self._recent) - self._max_recent]
+            n = counts.get(source)
+            if n is not None:
+                counts[source] = n + 1
+            elif len(counts) < cap:
+                counts[source] = 1
+            else:
+                counts[_OTHER] = counts.get(_OTHER, 0) + 1
+            cats = bucket.category
+            cats[category] = cats.get(category, 0) + 1
         registry = self._registry
         if registry is not None and registry.bus.listeners:
             registry.bus.publish(ErrorRecorded(source=source, error_type=error_type, category=category))
         return category
-
-    def _bucket(self, now: float) -> _Bucket:
-        index = int(now // self._width)
-        bucket = self._ring[index % len(self._ring)]
-        if bucket.start != index:
-            bucket.start = index
-            bucket.total = 0
-            bucket.type = Counter()
-            bucket.source = Counter()
-            bucket.category = Counter()
-        return bucket
 
     def _live(self, now: float) -> list[_Bucket]:
         newest = int(now // self._width)
@@ -336,8 +361,8 @@ class ErrorAggregator:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be an int >= 0, got {limit!r}")
         with self._lock:
-            entries = self._recent[-min(limit, self._max_recent) :] if limit else []
-        return [self._render(entry) for entry in reversed(entries)]
+            entries = list(itertools.islice(reversed(self._recent), limit))
+        return [self._render(entry) for entry in entries]
 
     def _render(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         timestamp, source, error_type, category, message, context = entry
