@@ -547,3 +547,15 @@ def test_breaker_listing_shows_a_state_change_at_once(client: TestClient, regist
     response = client.post("/api/resilience/breakers/payments/reset", headers=AUTH)
     assert response.status_code == 200
     assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "closed"
+
+
+def test_metrics_in_multiprocess_mode_reads_the_directory(
+    client: TestClient, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    CircuitBreaker("payments", registry=registry)
+    assert "seawall_circuit_breaker_state" in client.get("/metrics").text  # in-process registry
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    # The worker files in the (empty) directory are the source now, not this process's registry.
+    assert "seawall_circuit_breaker_state" not in response.text
