@@ -188,8 +188,11 @@ def test_nested_retries_close_in_order(
     assert spans["retry outer"].parent is None
 
 
-def test_no_sdk_provider_means_no_subscription(registry: seawall.Registry) -> None:
-    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+def test_no_sdk_provider_means_no_subscription(
+    registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the global provider is set-once per process: pretend nobody set one (the API's proxy)
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
     instrumentation = otel.instrument(seawall_registry=registry)
     assert instrumentation.active is False
     assert registry.bus.listeners == ()

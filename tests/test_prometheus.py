@@ -347,11 +347,16 @@ def test_awkward_names_round_trip(prom: CollectorRegistry, registry: seawall.Reg
 
 
 def test_exemplars_with_sampled_span(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+    prom: CollectorRegistry, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+    # Whether tracing is active is process-wide (other tests may have traced the default registry):
+    # start from "not active" explicitly.
+    monkeypatch.setattr(sp, "_tracing_active", lambda trace: False)
+    inst = sp.instrument(prom, seawall_registry=registry)
+    monkeypatch.undo()
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("early"):  # tracing not active yet: no lookup, no exemplar
@@ -383,6 +388,7 @@ def test_exemplars_with_sampled_span(
     assert "trace_id" not in generate_latest(prom).decode()
     tracing.close()
     provider.shutdown()
+    inst.close()
 
 
 def test_concurrent_calls_are_counted_exactly(
