@@ -559,3 +559,28 @@ def test_metrics_in_multiprocess_mode_reads_the_directory(
     assert response.status_code == 200
     # The worker files in the (empty) directory are the source now, not this process's registry.
     assert "seawall_circuit_breaker_state" not in response.text
+
+
+def test_no_endpoint_leaks_secrets_or_stacks(app_client: TestClient, registry: seawall.Registry) -> None:
+    secret = "pa55w0rd-9f8e7d"
+    breaker = CircuitBreaker("payments", failure_threshold=1, registry=registry, errors=registry.errors)
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom(f"login failed for admin:{secret}@db")))
+    registry.errors.record(RuntimeError(f"token={secret}"), source="jobs")
+    assert app_client.get("/orders/1").status_code == 500
+    for path in (
+        "/api/resilience/breakers",
+        "/api/resilience/breakers/payments",
+        "/api/resilience/errors",
+        "/api/resilience/errors/recent?limit=100",
+        "/api/resilience/snapshot",
+        "/api/resilience/features",
+        "/api/resilience/retries",
+        "/health/ready",
+        "/metrics",
+        "/orders/2",
+    ):
+        text = app_client.get(path).text
+        assert secret not in text, path
+        assert "Traceback" not in text, path
+        assert "postgres://" not in text, path

@@ -36,6 +36,8 @@ __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
 
 log = logging.getLogger("seawall.demo")
 
+MAX_CHAOS_BODY = 4096
+
 # name -> (base latency ms, fallback answer)
 DEPENDENCIES: dict[str, tuple[float, Any]] = {
     "payments": (40.0, {"status": "queued", "note": "payment accepted for later processing"}),
@@ -271,9 +273,11 @@ def create_demo_app(
             raise ApiError(
                 404, "unknown_dependency", f"dependencies are {', '.join(DEPENDENCIES)}", field="dependency"
             )
-        raw = await request.body()
-        if len(raw) > 4096:
-            raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
+        raw = b""
+        async for chunk in request.stream():  # never buffer more than the limit
+            raw += chunk
+            if len(raw) > MAX_CHAOS_BODY:
+                raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
         try:
             body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):

@@ -109,7 +109,7 @@ def _instrument(prometheus_registry: Any, registry: Registry) -> None:
         instrument(prometheus_registry, seawall_registry=registry)
     except ValueError as exc:
         # Already instrumented with other settings (buckets, label caps): that instrumentation serves.
-        log.debug("seawall.starlette: keeping the existing prometheus instrumentation (%s)", exc)
+        log.warning("seawall.starlette: /metrics keeps the existing prometheus instrumentation (%s)", exc)
 
 
 def resilience_routes(
