@@ -97,6 +97,11 @@ TARGETS: dict[str, tuple[Builder, int, str]] = {
         2_000,
         "async retry success path, 100 awaits per call",
     ),
+    "retry.retried": (
+        lambda: retry.seawall_retry("profile", sleep=otel.no_sleep)(otel.flaky()),
+        100_000,
+        "retry: first attempt raises ConnectionError, second succeeds (no real sleep)",
+    ),
     "record": (_record, 200_000, "ErrorAggregator.record"),
     "metrics": (_metrics, 200_000, "breaker success path with prometheus on"),
     "stack": (_stack, 200_000, "retry(breaker(fn)) with prometheus on"),
