@@ -1,0 +1,156 @@
+"""The Prometheus rules in rules/: promtool check + unit tests, and the conventions the stack relies on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "rules"
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+ALERTS_DOC = ROOT / "docs" / "alerts.md"
+RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks.md#"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
+
+# The metric contract (DESIGN.md + docs/exporter.md) plus what the scrape itself produces.
+CONTRACT = {
+    "seawall_circuit_breaker_state", "seawall_circuit_breaker_calls_total",
+    "seawall_circuit_breaker_call_duration_seconds_bucket", "seawall_circuit_breaker_transitions_total",
+    "seawall_circuit_breaker_failure_rate", "seawall_retry_calls_total", "seawall_retry_attempts_total",
+    "seawall_errors_total", "seawall_feature_enabled", "seawall_fallbacks_total",
+    "seawall_instrumentation_errors_total", "seawall_build_info", "seawall_label_overflow_total",
+    "seawall_admin_actions_total", "up",
+}
+
+
+def _rules() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            out.extend(group["rules"])
+    return out
+
+
+def _alerts() -> list[dict[str, Any]]:
+    return [r for r in _rules() if "alert" in r]
+
+
+def _recordings() -> list[dict[str, Any]]:
+    return [r for r in _rules() if "record" in r]
+
+
+def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                          check=False)
+
+
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    res = _promtool("check", "rules", *map(str, RULE_FILES))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("SUCCESS") == len(RULE_FILES)
+
+
+@needs_promtool
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
+def test_promtool_unit_tests(test_file: Path) -> None:
+    res = _promtool("test", "rules", test_file.name, cwd=test_file.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+@needs_promtool
+def test_promtool_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
+    """The unit tests are not vacuous: moving one threshold makes them fail."""
+    (tmp_path / "rules" / "tests").mkdir(parents=True)
+    for path in RULE_FILES:
+        text = path.read_text()
+        if path.name == "seawall-alerts.yml":
+            assert "ratio_rate5m > 0.1" in text
+            text = text.replace("ratio_rate5m > 0.1", "ratio_rate5m > 0.6")  # HighRejectionRate
+        (tmp_path / "rules" / path.name).write_text(text)
+    test = RULES_DIR / "tests" / "seawall-alerts_test.yml"
+    (tmp_path / "rules" / "tests" / test.name).write_text(test.read_text())
+    res = _promtool("test", "rules", test.name, cwd=tmp_path / "rules" / "tests")
+    assert res.returncode != 0
+    assert "HighRejectionRate" in res.stdout + res.stderr
+
+
+def test_alerts_have_severity_and_annotations() -> None:
+    alerts = _alerts()
+    assert alerts
+    for rule in alerts:
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        ann = rule["annotations"]
+        assert set(ann) >= {"summary", "description", "runbook_url"}, name
+        assert "{{" not in ann["summary"], f"{name}: summary must be a static sentence"
+        assert "{{" in ann["description"], f"{name}: description must use labels/value"
+        assert ann["runbook_url"] == RUNBOOK_BASE + name.lower(), name
+
+
+def test_required_alerts_exist_with_their_severity() -> None:
+    severities: dict[str, set[str]] = {}
+    for rule in _alerts():
+        severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
+    assert severities["CircuitBreakerOpen"] == {"critical"}
+    assert severities["ErrorBudgetBurn"] == {"critical", "warning"}
+    for name in ("CircuitBreakerFlapping", "CircuitBreakerHalfOpenStuck", "HighRejectionRate",
+                 "HighRetryRate", "RetryExhaustion", "ErrorRateHigh", "FeatureDegraded", "ExporterDown",
+                 "InstrumentationErrors", "LabelCardinalityOverflow"):
+        assert name in severities, name
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {r["alert"] for r in _alerts()}
+    assert names - fires == set(), "alerts without a firing test"
+    assert names - quiet == set(), "alerts without a quiet test"
+
+
+def test_recording_rule_names_follow_level_metric_operations() -> None:
+    pattern = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
+    names = [r["record"] for r in _recordings()]
+    assert "breaker:seawall_circuit_breaker_calls:rate5m" in names
+    assert "breaker:seawall_circuit_breaker_rejections:ratio_rate5m" in names
+    assert "seawall:slo_target" in names
+    assert len(names) == len(set(names))
+    for name in names:
+        assert name == "seawall:slo_target" or pattern.match(name), name
+
+
+def test_rules_only_use_contract_metrics() -> None:
+    recorded = {r["record"] for r in _recordings()}
+    token = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?=\{|\[|\)|$|\s*[><=!])")
+    for rule in _rules():
+        for name in token.findall(rule["expr"]):
+            if name.startswith("seawall_") or name == "up":
+                assert name in CONTRACT, f"{rule.get('alert') or rule.get('record')}: {name}"
+            elif ":" in name:
+                assert name in recorded, f"{rule.get('alert') or rule.get('record')}: {name}"
+
+
+def test_runbooks_and_alert_docs_cover_every_rule() -> None:
+    runbooks = RUNBOOKS.read_text()
+    anchors = {m.group(1).strip().lower() for m in re.finditer(r"^## +(.+)$", runbooks, re.M)}
+    doc = ALERTS_DOC.read_text()
+    for name in {r["alert"] for r in _alerts()}:
+        assert name.lower() in anchors, f"docs/runbooks.md has no section '## {name}'"
+        assert f"`{name}`" in doc or f"[{name}]" in doc, f"docs/alerts.md does not list {name}"
+    for name in {r["record"] for r in _recordings()}:
+        assert f"`{name}`" in doc, f"docs/alerts.md does not list recording rule {name}"
