@@ -303,7 +303,7 @@ def _fmt(value: float | None, unit: str) -> str:
 def render_table(results: Sequence[CaseResult]) -> str:
     """A plain-text report: measurements per case, then every target with PASS/MISS."""
     lines: list[str] = []
-    header = f"{'case':<22} {'subject':<40} {'value':>14} {'raw':>12} {'median':>14}  note"
+    header = f"{'case':<22} {'subject':<50} {'value':>14} {'raw':>12} {'median':>14}  note"
     lines.append(header)
     lines.append("-" * len(header))
     for case in results:
@@ -316,7 +316,7 @@ def render_table(results: Sequence[CaseResult]) -> str:
             if item.value is None and item.note:
                 value = "-"
             lines.append(
-                f"{case.case:<22} {item.subject:<40} {value:>14} {raw:>12} "
+                f"{case.case:<22} {item.subject:<50} {value:>14} {raw:>12} "
                 f"{_fmt(item.median, item.unit):>14}  {item.note}"
             )
     lines.append("")
