@@ -147,7 +147,7 @@
   function drawErrors(stats, recent) {
     stats = stats || {};
     document.getElementById("error-window").textContent =
-      stats.window_seconds ? "(last " + Math.round(stats.window_seconds) + " s)" : "";
+      stats.window_seconds ? "(last " + (stats.window_seconds >= 120 ? Math.round(stats.window_seconds / 60) + " min)" : Math.round(stats.window_seconds) + " s)") : "";
     var totals = document.getElementById("error-totals");
     totals.textContent = "";
     totals.appendChild(stat("errors", String(stats.total_errors || 0)));
@@ -169,7 +169,7 @@
     body.textContent = "";
     (recent || []).slice(0, 10).forEach(function (e) {
       var row = el("tr");
-      var when = e.timestamp ? new Date(e.timestamp * 1000).toLocaleTimeString() : "";
+      var when = e.timestamp ? new Date(e.timestamp * 1000).toLocaleTimeString([], { hour12: false }) : "";
       [when, e.source || "", e.type || e.error_type || "", e.category || ""].forEach(function (v) {
         row.appendChild(el("td", null, String(v)));
       });
