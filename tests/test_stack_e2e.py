@@ -1,0 +1,246 @@
+"""End to end: demo -> Prometheus (shipped rules) -> Alertmanager (shipped routes) -> Slack/PagerDuty.
+
+Real binaries on 127.0.0.1 (tests/stack_harness.py), local fake receivers (tests/fake_receivers.py),
+1 s scrape/evaluation intervals, `for:` shortened to 1 s and group_wait 1 s. One scenario, in order:
+rules load and evaluate cleanly; an outage pages (PagerDuty) and tickets (Slack); every dashboard
+query returns data; healing resolves both; an unreachable receiver shows up in Alertmanager's
+notifications_failed_total (the page still goes out); a stopped service raises ExporterDown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from fake_receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
+from stack_harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
+
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.skipif(bool(binaries_missing()), reason=f"not installed: {binaries_missing()}"),
+    pytest.mark.timeout(150),
+]
+WAIT = 30.0  # bound on any one notification; the budget below is what we expect
+SCRAPE = EVAL = GROUP_WAIT = FOR = 1.0
+BUDGET = 3 * (SCRAPE + EVAL) + GROUP_WAIT + FOR
+ROUTING_KEY = "e2e-routing-key-0123456789abcdef"
+VARIABLES = {"service": "seawall-demo", "breaker": "payments"}
+
+
+def load_dashboards() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "seawall_dashboards_e2e", ROOT / "grafana" / "dashboards.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_(status: str, alertname: str, breaker: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """Match a Slack message or PagerDuty event for `alertname` (and breaker) in `status`."""
+
+    def pred(p: dict[str, Any]) -> bool:
+        if "attachments" in p:
+            title = str(p["attachments"][0]["title"])
+            return title.startswith(f"[{status.upper()}") and alertname in title and (breaker or "") in title
+        action = {"firing": "trigger", "resolved": "resolve"}[status]
+        summary = str(p.get("payload", {}).get("summary", ""))
+        return p.get("event_action") == action and alertname in summary and (breaker or "") in summary
+
+    return pred
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
+    with FakeSlack() as slack, FakePagerDuty() as pagerduty:
+        yield slack, pagerduty
+
+
+@pytest.fixture
+def stack(tmp_path: Path, receivers: tuple[FakeSlack, FakePagerDuty]) -> Iterator[Stack]:
+    slack, pagerduty = receivers
+    with Stack(
+        tmp_path / "stack",
+        Receivers(slack.url, pagerduty.url, ROUTING_KEY),
+        FAST,
+        traffic_rate=10.0,
+    ) as running:
+        yield running
+
+
+def rules_by_name() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    rules: dict[str, dict[str, Any]] = {}
+    for path in sorted((ROOT / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                rules[rule.get("alert") or rule["record"]] = rule
+    return rules
+
+
+def check_rules_loaded(stack: Stack) -> None:
+    """Prometheus loaded every shipped rule, and each has evaluated without error."""
+    expected = set(rules_by_name())
+
+    def all_evaluated() -> dict[str, Any] | None:
+        from stack_harness import http
+
+        _, body = http("GET", f"{stack.prometheus_url}/api/v1/rules")
+        rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+        if any(r.get("lastEvaluation", "").startswith("0001") for r in rules):
+            return None
+        return {r["name"]: r for r in rules}
+
+    loaded = wait_until(all_evaluated, 15, "every rule evaluated once")
+    assert set(loaded) == expected
+    broken = {name: r.get("lastError") for name, r in loaded.items() if r["health"] != "ok"}
+    assert not broken, broken
+
+
+def check_panels_have_data(stack: Stack) -> None:
+    """Every dashboard query, variables substituted, parses and returns data from the live Prometheus."""
+    dashboards = load_dashboards()
+    exprs: list[tuple[str, str]] = []
+    for name in dashboards.DASHBOARDS:
+        model = json.loads((ROOT / "grafana" / "dashboards" / name).read_text())
+        for title, expr in dashboards.iter_targets(model):
+            exprs.append((f"{name}: {title}", dashboards.expand(expr, VARIABLES, rate_interval="1m")))
+        for variable in model["templating"]["list"]:
+            query = variable["query"]["query"]
+            assert query.startswith("label_values(")
+            metric, label = query[len("label_values(") : -1].rsplit(", ", 1)
+            values = {s["metric"].get(label) for s in stack.query(dashboards.expand(metric, VARIABLES))}
+            assert VARIABLES[variable["name"]] in values, f"{name}: ${variable['name']} offers {values}"
+    for _title, expr in exprs:
+        stack.query(expr)  # raises ValueError with Prometheus' parse error
+    missing: list[str] = []
+
+    def all_have_data() -> bool:
+        missing[:] = [f"{title}: {expr}" for title, expr in exprs if not stack.query(expr)]
+        return not missing
+
+    try:
+        wait_until(all_have_data, 20, "every panel query returns data", interval=0.5)
+    except TimeoutError:
+        pytest.fail("panel queries without data:\n" + "\n".join(missing))
+
+
+def test_stack_end_to_end(
+    stack: Stack, receivers: tuple[FakeSlack, FakePagerDuty], capsys: pytest.CaptureFixture[str]
+) -> None:
+    slack, pagerduty = receivers
+    started = time.monotonic()
+    wait_until(lambda: stack.query('up{job="seawall-demo", service="seawall-demo"} == 1'), 15, "demo scraped")
+    check_rules_loaded(stack)
+
+    # -- an outage pages PagerDuty and tickets Slack ---------------------------------------------------
+    rule = rules_by_name()["CircuitBreakerOpen"]
+    stack.chaos("payments", outage=True)
+    outage = time.monotonic()
+    wait_until(
+        lambda: stack.query('seawall_circuit_breaker_state{breaker="payments", state="open"} == 1'),
+        10,
+        "Prometheus sees the payments breaker open",
+    )
+    seen_open = time.monotonic()
+    msg = slack.wait_for(is_("firing", "CircuitBreakerOpen", "payments"), WAIT)
+    to_slack = time.monotonic() - outage
+    event = pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", "payments"), WAIT)
+    to_pagerduty = time.monotonic() - outage
+
+    text = slack_text(msg)
+    assert msg["attachments"][0]["color"] == "danger"
+    assert msg["attachments"][0]["title"].startswith("[FIRING:1] CircuitBreakerOpen payments (seawall-demo)")
+    assert rule["annotations"]["summary"] in text
+    assert rule["annotations"]["runbook_url"] in text
+    assert "Breaker payments of seawall-demo" in text
+    for label in (
+        "alertname=CircuitBreakerOpen",
+        "breaker=payments",
+        "severity=critical",
+        "service=seawall-demo",
+    ):
+        assert f"`{label}`" in text
+    assert "var-breaker=payments" in text
+    assert event["routing_key"] == ROUTING_KEY
+    assert event["payload"]["severity"] == "critical"
+    assert event["payload"]["component"] == "payments"
+    assert event["payload"]["group"] == "seawall-demo"
+    assert event["payload"]["class"] == "CircuitBreakerOpen"
+    assert rule["annotations"]["summary"] in event["payload"]["summary"]
+
+    # -- every dashboard query has data while things are interesting ---------------------------------
+    check_panels_have_data(stack)
+
+    # -- healing resolves both -------------------------------------------------------------------------
+    stack.chaos("payments", outage=False)
+    healed = time.monotonic()
+    resolved = pagerduty.wait_for(is_("resolved", "CircuitBreakerOpen", "payments"), WAIT)
+    assert resolved["dedup_key"] == event["dedup_key"]
+    msg = slack.wait_for(is_("resolved", "CircuitBreakerOpen", "payments"), WAIT)
+    assert msg["attachments"][0]["color"] == "good"
+    assert "*Status:* resolved" in slack_text(msg)
+    to_resolved = time.monotonic() - healed
+
+    # -- an unreachable receiver is counted, and the page still goes out ------------------------------
+    failed_before = stack.alertmanager_metric("alertmanager_notifications_failed_total", integration="slack")
+    stack.set_slack_url(closed_port_url("/services/unreachable"))
+    stack.chaos("inventory", outage=True)
+    pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", "inventory"), WAIT)
+    failed = wait_until(
+        lambda: (
+            n
+            if (
+                n := stack.alertmanager_metric("alertmanager_notifications_failed_total", integration="slack")
+            )
+            > failed_before
+            else None
+        ),
+        WAIT,
+        "Alertmanager counts the failed Slack notification",
+    )
+    assert not [p for p in slack.payloads if is_("firing", "CircuitBreakerOpen", "inventory")(p)]
+    stack.set_slack_url(slack.url)
+    stack.chaos("inventory", outage=False)
+
+    # -- a stopped service raises ExporterDown --------------------------------------------------------
+    stack.stop_demo()
+    stopped = time.monotonic()
+    down = slack.wait_for(is_("firing", "ExporterDown"), WAIT)
+    to_exporter_down = time.monotonic() - stopped
+    assert down["attachments"][0]["color"] == "warning"
+    assert "`job=seawall-demo`" in slack_text(down)
+    assert ("ExporterDown", "") in stack.firing()
+
+    with capsys.disabled():
+        print(
+            f"\n[stack e2e] outage -> breaker open seen by Prometheus {seen_open - outage:.1f}s, "
+            f"-> Slack {to_slack:.1f}s, -> PagerDuty {to_pagerduty:.1f}s "
+            f"(budget 3 x (scrape {SCRAPE:g}s + eval {EVAL:g}s) + group_wait {GROUP_WAIT:g}s + for {FOR:g}s "
+            f"= {BUDGET:g}s); heal -> resolved {to_resolved:.1f}s; unreachable Slack: "
+            f"notifications_failed_total {failed_before:g} -> {failed:g}; demo stopped -> ExporterDown "
+            f"on Slack {to_exporter_down:.1f}s; whole scenario {time.monotonic() - started:.1f}s"
+        )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_shipped_rules_pass_promtool() -> None:
+    files = sorted(str(p) for p in (ROOT / "rules").glob("*.yml"))
+    result = subprocess.run(
+        ["promtool", "check", "rules", *files], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
