@@ -584,3 +584,27 @@ def test_no_endpoint_leaks_secrets_or_stacks(app_client: TestClient, registry: s
         assert secret not in text, path
         assert "Traceback" not in text, path
         assert "postgres://" not in text, path
+
+
+def test_a_hung_sync_check_does_not_pile_up_threads(
+    registry: seawall.Registry, prom: CollectorRegistry
+) -> None:
+    import threading
+
+    release = threading.Event()
+    started: list[int] = []
+
+    def hung() -> bool:
+        started.append(1)
+        release.wait(timeout=10)  # bounded, released below
+        return True
+
+    try:
+        with make_client(registry, prom, checks=[Check("ldap", hung, timeout=0.01)]) as test_client:
+            first = test_client.get("/health/ready").json()["checks"]["ldap"]
+            second = test_client.get("/health/ready").json()["checks"]["ldap"]
+    finally:
+        release.set()
+    assert first["error_type"] == "timeout"
+    assert second["error_type"] == "still_running"
+    assert started == [1]

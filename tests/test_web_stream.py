@@ -121,3 +121,24 @@ def test_one_snapshot_is_shared_within_an_interval(fake_clock: Any) -> None:
 def test_interval_is_validated(interval: Any) -> None:
     with pytest.raises(ValueError, match="stream_interval"):
         SnapshotStream(seawall.Registry(), interval=interval)
+
+
+def test_streams_are_bounded() -> None:
+    stream = SnapshotStream(seawall.Registry(), interval=30, max_streams=1)
+
+    async def scenario() -> dict[str, Any]:
+        first = Client()
+        task = asyncio.create_task(stream(SCOPE, first.receive, first.send))
+        await first.next_snapshot()
+        second = Client()
+        await asyncio.wait_for(stream(SCOPE, second.receive, second.send), timeout=2)
+        first.disconnect()
+        await asyncio.wait_for(task, timeout=2)
+        assert second.messages[0]["status"] == 503
+        return dict(json.loads(second.messages[1]["body"]))
+
+    body = run(scenario())
+    assert body["error_code"] == "too_many_streams"
+    assert set(body) >= {"error", "error_code", "error_id", "message"}
+    with pytest.raises(ValueError, match="stream_max_clients"):
+        SnapshotStream(seawall.Registry(), max_streams=0)

@@ -73,15 +73,31 @@ def normalize_checks(checks: Mapping[str, CheckFn] | Sequence[Check] | None) -> 
     return items
 
 
-async def _run_check(check: Check) -> dict[str, Any]:
+async def _run_check(check: Check, running: set[str]) -> dict[str, Any]:
+    """Run one check within its timeout.
+
+    A sync check runs in a worker thread, which a timeout cannot stop: while that thread is still
+    busy, later evaluations report `still_running` instead of starting another, so a hung
+    dependency cannot use up the thread pool one readiness probe at a time.
+    """
     start = time.perf_counter()
     status, error = "pass", None
     try:
         with anyio.fail_after(check.timeout):
             if inspect.iscoroutinefunction(check.fn):
                 result = await check.fn()
+            elif check.name in running:
+                result, status, error = None, "fail", "still_running"
             else:
-                result = await anyio.to_thread.run_sync(check.fn, abandon_on_cancel=True)
+                running.add(check.name)
+
+                def run() -> Any:
+                    try:
+                        return check.fn()
+                    finally:
+                        running.discard(check.name)
+
+                result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
                 if inspect.isawaitable(result):
                     result = await result
         if result is False:
@@ -111,10 +127,11 @@ class HealthChecker:
         if isinstance(critical_breakers, str):
             raise TypeError(f"critical_breakers must be a collection of names, got {critical_breakers!r}")
         self.critical_breakers = frozenset(critical_breakers)
+        self._running: set[str] = set()  # sync checks whose worker thread has not returned yet
 
     async def evaluate(self) -> dict[str, Any]:
         start = time.perf_counter()
-        results = await asyncio.gather(*(_run_check(check) for check in self.checks))
+        results = await asyncio.gather(*(_run_check(check, self._running) for check in self.checks))
         checks = {check.name: result for check, result in zip(self.checks, results, strict=True)}
         reasons: list[str] = []
         unhealthy = degraded = False

@@ -124,6 +124,7 @@ def resilience_routes(
     status_page: bool = True,
     stream_interval: float = 1.0,
     stream_max_seconds: float = 300.0,
+    stream_max_clients: int = 100,
     include_error_messages: bool = False,
     status_cache_seconds: float = 0.5,
 ) -> list[BaseRoute]:
@@ -158,7 +159,9 @@ def resilience_routes(
                 _instrument(prometheus_registry, reg)
     checker = HealthChecker(reg, normalize_checks(checks), critical_breakers)
     admin = AdminActions(reg, token, prometheus_registry)
-    stream = SnapshotStream(reg, interval=stream_interval, max_seconds=stream_max_seconds)
+    stream = SnapshotStream(
+        reg, interval=stream_interval, max_seconds=stream_max_seconds, max_streams=stream_max_clients
+    )
     cache = BodyCache(reg, status_cache_seconds)
 
     async def live(request: Request) -> Response:

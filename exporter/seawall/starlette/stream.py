@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._registry import Registry
+from ._problems import error_body
 from .views import registry_payload
 
 __all__ = ["SnapshotStream", "close_all_streams"]
@@ -45,6 +46,7 @@ class SnapshotStream:
         *,
         interval: float = 1.0,
         max_seconds: float = 300.0,
+        max_streams: int = 100,
         retry_ms: int = 2000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -55,6 +57,9 @@ class SnapshotStream:
         self.registry = registry
         self.interval = float(interval)
         self.max_seconds = float(max_seconds)
+        if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
+            raise ValueError(f"stream_max_clients must be an int >= 1, got {max_streams!r}")
+        self.max_streams = max_streams
         self.retry_ms = int(retry_ms)
         self._clock = clock
         self._cached: tuple[float, bytes] | None = None
@@ -82,6 +87,17 @@ class SnapshotStream:
         self._cached = (now, frame)
         return frame
 
+    async def _refuse(self, send: Send, code: str, message: str) -> None:
+        body = error_body(503, code, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"2")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
     def _safe_frame(self) -> bytes:
         """A snapshot frame, or an `error` event when building one failed (the stream goes on)."""
         try:
@@ -92,18 +108,10 @@ class SnapshotStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._closed_flag:
-            body = (
-                b'{"error":"Service Unavailable","error_code":"shutting_down","error_id":"-",'
-                b'"message":"the server is shutting down"}'
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"2")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await self._refuse(send, "shutting_down", "the server is shutting down")
+            return
+        if self.open_streams >= self.max_streams:
+            await self._refuse(send, "too_many_streams", "too many open status streams; retry later")
             return
         disconnected = asyncio.Event()  # set by the client's disconnect or by close()
         waiter = (asyncio.get_running_loop(), disconnected)
