@@ -81,11 +81,14 @@ class FakeReceiver:
                 except ValueError:
                     body = {"_unparsed": raw.decode("utf-8", "replace")}
                 receiver._record(self.path, body)
-                self.send_response(receiver.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(receiver.reply_body)))
-                self.end_headers()
-                self.wfile.write(receiver.reply_body)
+                try:
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(receiver.reply_body)))
+                    self.end_headers()
+                    self.wfile.write(receiver.reply_body)
+                except ConnectionError:  # the sender went away (e.g. Alertmanager stopped): recorded anyway
+                    return
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 return

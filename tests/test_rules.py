@@ -154,3 +154,93 @@ def test_runbooks_and_alert_docs_cover_every_rule() -> None:
         assert f"`{name}`" in doc or f"[{name}]" in doc, f"docs/alerts.md does not list {name}"
     for name in {r["record"] for r in _recordings()}:
         assert f"`{name}`" in doc, f"docs/alerts.md does not list recording rule {name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the rules against what seawall.prometheus really exports
+# --------------------------------------------------------------------------------------------------
+SELECTOR = re.compile(r"\b(seawall_[a-z_]+)\{([^}]*)\}")
+MATCHER = re.compile(r'([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def _exported_samples() -> dict[str, list[dict[str, str]]]:
+    """Label sets per sample name after driving every event kind through a real instrumentation."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import seawall
+    from seawall import prometheus as sp
+    from seawall._events import (
+        BreakerCallCompleted,
+        BreakerCallRejected,
+        BreakerStateChanged,
+        ErrorRecorded,
+        FallbackUsed,
+        FeatureToggled,
+        InstrumentationFailed,
+        PrimitiveRegistered,
+        RetryAttemptFinished,
+        RetryCompleted,
+    )
+
+    S, OC, EC = seawall.BreakerState, seawall.CallOutcome, seawall.ErrorCategory
+    registry = seawall.Registry()
+    prom = CollectorRegistry()
+    inst = sp.instrument(prom, seawall_registry=registry, max_label_values=2)
+    try:
+        bus = registry.bus
+        bus.publish(PrimitiveRegistered("breaker", "payments"))
+        bus.publish(BreakerCallCompleted("payments", OC.SUCCESS, 0.01, None))
+        bus.publish(BreakerCallCompleted("payments", OC.FAILURE, 0.02, "TimeoutError"))
+        bus.publish(BreakerStateChanged("payments", S.CLOSED, S.OPEN, "failures"))
+        bus.publish(BreakerCallRejected("payments", S.OPEN, 30.0))
+        bus.publish(BreakerStateChanged("payments", S.OPEN, S.HALF_OPEN, "timeout"))
+        for outcome in seawall.RetryOutcome:
+            bus.publish(RetryCompleted("search", outcome, 2, 0.1, None))
+        bus.publish(RetryAttemptFinished("search", 1, 0.1, "TimeoutError", EC.TRANSIENT, True, 0.5))
+        for source in ("payments", "search", "inventory"):  # the third overflows max_label_values=2
+            bus.publish(ErrorRecorded(source, "TimeoutError", EC.AUTH))
+        bus.publish(FeatureToggled("recommendations", False, "manual"))
+        bus.publish(FallbackUsed("recommendations", seawall.FallbackReason.DISABLED, None))
+        bus.publish(InstrumentationFailed("otlp", "ConnectionError"))
+        text = generate_latest(prom).decode()
+    finally:
+        inst.close()
+    out: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(dict(sample.labels))
+    return out
+
+
+def test_rule_selectors_match_the_exported_metrics() -> None:
+    """Every seawall_* selector in the rules names an exported metric, its real label names, and
+    label values the exporter really produces (or that its enums define)."""
+    import seawall
+
+    exported = _exported_samples()
+    enum_values = {str(v.value) for e in (seawall.BreakerState, seawall.CallOutcome, seawall.RetryOutcome,
+                                          seawall.ErrorCategory, seawall.FallbackReason) for v in e}
+    admin_source = (ROOT / "exporter" / "seawall" / "starlette" / "admin.py").read_text()
+    checked = 0
+    for rule in _rules():
+        for metric, body in SELECTOR.findall(rule["expr"]):
+            if metric == "seawall_admin_actions_total":  # a web-layer metric: check against its source
+                for _label, _op, value in MATCHER.findall(body):
+                    for alt in value.split("|"):
+                        assert f'"{alt}"' in admin_source, f"admin result {alt!r} is never counted"
+                continue
+            assert metric in exported, f"{metric} is not exported"
+            label_names = set().union(*(s.keys() for s in exported[metric]))
+            values = {(k, v) for s in exported[metric] for k, v in s.items()}
+            for label, _op, value in MATCHER.findall(body):
+                assert label in label_names, f"{metric} has no label {label!r} ({sorted(label_names)})"
+                for alt in value.split("|"):
+                    assert (label, alt) in values or alt in enum_values, f"{metric}{{{label}={alt!r}}}"
+                checked += 1
+    assert checked >= 15
+    for rule in _rules():
+        for metric in re.findall(r"(?<![:\w])(seawall_[a-z_]+)(?![:\w])", rule["expr"]):
+            assert metric in exported or metric == "seawall_admin_actions_total", f"{metric} is not exported"
+    overflow = exported["seawall_label_overflow_total"]
+    assert {"metric", "label"} <= set(overflow[0])
