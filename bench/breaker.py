@@ -51,6 +51,20 @@ def circuitbreaker_breaker(name: str) -> circuitbreaker.CircuitBreaker:
     return circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=RESET_TIMEOUT, name=name)
 
 
+MOUNTED = "seawall, status routes mounted"
+
+
+def breaker_beside_web_app(name: str) -> Callable[[], object]:
+    """A breaker whose registry also backs `seawall.starlette.create_app` (no metrics), as in a service:
+    shows what the web layer's own bus listeners add to every call."""
+    registry = seawall_attr("seawall.Registry")()
+    breaker_type = seawall_attr("seawall.CircuitBreaker")
+    created = breaker_type(name, failure_threshold=5, reset_timeout=RESET_TIMEOUT, registry=registry)
+    seawall_attr("seawall.starlette.create_app")(registry=registry, metrics=False)
+    wrapped: Callable[[], object] = created(work)
+    return wrapped
+
+
 def success_path(config: Config) -> CaseResult:
     result = CaseResult("breaker.success", "breaker success path, decorator form, trivial function")
     subjects: dict[str, Callable[[], object]] = {"bare": work}
@@ -60,9 +74,17 @@ def success_path(config: Config) -> CaseResult:
         unavailable["seawall"] = why
     else:
         subjects["seawall"] = wrapped
+    mounted, mounted_why = attempt_build(lambda: breaker_beside_web_app("bench-success"))
+    if mounted is None:
+        unavailable[MOUNTED] = mounted_why
+    else:
+        subjects[MOUNTED] = mounted
     subjects["circuitbreaker"] = circuitbreaker_breaker("bench-success")(work)
     subjects["pybreaker"] = pybreaker_breaker("bench-success")(work)
     result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    for item in result.measurements:
+        if item.subject == MOUNTED:
+            item.note = "for the record: its registry also serves create_app(metrics=False)"
     result.ratio_target("seawall / circuitbreaker overhead", "seawall", "circuitbreaker", 1.0)
     result.ratio_target("seawall / pybreaker overhead", "seawall", "pybreaker", 0.5)
     return result
