@@ -244,3 +244,140 @@ def test_rule_selectors_match_the_exported_metrics() -> None:
             assert metric in exported or metric == "seawall_admin_actions_total", f"{metric} is not exported"
     overflow = exported["seawall_label_overflow_total"]
     assert {"metric", "label"} <= set(overflow[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# the rules evaluated by a real Prometheus scraping a real seawall exposition
+# --------------------------------------------------------------------------------------------------
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _poll(fetch: Any, done: Any, timeout: float, what: str) -> Any:
+    """Call fetch() until done(result) (bounded by `timeout` seconds); raise with the last result."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fetch()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout}s; last: {str(result)[:3000]}")
+        time.sleep(0.2)
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
+def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> None:
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import seawall
+    from fake_receivers import closed_port_url, free_port
+    from seawall import prometheus as sp
+    from seawall._events import BreakerCallCompleted, BreakerStateChanged, PrimitiveRegistered
+
+    registry = seawall.Registry()
+    prom = CollectorRegistry()
+    inst = sp.instrument(prom, seawall_registry=registry)
+    bus = registry.bus
+    bus.publish(PrimitiveRegistered("breaker", "payments"))
+    bus.publish(BreakerCallCompleted("payments", seawall.CallOutcome.FAILURE, 0.02, "TimeoutError"))
+    bus.publish(BreakerStateChanged("payments", seawall.BreakerState.CLOSED, seawall.BreakerState.OPEN,
+                                    "failures"))
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = generate_latest(prom)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    down = closed_port_url().removeprefix("http://").rstrip("/")
+    up_target = f"127.0.0.1:{server.server_address[1]}"
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "rule_files": [str(p) for p in RULE_FILES],
+        "scrape_configs": [
+            {"job_name": "seawall-test", "static_configs": [
+                {"targets": [up_target], "labels": {"service": "seawall-test"}}]},
+            {"job_name": "seawall-gone", "static_configs": [
+                {"targets": [down], "labels": {"service": "seawall-gone"}}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    assert PROMETHEUS is not None
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
+
+    def get(path: str, **params: str) -> Any:
+        try:
+            res = client.get(path, params=params)
+        except httpx.TransportError:
+            return None
+        return res.json() if res.status_code == 200 else None
+
+    try:
+        # every rule evaluated at least once, and healthy (no evaluation error)
+        def evaluated(r: Any) -> bool:
+            return r is not None and all(
+                g["lastEvaluation"] > "2000" and rule.get("health") != "unknown"
+                for g in r["data"]["groups"] for rule in g["rules"])
+        rules = _poll(lambda: get("/api/v1/rules"), evaluated, 30, "rules evaluated")
+        groups = rules["data"]["groups"]
+        assert {g["file"] for g in groups} == {str(p) for p in RULE_FILES}
+        bad = [(rule["name"], rule.get("lastError")) for g in groups for rule in g["rules"]
+               if rule["health"] != "ok"]
+        assert bad == []
+
+        # recording rules produce series with the scrape's service/job/instance
+        def series(r: Any) -> bool:
+            return r is not None and bool(r["data"]["result"])
+        res = _poll(lambda: get("/api/v1/query", query='breaker:seawall_circuit_breaker_calls:rate5m'
+                                 '{outcome="failure"}'), series, 20, "recorded call rate")
+        labels = res["data"]["result"][0]["metric"]
+        assert labels["breaker"] == "payments"
+        assert labels["service"] == "seawall-test"
+        assert labels["job"] == "seawall-test"
+
+        # the open breaker and the unreachable target start their alerts (pending: `for` is minutes)
+        alerts = _poll(lambda: get("/api/v1/alerts"),
+                       lambda r: r is not None and {a["labels"]["alertname"] for a in r["data"]["alerts"]}
+                       >= {"CircuitBreakerOpen", "ExporterDown"}, 20, "pending alerts")
+        by_name = {a["labels"]["alertname"]: a for a in alerts["data"]["alerts"]}
+        assert by_name["CircuitBreakerOpen"]["labels"]["breaker"] == "payments"
+        assert by_name["CircuitBreakerOpen"]["labels"]["severity"] == "critical"
+        assert by_name["ExporterDown"]["labels"]["job"] == "seawall-gone"
+        assert "seawall-test" not in {a["labels"].get("job") for a in alerts["data"]["alerts"]
+                                      if a["labels"]["alertname"] == "ExporterDown"}
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        inst.close()
