@@ -142,3 +142,21 @@ def test_streams_are_bounded() -> None:
     assert set(body) >= {"error", "error_code", "error_id", "message"}
     with pytest.raises(ValueError, match="stream_max_clients"):
         SnapshotStream(seawall.Registry(), max_streams=0)
+
+
+def test_uvicorn_shutdown_hook_closes_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    import uvicorn
+
+    from seawall.starlette import install_uvicorn_shutdown_hook
+
+    calls: list[int] = []
+    monkeypatch.setattr(uvicorn.Server, "handle_exit", lambda self, sig, frame: calls.append(sig))
+    install_uvicorn_shutdown_hook()
+    install_uvicorn_shutdown_hook()  # idempotent: wrapped once
+    stream = SnapshotStream(seawall.Registry())
+    server = uvicorn.Server(uvicorn.Config(app=lambda scope, receive, send: None))
+    server.handle_exit(signal.SIGTERM, None)
+    assert calls == [signal.SIGTERM]
+    assert stream._closed_flag is True

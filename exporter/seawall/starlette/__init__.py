@@ -8,7 +8,7 @@ from ._problems import ApiError, error_response, exception_handlers
 from .health import Check
 from .middleware import HTTPServerError, ResilienceMiddleware
 from .routes import MAX_RECENT_LIMIT, create_app, resilience_routes
-from .serve import serve
+from .serve import install_uvicorn_shutdown_hook, serve
 from .stream import SnapshotStream, close_all_streams
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "create_app",
     "error_response",
     "exception_handlers",
+    "install_uvicorn_shutdown_hook",
     "resilience_routes",
     "serve",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from .stream import close_all_streams
 
-__all__ = ["serve"]
+__all__ = ["install_uvicorn_shutdown_hook", "serve"]
 
 
 def _server_class() -> Any:
@@ -66,3 +66,27 @@ def serve(
     server = _server_class()(uv_config)
     server.on_started = on_started
     server.run()
+
+
+_HOOKED = "_seawall_closes_streams"
+
+
+def install_uvicorn_shutdown_hook() -> None:
+    """For services started by `uvicorn app:app` (not `serve`): close SSE streams on SIGINT/SIGTERM.
+
+    Wraps `uvicorn.Server.handle_exit` once per process (idempotent). Call it at import time of
+    your app module. Without it, open status pages hold a shutdown until `stream_max_seconds` or
+    uvicorn's `--timeout-graceful-shutdown`.
+    """
+    import uvicorn
+
+    original = uvicorn.Server.handle_exit
+    if getattr(original, _HOOKED, False):
+        return
+
+    def handle_exit(self: Any, sig: int, frame: Any) -> None:
+        close_all_streams()
+        original(self, sig, frame)
+
+    setattr(handle_exit, _HOOKED, True)
+    uvicorn.Server.handle_exit = handle_exit  # type: ignore[method-assign]
