@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "FakePagerDuty",
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Payload = dict[str, Any]
+R = TypeVar("R", bound="FakeReceiver")
 
 SLACK_URL_FILE = "/etc/alertmanager/secrets/slack_webhook_url"
 PAGERDUTY_KEY_FILE = "/etc/alertmanager/secrets/pagerduty_routing_key"
@@ -69,7 +70,7 @@ class FakeReceiver:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> FakeReceiver:
+    def start(self: R) -> R:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,7 +110,7 @@ class FakeReceiver:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> FakeReceiver:
+    def __enter__(self: R) -> R:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -191,7 +191,7 @@ class Alertmanager:
 @pytest.fixture
 def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
     with FakeSlack() as slack, FakePagerDuty() as pagerduty:
-        yield slack, pagerduty  # type: ignore[misc]
+        yield slack, pagerduty
 
 
 @pytest.fixture
