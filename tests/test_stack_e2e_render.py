@@ -1,0 +1,151 @@
+"""The harness's substituted configs: only targets, receivers, secret files and timings change.
+
+Fast (no processes); promtool/amtool, when installed, check that what the harness writes is valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack_harness import (
+    FAST,
+    ROOT,
+    SHIPPED,
+    Receivers,
+    Stack,
+    Timings,
+    render_alertmanager,
+    render_prometheus,
+    render_rules,
+    sum_samples,
+    wait_until,
+)
+
+PORTS = {"demo": 18000, "prometheus": 19090, "alertmanager": 19093}
+
+
+def shipped(path: str) -> str:
+    return (ROOT / path).read_text()
+
+
+def test_prometheus_targets_become_local_and_compose_only_jobs_go() -> None:
+    out = yaml.safe_load(
+        render_prometheus(shipped("prometheus/prometheus.yml"), PORTS, "/x/rules/*.yml", SHIPPED)
+    )
+    original = yaml.safe_load(shipped("prometheus/prometheus.yml"))
+    assert out["global"] == original["global"], "shipped timings are kept"
+    assert out["rule_files"] == ["/x/rules/*.yml"]
+    assert out["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    jobs = {job["job_name"]: job for job in out["scrape_configs"]}
+    assert set(jobs) == {"seawall-demo", "prometheus", "alertmanager"}
+    demo = jobs["seawall-demo"]["static_configs"][0]
+    assert demo == {"targets": ["127.0.0.1:18000"], "labels": {"service": "seawall-demo"}}
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
+
+
+def test_fast_timings_change_intervals_and_for() -> None:
+    out = yaml.safe_load(render_prometheus(shipped("prometheus/prometheus.yml"), PORTS, "/r/*.yml", FAST))
+    assert out["global"]["scrape_interval"] == "1s"
+    assert out["global"]["evaluation_interval"] == "1s"
+    text = shipped("rules/seawall-alerts.yml")
+    assert render_rules(text, SHIPPED) == text
+    fast = yaml.safe_load(render_rules(text, FAST))
+    original = yaml.safe_load(text)
+    for group, before in zip(fast["groups"], original["groups"], strict=True):
+        for rule, old in zip(group["rules"], before["rules"], strict=True):
+            assert rule["expr"] == old["expr"]
+            assert rule.get("labels") == old.get("labels")
+            assert rule.get("for") == ("1s" if "for" in old else None)
+
+
+def test_alertmanager_gets_secret_files_receiver_url_and_timings(tmp_path: Path) -> None:
+    receivers = Receivers("http://127.0.0.1:1/slack", "http://127.0.0.1:2/v2/enqueue", "key")
+    text = render_alertmanager(shipped("alertmanager/alertmanager.yml"), tmp_path, receivers, FAST)
+    config = yaml.safe_load(text)
+    original = yaml.safe_load(shipped("alertmanager/alertmanager.yml"))
+    live = yaml.safe_dump(config)  # comments aside
+    assert "/etc/alertmanager" not in live
+    assert "events.pagerduty.com" not in live
+    by_name = {r["name"]: r for r in config["receivers"]}
+    assert by_name["slack"]["slack_configs"][0]["api_url_file"] == str(tmp_path / "slack_webhook_url")
+    pagerduty = by_name["pagerduty"]["pagerduty_configs"][0]
+    assert pagerduty["routing_key_file"] == str(tmp_path / "pagerduty_routing_key")
+    assert pagerduty["url"] == receivers.pagerduty_url
+    assert config["route"]["group_wait"] == "1s"
+    assert config["route"]["group_interval"] == "1s"
+    assert config["inhibit_rules"] == original["inhibit_rules"]
+    assert [r["matchers"] for r in config["route"]["routes"]] == [
+        r["matchers"] for r in original["route"]["routes"]
+    ]
+    kept = render_alertmanager(shipped("alertmanager/alertmanager.yml"), tmp_path, receivers, SHIPPED)
+    assert yaml.safe_load(kept)["route"]["group_wait"] == original["route"]["group_wait"]
+
+
+def test_alertmanager_substitution_points_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="substitution point"):
+        render_alertmanager("route: {}\n", tmp_path, Receivers("http://x"), SHIPPED)
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None or shutil.which("amtool") is None, reason="promtool/amtool missing"
+)
+def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, Receivers("http://127.0.0.1:9/slack", "http://127.0.0.1:9/pd"), FAST)
+    stack.write_configs()
+    assert (stack.secrets / "slack_webhook_url").read_text() == "http://127.0.0.1:9/slack\n"
+    assert (stack.secrets / "slack_webhook_url").stat().st_mode & 0o077 == 0
+    for argv in (
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        ["amtool", "check-config", str(tmp_path / "alertmanager" / "alertmanager.yml")],
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "SUCCESS" in result.stdout + result.stderr
+    rules = list((tmp_path / "rules").glob("*.yml"))
+    assert sorted(p.name for p in rules) == sorted(p.name for p in (ROOT / "rules").glob("*.yml"))
+
+
+def test_sum_samples_matches_labels() -> None:
+    text = (
+        "# HELP x y\n"
+        'alertmanager_notifications_failed_total{integration="slack",reason="other"} 2\n'
+        'alertmanager_notifications_failed_total{integration="slack",reason="clientError"} 1\n'
+        'alertmanager_notifications_failed_total{integration="pagerduty",reason="other"} 5\n'
+        "alertmanager_notifications_failed_total_other 9\n"
+    )
+    assert sum_samples(text, "alertmanager_notifications_failed_total", {"integration": "slack"}) == 3
+    assert sum_samples(text, "alertmanager_notifications_failed_total", {}) == 8
+    assert sum_samples(text, "missing", {}) == 0
+
+
+def test_wait_until_is_bounded_and_returns_the_value() -> None:
+    calls = iter([None, [], {"ok": 1}])
+    assert wait_until(lambda: next(calls), 5, "value", interval=0.001) == {"ok": 1}
+    with pytest.raises(TimeoutError, match="never"):
+        wait_until(lambda: [], 0.01, "never", interval=0.001)
+    with pytest.raises(ValueError, match="timeout"):
+        wait_until(lambda: True, 0, "zero")
+
+
+def test_timings_default_to_the_shipped_values() -> None:
+    assert Timings() == SHIPPED
+    assert all(value is None for value in vars(SHIPPED).values())
+
+
+def test_stack_script_helps_without_starting_anything() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stack.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--fast" in result.stdout
+    assert "--fake-receivers" in result.stdout
