@@ -119,6 +119,13 @@ def test_bad_json_and_unknown_dependency(client: TestClient) -> None:
     assert unknown.status_code == 404
     assert unknown.json()["field"] == "dependency"
     assert client.post("/chaos/payments", content=b"x" * 5000).status_code == 413
+    for raw, field in (
+        (b'{"latency_ms": Infinity}', "latency_ms"),
+        (b'{"failure_rate": NaN}', "failure_rate"),
+    ):
+        response = client.post("/chaos/payments", content=raw)  # Python's json accepts these literals
+        assert response.status_code == 422
+        assert response.json()["field"] == field
 
 
 def test_admin_token_only_from_env(monkeypatch: pytest.MonkeyPatch, fake_clock: Any) -> None:
@@ -232,3 +239,39 @@ def test_retry_panel_data_and_otlp_traces(monkeypatch: pytest.MonkeyPatch, fake_
         assert names["service.name"] == "seawall-demo-test"
     finally:
         receiver.stop()
+
+
+def test_any_json_body_is_200_or_422_naming_a_field(fake_clock: Any) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=6,
+    )
+    bodies = values | st.dictionaries(
+        st.sampled_from(["failure_rate", "latency_ms", "outage"]), values, max_size=3
+    )
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+
+        @settings(
+            max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        )
+        @given(body=bodies)
+        def check(body: Any) -> None:
+            response = test_client.post("/chaos/payments", json=body)
+            assert response.status_code in (200, 422), response.text
+            if response.status_code == 422:
+                assert response.json()["field"]
+            chaos = test_client.get("/chaos").json()["payments"]
+            assert 0 <= chaos["failure_rate"] <= 1
+            assert 0 <= chaos["latency_ms"] <= 60_000
+            assert isinstance(chaos["outage"], bool)
+
+        check()

@@ -55,7 +55,7 @@ def parse_chaos(body: Any, current: Chaos) -> Chaos:
         raise ChaosError("body", 'the body must be a JSON object like {"failure_rate": 0.5}')
     for key in body:
         if key not in CHAOS_FIELDS:
-            raise ChaosError(str(key)[:64], f"unknown field; allowed: {', '.join(CHAOS_FIELDS)}")
+            raise ChaosError(str(key)[:64] or "body", f"unknown field; allowed: {', '.join(CHAOS_FIELDS)}")
     failure_rate, latency_ms, outage = current.failure_rate, current.latency_ms, current.outage
     if "failure_rate" in body:
         value = body["failure_rate"]
