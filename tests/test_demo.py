@@ -213,32 +213,39 @@ def test_traffic_rate_is_validated() -> None:
         Demo(registry=seawall.Registry(), traffic_rate=-1)
 
 
-def test_retry_panel_data_and_otlp_traces(monkeypatch: pytest.MonkeyPatch, fake_clock: Any) -> None:
+@pytest.fixture
+def receiver() -> Iterator[Any]:
     from otlp_receiver import OTLPReceiver
 
-    receiver = OTLPReceiver("ok").start()
+    server = OTLPReceiver("ok").start()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
-        monkeypatch.setenv("OTEL_SERVICE_NAME", "seawall-demo-test")
-        app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=1)
-        with TestClient(app) as test_client:
-            test_client.post("/chaos/inventory", json={"failure_rate": 1})
-            assert test_client.get("/inventory/a").json()["source"] == "fallback"
-            retries = {
-                item["name"]: item for item in test_client.get("/api/resilience/retries").json()["retries"]
-            }
-            assert set(retries) == set(DEPENDENCIES)
-            assert retries["inventory"]["retries"] == 1  # two attempts, one re-attempt
-            assert retries["inventory"]["calls"]["failed_with_retry"] == 1
-        # leaving the client ran the lifespan shutdown, which flushes the batch of spans
-        assert receiver.received.wait(timeout=10)
-        spans = receiver.spans()
-        assert len(spans) >= 2
-        resource = receiver.resources()[0]
-        names = {attr.key: attr.value.string_value for attr in resource.attributes}
-        assert names["service.name"] == "seawall-demo-test"
+        yield server
     finally:
-        receiver.stop()
+        server.stop()
+
+
+def test_retry_panel_data_and_otlp_traces(
+    monkeypatch: pytest.MonkeyPatch, fake_clock: Any, receiver: Any
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "seawall-demo-test")
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=1)
+    with TestClient(app) as test_client:
+        test_client.post("/chaos/inventory", json={"failure_rate": 1})
+        assert test_client.get("/inventory/a").json()["source"] == "fallback"
+        retries = {
+            item["name"]: item for item in test_client.get("/api/resilience/retries").json()["retries"]
+        }
+        assert set(retries) == set(DEPENDENCIES)
+        assert retries["inventory"]["retries"] == 1  # two attempts, one re-attempt
+        assert retries["inventory"]["calls"]["failed_with_retry"] == 1
+    # leaving the client ran the lifespan shutdown, which flushes the batch of spans
+    assert receiver.received.wait(timeout=10)
+    spans = receiver.spans()
+    assert len(spans) >= 2
+    resource = receiver.resources()[0]
+    names = {attr.key: attr.value.string_value for attr in resource.attributes}
+    assert names["service.name"] == "seawall-demo-test"
 
 
 def test_any_json_body_is_200_or_422_naming_a_field(fake_clock: Any) -> None:
