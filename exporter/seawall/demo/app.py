@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._breaker import CircuitBreaker
-from .._degrade import Feature
+from .._degrade import Feature, Features
 from .._registry import Registry
 from .._retry import Retry
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
@@ -132,6 +132,7 @@ class Demo:
         except ImportError:  # the error aggregator module is not there yet
             errors = None
         self.guarded: dict[str, Guarded] = {}
+        self.features = Features(registry=registry)
         for name, (latency, fallback) in DEPENDENCIES.items():
             dependency = SimulatedDependency(
                 name, base_latency_ms=latency, sleep=sleep, rng=random.Random(rng.random())
@@ -144,13 +145,12 @@ class Demo:
                 clock=clock,
                 registry=registry,
             )
-            feature = Feature(
+            feature = self.features.register(
                 name,
                 fallback=fallback,
                 failure_threshold=10,
                 reset_timeout=feature_reset_timeout,
                 clock=clock,
-                registry=registry,
             )
             self.guarded[name] = Guarded(
                 dependency, breaker, feature, _make_retry(name, registry, clock, sleep)
