@@ -34,9 +34,7 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
 
 
 _ENUM_TYPES = ("BreakerState", "CallOutcome", "RetryOutcome", "ErrorCategory", "FallbackReason")
-_Plan = tuple[
-    Callable[[Any], tuple[Any, ...]], tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]
-]
+_Plan = tuple[Callable[[Any], tuple[Any, ...]], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 _PLANS: dict[type, _Plan] = {}
 
 
@@ -49,9 +47,8 @@ def _plan(cls: type) -> _Plan:
         kinds = {field.name: str(field.type) for field in fields}
         enums = tuple(name for name, kind in kinds.items() if kind.split(" ")[0] in _ENUM_TYPES)
         floats = tuple(name for name, kind in kinds.items() if "float" in kind)
-        dicts = tuple(name for name, kind in kinds.items() if kind.startswith("dict"))
         getter = operator.attrgetter(*names)
-        plan = _PLANS[cls] = (getter, names, enums, floats, dicts)
+        plan = _PLANS[cls] = (getter, names, enums, floats)
     return plan
 
 
@@ -61,7 +58,7 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
     Equal to `snapshot.to_dict()` but much faster: `dataclasses.asdict` deep-copies every field
     recursively (27 ms for 1,000 breakers; this takes about 1.5 ms).
     """
-    getter, names, enums, floats, dicts = _plan(type(snapshot))
+    getter, names, enums, floats = _plan(type(snapshot))
     data = dict(zip(names, getter(snapshot), strict=True))
     for name in enums:
         value = data[name]
@@ -71,9 +68,7 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
         value = data[name]
         if isinstance(value, float) and not math.isfinite(value):
             data[name] = None
-    for name in dicts:
-        data[name] = dict(data[name])
-    return data
+    return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
 def breakers_payload(registry: Registry) -> list[dict[str, Any]]:
