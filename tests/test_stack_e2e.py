@@ -111,7 +111,7 @@ def check_rules_loaded(stack: Stack) -> None:
     assert not broken, broken
 
 
-def check_panels_have_data(stack: Stack) -> None:
+def check_panels_have_data(stack: Stack) -> float:
     """Every dashboard query, variables substituted, parses and returns data from the live Prometheus."""
     dashboards = load_dashboards()
     exprs: list[tuple[str, str]] = []
@@ -133,10 +133,12 @@ def check_panels_have_data(stack: Stack) -> None:
         missing[:] = [f"{title}: {expr}" for title, expr in exprs if not stack.query(expr)]
         return not missing
 
+    start = time.monotonic()
     try:
         wait_until(all_have_data, 20, "every panel query returns data", interval=0.5)
     except TimeoutError:
         pytest.fail("panel queries without data:\n" + "\n".join(missing))
+    return time.monotonic() - start
 
 
 def test_stack_end_to_end(
@@ -184,7 +186,7 @@ def test_stack_end_to_end(
     assert rule["annotations"]["summary"] in event["payload"]["summary"]
 
     # -- every dashboard query has data while things are interesting ---------------------------------
-    check_panels_have_data(stack)
+    panels_wait = check_panels_have_data(stack)
 
     # -- healing resolves both -------------------------------------------------------------------------
     stack.chaos("payments", outage=False)
@@ -233,7 +235,8 @@ def test_stack_end_to_end(
             f"(budget 3 x (scrape {SCRAPE:g}s + eval {EVAL:g}s) + group_wait {GROUP_WAIT:g}s + for {FOR:g}s "
             f"= {BUDGET:g}s); heal -> resolved {to_resolved:.1f}s; unreachable Slack: "
             f"notifications_failed_total {failed_before:g} -> {failed:g}; demo stopped -> ExporterDown "
-            f"on Slack {to_exporter_down:.1f}s; whole scenario {time.monotonic() - started:.1f}s"
+            f"on Slack {to_exporter_down:.1f}s; panel data waited {panels_wait:.1f}s; "
+            f"whole scenario {time.monotonic() - started:.1f}s"
         )
 
 
