@@ -190,7 +190,7 @@ def test_images_are_pinned_and_healthchecks_fit_the_images() -> None:
     assert '"--host", "0.0.0.0", "--port", "8000"' in dockerfile
     assert "HEALTHCHECK" in dockerfile
     healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
-    assert "CMD [\"python\"" in healthcheck
+    assert 'CMD ["python"' in healthcheck
     assert "curl" not in healthcheck
     assert "wget" not in healthcheck
 
