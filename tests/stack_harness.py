@@ -214,6 +214,7 @@ class Stack:
     alertmanager_port: int = 0
     traffic_rate: float = 4.0
     ready_timeout: float = 30.0
+    demo_env: dict[str, str] = field(default_factory=dict)  # e.g. OTEL_EXPORTER_OTLP_ENDPOINT for traces
     root: Path = ROOT
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -335,7 +336,9 @@ class Stack:
         )
 
     def start_demo(self) -> None:
+        # Traces only where asked: an inherited OTLP endpoint would export somewhere unintended.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+        env.update(self.demo_env)
         self._run(
             "demo",
             [
@@ -415,6 +418,18 @@ class Stack:
             raise RuntimeError(f"chaos {dependency} {settings}: HTTP {status} {body[:200]!r}")
         result: dict[str, Any] = json.loads(body)
         return result
+
+    def exemplars(self, selector: str, window: float = 300.0) -> list[dict[str, Any]]:
+        """Exemplars Prometheus stored for `selector` over the last `window` seconds."""
+        now = time.time()
+        params = {"query": selector, "start": f"{now - window:.3f}", "end": f"{now:.3f}"}
+        status, body = http(
+            "GET", f"{self.prometheus_url}/api/v1/query_exemplars?" + urllib.parse.urlencode(params)
+        )
+        doc = json.loads(body)
+        if status != 200 or doc.get("status") != "success":
+            raise ValueError(f"{selector!r}: {doc.get('error')}")
+        return [e for series in doc["data"] for e in series["exemplars"]]
 
     def alertmanager_metric(self, name: str, **labels: str) -> float:
         """Sum of one metric's samples (matching `labels`) on Alertmanager's own /metrics."""

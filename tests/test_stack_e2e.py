@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from fake_receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
+from otlp_receiver import OTLPReceiver
 from stack_harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
 
 pytestmark = [
@@ -70,15 +71,41 @@ def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, receivers: tuple[FakeSlack, FakePagerDuty]) -> Iterator[Stack]:
+def otlp() -> Iterator[OTLPReceiver]:
+    receiver = OTLPReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, receivers: tuple[FakeSlack, FakePagerDuty], otlp: OTLPReceiver) -> Iterator[Stack]:
     slack, pagerduty = receivers
     with Stack(
         tmp_path / "stack",
         Receivers(slack.url, pagerduty.url, ROUTING_KEY),
         FAST,
         traffic_rate=10.0,
+        demo_env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
+            "OTEL_SERVICE_NAME": "seawall-demo",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
     ) as running:
         yield running
+
+
+def check_exemplars_lead_to_traces(stack: Stack, otlp: OTLPReceiver) -> int:
+    """The latency panels' exemplars exist in Prometheus and their trace ids are real exported traces."""
+    selector = 'seawall_circuit_breaker_call_duration_seconds_bucket{service="seawall-demo"}'
+    exemplars = wait_until(lambda: stack.exemplars(selector), 15, "exemplars stored by Prometheus")
+    trace_ids = {e["labels"]["trace_id"] for e in exemplars if "trace_id" in e["labels"]}
+    assert trace_ids, exemplars[:3]
+    assert all(len(t) == 32 for t in trace_ids)
+
+    def exported() -> set[str]:
+        return trace_ids & {span.trace_id.hex() for span in otlp.spans()}
+
+    return len(wait_until(exported, 15, "an exemplar's trace id among the exported spans"))
 
 
 def rules_by_name() -> dict[str, dict[str, Any]]:
@@ -142,7 +169,10 @@ def check_panels_have_data(stack: Stack) -> float:
 
 
 def test_stack_end_to_end(
-    stack: Stack, receivers: tuple[FakeSlack, FakePagerDuty], capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    receivers: tuple[FakeSlack, FakePagerDuty],
+    otlp: OTLPReceiver,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     slack, pagerduty = receivers
     started = time.monotonic()
@@ -187,6 +217,7 @@ def test_stack_end_to_end(
 
     # -- every dashboard query has data while things are interesting ---------------------------------
     panels_wait = check_panels_have_data(stack)
+    traced = check_exemplars_lead_to_traces(stack, otlp)
 
     # -- healing resolves both -------------------------------------------------------------------------
     stack.chaos("payments", outage=False)
@@ -236,6 +267,7 @@ def test_stack_end_to_end(
             f"= {BUDGET:g}s); heal -> resolved {to_resolved:.1f}s; unreachable Slack: "
             f"notifications_failed_total {failed_before:g} -> {failed:g}; demo stopped -> ExporterDown "
             f"on Slack {to_exporter_down:.1f}s; panel data waited {panels_wait:.1f}s; "
+            f"{traced} exemplar trace ids found among exported spans; "
             f"whole scenario {time.monotonic() - started:.1f}s"
         )
 
