@@ -42,7 +42,7 @@ NO_SHELL = {"otel-collector", "tempo", "tempo-init"}
 
 def compose_binary() -> Path | None:
     try:
-        import compose
+        import compose  # type: ignore[import-untyped]
     except ImportError:
         return None
     binary = Path(compose.__file__).parent / "docker-compose"

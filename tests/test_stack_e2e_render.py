@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def test_sum_samples_matches_labels() -> None:
 
 
 def test_wait_until_is_bounded_and_returns_the_value() -> None:
-    calls = iter([None, [], {"ok": 1}])
+    calls: Iterator[object] = iter([None, [], {"ok": 1}])
     assert wait_until(lambda: next(calls), 5, "value", interval=0.001) == {"ok": 1}
     with pytest.raises(TimeoutError, match="never"):
         wait_until(lambda: [], 0.01, "never", interval=0.001)
