@@ -345,14 +345,16 @@ def render_table(results: Sequence[CaseResult]) -> str:
 
 def markdown_table(results: Sequence[CaseResult]) -> str:
     """The results as Markdown, for docs/bench.md."""
-    lines = ["| case | subject | value | raw ns/call | median |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| case | subject | value (overhead) | raw ns/call | median | note |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for case in results:
         for item in case.measurements:
             raw = "" if item.raw is None else f"{item.raw:,.0f}"
-            value = _fmt(item.value, item.unit) if item.value is not None else (item.note or NOT_YET)
-            lines.append(
-                f"| {case.case} | {item.subject} | {value} | {raw} | {_fmt(item.median, item.unit)} |"
-            )
+            value = _fmt(item.value, item.unit) if item.value is not None else "-"
+            note, median = item.note.replace("|", "/"), _fmt(item.median, item.unit)
+            lines.append(f"| {case.case} | {item.subject} | {value} | {raw} | {median} | {note} |")
     lines += ["", "| case | target | actual | limit | result |", "|---|---|---:|---:|---|"]
     for case in results:
         for target in case.targets:
