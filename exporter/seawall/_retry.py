@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import random
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._backoff import Backoff
 from ._enums import ErrorCategory, RetryOutcome
 from ._errors import classify, retry_after_hint, to_category
-from ._events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from ._events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, _component_of
 from ._registry import Registry, default_registry
 from ._snapshots import RetrySnapshot
 
@@ -30,6 +31,7 @@ R = TypeVar("R")
 
 DEFAULT_RETRY_ON = frozenset({ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.UNKNOWN})
 _OUTCOMES = tuple(RetryOutcome)
+_FIRST_OK = RetryOutcome.SUCCESS_WITHOUT_RETRY
 
 
 def _retry_predicate(
@@ -124,7 +126,11 @@ class Retry:
             "retry_on": retry_on,
         }
         self._lock = threading.Lock()
-        self._first_ok = 0  # plain int on the hot path (GIL-atomic enough for a counter)
+        # First-attempt successes, the hot path, are counted without the lock: next() on an
+        # itertools.count is one C call, atomic under the GIL. Reading it takes a value too, so
+        # the reader (under the lock) subtracts the reads before it.
+        self._first_ok = itertools.count()
+        self._reads = 0
         self._calls = dict.fromkeys(_OUTCOMES, 0)
         self._retries = 0
         self._registry = default_registry() if registry is None else registry
@@ -143,7 +149,9 @@ class Retry:
         with self._lock:
             calls = {o.value: n for o, n in self._calls.items()}
             retries = self._retries
-        calls[RetryOutcome.SUCCESS_WITHOUT_RETRY.value] += self._first_ok
+            reads = self._reads
+            self._reads = reads + 1
+            calls[_FIRST_OK.value] += next(self._first_ok) - reads
         return RetrySnapshot(name=self._name, attempts=self._attempts, calls=calls, retries=retries)
 
     # -- shared bookkeeping (failure paths only) ---------------------------------------------
@@ -220,9 +228,16 @@ class Retry:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `fn(*args, **kwargs)`, retrying as configured; re-raises the last error on give-up."""
-        if self._bus.listeners:
-            return self._run(fn, args, kwargs)
+        return self._first(fn, args, kwargs)
+
+    def _first(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+        """The first attempt, and the whole call when it succeeds (the hot path: its events are
+        delivered inline, as `EventBus.publish` would); later attempts run in `_run`."""
+        bus = self._bus
+        listening = bus.listeners
         start = self._clock()
+        if listening:
+            bus.publish(RetryAttemptStarted(self._name, 1))
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -230,8 +245,22 @@ class Retry:
             if delay is None:
                 self._complete(False, 1, start, exc)
                 raise
+        except BaseException as exc:
+            if listening:  # close the attempt it announced
+                self._abort(exc, 1, start, start)
+            raise
         else:
-            self._first_ok += 1
+            next(self._first_ok)
+            listeners = bus.listeners
+            if listeners:
+                name, duration = self._name, self._clock() - start
+                finished = RetryAttemptFinished(name, 1, duration, None, None, False, 0.0)
+                for event in (finished, RetryCompleted(name, _FIRST_OK, 1, duration, None)):
+                    for listener in listeners:
+                        try:
+                            listener(event)
+                        except Exception as broken:
+                            bus.report_error(_component_of(listener), broken)
             return result
         self._sleep(delay)
         return self._run(fn, args, kwargs, 2, start)
@@ -279,7 +308,7 @@ class Retry:
                 self._complete(False, 1, start, exc)
                 raise
         else:
-            self._first_ok += 1
+            next(self._first_ok)
             return result
         await self._async_sleep(delay)
         return await self._run_async(fn, args, kwargs, 2, start)
@@ -330,9 +359,11 @@ class Retry:
 
             return cast(Callable[P, R], async_wrapper)
 
+        first = self._first
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.call(fn, *args, **kwargs)
+            return first(fn, args, kwargs)
 
         return wrapper
 
