@@ -133,6 +133,8 @@ class Retry:
         self._reads = 0
         self._calls = dict.fromkeys(_OUTCOMES, 0)
         self._retries = 0
+        # Events are frozen, so the attempt-start announcements (the same every call) are built once.
+        self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
         self._registry = default_registry() if registry is None else registry
         self._bus = self._registry.bus
         self._registry.add(self)
@@ -237,7 +239,7 @@ class Retry:
         listening = bus.listeners
         start = self._clock()
         if listening:
-            bus.publish(RetryAttemptStarted(self._name, 1))
+            bus.publish(self._started[0])
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -274,7 +276,12 @@ class Retry:
         attempt = first
         while True:
             if self._bus.listeners:
-                self._bus.publish(RetryAttemptStarted(self._name, attempt))
+                started = self._started
+                self._bus.publish(
+                    started[attempt - 1]
+                    if attempt <= len(started)
+                    else RetryAttemptStarted(self._name, attempt)
+                )
             attempt_start = clock()
             try:
                 result = fn(*args, **kwargs)
@@ -327,7 +334,12 @@ class Retry:
         attempt = first
         while True:
             if self._bus.listeners:
-                self._bus.publish(RetryAttemptStarted(self._name, attempt))
+                started = self._started
+                self._bus.publish(
+                    started[attempt - 1]
+                    if attempt <= len(started)
+                    else RetryAttemptStarted(self._name, attempt)
+                )
             attempt_start = clock()
             try:
                 result = await fn(*args, **kwargs)
