@@ -62,6 +62,14 @@ def _otel() -> Callable[[], object]:
     return wrapped
 
 
+def _otel_retried() -> Callable[[], object]:
+    provider, _ = otel.sampled_provider()
+    registry, traced = otel.plain_retry("profile", sleep=otel.no_sleep)
+    otel.instrument_otel(registry, provider)
+    wrapped: Callable[[], object] = traced(otel.flaky())
+    return wrapped
+
+
 def _render() -> Callable[[], object]:
     from prometheus_client import generate_latest
 
@@ -102,6 +110,12 @@ TARGETS: dict[str, tuple[Builder, int, str]] = {
         100_000,
         "retry: first attempt raises ConnectionError, second succeeds (no real sleep)",
     ),
+    "mounted": (
+        lambda: breaker.breaker_beside_web_app("profile"),
+        200_000,
+        "breaker success path, its registry also serving create_app(metrics=False)",
+    ),
+    "otel.retried": (_otel_retried, 50_000, "retry with seawall.otel on, first attempt fails, 1% sampled"),
     "record": (_record, 200_000, "ErrorAggregator.record"),
     "metrics": (_metrics, 200_000, "breaker success path with prometheus on"),
     "stack": (_stack, 200_000, "retry(breaker(fn)) with prometheus on"),
