@@ -1,0 +1,119 @@
+"""`make stack` (scripts/stack.py) as a user runs it: prints URLs and notifications, stops all on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack_harness import ROOT, binaries_missing, http
+
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.skipif(bool(binaries_missing()), reason=f"not installed: {binaries_missing()}"),
+]
+
+
+class Lines:
+    """stdout of a process, line by line, readable with a timeout."""
+
+    def __init__(self, stream: object) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: object) -> None:
+        for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+            self.queue.put(line)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise TimeoutError(f"{pattern!r} not printed within {timeout}s; got:\n{''.join(self.seen)}")
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "stack.py"),
+            "--fast",
+            "--fake-receivers",
+            "--workdir",
+            str(tmp_path / "stack"),
+            "--demo-port",
+            "0",
+            "--prometheus-port",
+            "0",
+            "--alertmanager-port",
+            "0",
+            "--traffic-rate",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        yield process, Lines(process.stdout)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def refused(url: str) -> bool:
+    try:
+        http("GET", url, timeout=2)
+    except OSError:
+        return True
+    return False
+
+
+def test_make_stack_prints_urls_and_notifications_and_stops_on_ctrl_c(
+    script: tuple[subprocess.Popen[str], Lines],
+) -> None:
+    process, out = script
+    demo = out.wait_for(r"demo\s+(http://127\.0\.0\.1:\d+)/resilience", 40).group(1)
+    prometheus = out.wait_for(r"Prometheus\s+(http://127\.0\.0\.1:\d+)/alerts", 5).group(1)
+    alertmanager = out.wait_for(r"Alertmanager\s+(http://127\.0\.0\.1:\d+)", 5).group(1)
+    out.wait_for(r"notifications local fakes: Slack http://127\.0\.0\.1:\d+/", 5)
+    out.wait_for(r"Ctrl-C stops everything", 5)
+    for url in (f"{demo}/health", f"{prometheus}/-/ready", f"{alertmanager}/-/ready"):
+        assert http("GET", url)[0] == 200, url
+
+    status, _ = http("POST", f"{demo}/chaos/payments", {"outage": True})
+    assert status == 200
+    out.wait_for(r"-> Slack: \[FIRING:1\] CircuitBreakerOpen payments \(seawall-demo\)", 40)
+    out.wait_for(r"-> PagerDuty: trigger: \[FIRING:1\] CircuitBreakerOpen payments", 20)
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    for url in (demo, prometheus, alertmanager):
+        assert refused(url), f"{url} still answers after Ctrl-C"
