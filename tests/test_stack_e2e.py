@@ -259,6 +259,13 @@ def test_stack_end_to_end(
     assert "`job=seawall-demo`" in slack_text(down)
     assert ("ExporterDown", "") in stack.firing()
 
+    # -- routing: only critical alerts paged; warnings (FeatureDegraded, HighRejectionRate...) went to Slack
+    assert {p["payload"]["severity"] for p in pagerduty.payloads} == {"critical"}
+    slack_titles = [p["attachments"][0]["title"] for p in slack.payloads]
+    assert any("FeatureDegraded" in title for title in slack_titles), slack_titles
+    assert not any("FeatureDegraded" in p["payload"]["summary"] for p in pagerduty.payloads)
+    assert {p["channel"] for p in slack.payloads} == {"#seawall-alerts"}
+
     with capsys.disabled():
         print(
             f"\n[stack e2e] outage -> breaker open seen by Prometheus {seen_open - outage:.1f}s, "
