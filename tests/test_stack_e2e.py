@@ -247,6 +247,8 @@ def test_stack_end_to_end(
         "Alertmanager counts the failed Slack notification",
     )
     assert not [p for p in slack.payloads if is_("firing", "CircuitBreakerOpen", "inventory")(p)]
+    requests_failed = "alertmanager_notification_requests_failed_total"
+    assert stack.alertmanager_metric(requests_failed, integration="slack") > 0
     stack.set_slack_url(slack.url)
     stack.chaos("inventory", outage=False)
 
