@@ -55,6 +55,7 @@ from ._families import (
     _windowless,
 )
 from ._render import generate_latest, generate_openmetrics, render
+from ._store import _FOLD_AT
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -157,7 +158,7 @@ class PrometheusInstrumentation:
     def _make_listener(self) -> Callable[[Event], None]:
         """The function subscribed to the bus. The per-call cases (a successful breaker call, a
         retry's attempt and completion), with their series cached and no exemplar wanted, are done
-        inline: a call to `observe_counting`/`inc` would be a Python frame, a third of the cost.
+        inline: a call to `observe_counting`/`inc` would be a Python frame, a fifth of the cost.
         Everything else goes through the dispatch dict."""
         dispatch = self._dispatch
         breakers, retries = self._breakers, self._retries
@@ -167,7 +168,7 @@ class PrometheusInstrumentation:
             RetryAttemptFinished,
             RetryCompleted,
         )
-        success = _SUCCESS
+        success, fold_at = _SUCCESS, _FOLD_AT
         fast = not self.multiprocess  # FastMetric children (HistogramChild, ValueChild) only
         instrumentation = self
 
@@ -178,18 +179,16 @@ class PrometheusInstrumentation:
                     if event.outcome is success and instrumentation._exemplar is None:  # type: ignore[union-attr]
                         series = breakers.get(event.breaker)  # type: ignore[union-attr]
                         if series is not None:
-                            # HistogramChild.observe_counting, inline
+                            # HistogramChild.observe_counting, inline (lock-free, see _store)
                             histogram = series.success_duration
                             amount = event.duration  # type: ignore[union-attr]
                             bounds = histogram._bounds
-                            index = 0 if amount <= bounds[0] else bisect_left(bounds, amount)
-                            histogram._acquire()
-                            try:
-                                histogram.counts[index] += 1
-                                histogram.sum += amount
-                                series.success_calls.value += 1.0
-                            finally:
-                                histogram._release()
+                            next(series.success_calls.ticks)
+                            next(histogram.ticks[0 if amount <= bounds[0] else bisect_left(bounds, amount)])
+                            pending = histogram.pending
+                            pending.append(amount)
+                            if len(pending) >= fold_at:
+                                histogram.fold()
                             return
                 elif cls is started:
                     return  # no metric counts attempt starts
@@ -199,12 +198,7 @@ class PrometheusInstrumentation:
                 elif cls is retried:
                     calls = retries.get(event.retry)  # type: ignore[union-attr]
                     if calls is not None:
-                        child = calls[1][event.outcome]  # type: ignore[union-attr,index]
-                        child._acquire()  # ValueChild.inc, inline
-                        try:
-                            child.value += 1.0
-                        finally:
-                            child._release()
+                        next(calls[1][event.outcome].ticks)  # type: ignore[union-attr,index]
                         return
             handler = dispatch.get(cls)
             if handler is not None:

@@ -10,9 +10,11 @@ collectors are not read by MultiProcessCollector) and uses prometheus_client's m
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,74 +26,117 @@ from prometheus_client.utils import floatToGoString
 # Sample fields after (name, labels, value, timestamp, exemplar), at their defaults (native_histogram).
 _PAD = tuple(Sample._field_defaults.get(field) for field in Sample._fields[5:])
 
+# Pending histogram amounts folded into the sum by the writer that brings them to this many.
+_FOLD_AT = 256
+
+
+# Hot-path counts are `itertools.count`s: next() is one C call, atomic under the GIL, so counting
+# needs no lock (a lock costs more than the rest of an increment). Reading one takes a value too,
+# so readers, always under the child's lock, subtract the reads made before theirs (`_reads`).
+
 
 class ValueChild:
-    """A counter or gauge value. (`acquire`/`release` are cheaper than `with lock` on the hot path.)"""
+    """A gauge value (or a counter's, moved by other amounts than one)."""
 
-    __slots__ = ("_acquire", "_release", "value")
+    __slots__ = ("_lock", "value")
 
     def __init__(self) -> None:
         self.value = 0.0
-        lock = threading.Lock()
-        self._acquire = lock.acquire
-        self._release = lock.release
+        self._lock = threading.Lock()
 
     def inc(self, amount: float = 1.0) -> None:
-        self._acquire()
-        try:
+        with self._lock:
             self.value += amount
-        finally:
-            self._release()
 
     def set(self, value: float) -> None:
         self.value = float(value)
 
 
-class HistogramChild:
-    """Per-bucket (not cumulative) counts; the last slot is +Inf. One exemplar per bucket, latest wins."""
+class CountChild:
+    """A counter value: `inc()` by one ticks `ticks` without a lock; other amounts go to `_base`
+    under the lock. `value` reads both."""
 
-    __slots__ = ("_acquire", "_bounds", "_release", "counts", "exemplars", "sum")
+    __slots__ = ("_base", "_lock", "_reads", "ticks")
+
+    def __init__(self) -> None:
+        self.ticks = itertools.count()
+        self._base = 0.0
+        self._reads = 0
+        self._lock = threading.Lock()
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount == 1.0:
+            next(self.ticks)
+            return
+        with self._lock:
+            self._base += amount
+
+    @property
+    def value(self) -> float:
+        with self._lock:
+            reads = self._reads
+            self._reads = reads + 1
+            return self._base + (next(self.ticks) - reads)
+
+
+class HistogramChild:
+    """Per-bucket (not cumulative) counts; the last slot is +Inf. One exemplar per bucket, latest wins.
+
+    `observe` ticks its bucket's count and appends the amount to `pending` (both atomic), folding
+    `pending` into the sum once it holds `_FOLD_AT` amounts; readers fold what is left. A reader
+    may see a call's bucket before its amount reaches the sum, as prometheus_client's own
+    histogram may (it locks the sum and each bucket separately); no observation is ever lost.
+    """
+
+    __slots__ = ("_bounds", "_lock", "_reads", "_sum", "exemplars", "pending", "ticks")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
+        self.ticks = tuple(itertools.count() for _ in range(len(bounds) + 1))
+        self.pending: deque[float] = deque()
         self.exemplars: list[Exemplar | None] = [None] * (len(bounds) + 1)
-        self.sum = 0.0
-        lock = threading.Lock()
-        self._acquire = lock.acquire
-        self._release = lock.release
+        self._sum = 0.0
+        self._reads = 0
+        self._lock = threading.Lock()
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         index = bisect_left(self._bounds, amount)
-        self._acquire()
-        try:
-            self.counts[index] += 1
-            self.sum += amount
-            if exemplar is not None:
+        next(self.ticks[index])
+        pending = self.pending
+        pending.append(amount)
+        if len(pending) >= _FOLD_AT:
+            self.fold()
+        if exemplar is not None:
+            with self._lock:
                 self.exemplars[index] = Exemplar(exemplar, amount, time.time())
-        finally:
-            self._release()
 
-    def observe_counting(self, amount: float, counter: ValueChild, exemplar: dict[str, str] | None) -> None:
-        """Observe and increment `counter` under one lock (the caller's only writer of that counter)."""
-        bounds = self._bounds
-        index = 0 if amount <= bounds[0] else bisect_left(bounds, amount)
-        self._acquire()
-        try:
-            self.counts[index] += 1
-            self.sum += amount
-            counter.value += 1.0
-            if exemplar is not None:
-                self.exemplars[index] = Exemplar(exemplar, amount, time.time())
-        finally:
-            self._release()
+    def observe_counting(self, amount: float, counter: CountChild, exemplar: dict[str, str] | None) -> None:
+        """Observe and count one call in `counter`."""
+        next(counter.ticks)
+        self.observe(amount, exemplar)
+
+    def fold(self) -> None:
+        """Move the pending amounts into the sum (exactly those present now: bounded under load)."""
+        with self._lock:
+            self._fold()
+
+    def _fold(self) -> None:
+        pending, total = self.pending, self._sum
+        for _ in range(len(pending)):
+            total += pending.popleft()
+        self._sum = total
 
     def read(self) -> tuple[list[int], float, list[Exemplar | None]]:
-        self._acquire()
-        try:
-            return list(self.counts), self.sum, list(self.exemplars)
-        finally:
-            self._release()
+        with self._lock:
+            self._fold()
+            reads = self._reads
+            self._reads = reads + 1
+            counts = [next(ticks) - reads for ticks in self.ticks]
+            return counts, self._sum, list(self.exemplars)
+
+    @property
+    def sum(self) -> float:
+        return self.read()[1]
 
 
 class FastMetric:
@@ -128,7 +173,10 @@ class FastMetric:
             with self._lock:
                 child = self._children.get(key)
                 if child is None:
-                    child = HistogramChild(self.buckets) if self.kind == "histogram" else ValueChild()
+                    if self.kind == "histogram":
+                        child = HistogramChild(self.buckets)
+                    else:
+                        child = CountChild() if self.kind == "counter" else ValueChild()
                     self._children[key] = child
         return child
 
