@@ -42,7 +42,7 @@ demo: $(SETUP_STAMP)
 
 ## stack: demo + native Prometheus + Alertmanager with the shipped configs (no Docker)
 stack: setup
-	$(PY) scripts/stack.py
+	$(PY) scripts/stack.py $(STACK_ARGS)
 
 ## dashboards: regenerate grafana/dashboards/*.json from grafana/dashboards.py
 dashboards: $(SETUP_STAMP)
