@@ -46,7 +46,11 @@ def test_context_manager_blocks_are_per_thread(fake_clock: FakeClock) -> None:
 
 def test_concurrent_probes_never_exceed_limit(fake_clock: FakeClock) -> None:
     cb = CircuitBreaker(
-        "probes", clock=fake_clock, registry=Registry(), failure_threshold=1, half_open_max_calls=3,
+        "probes",
+        clock=fake_clock,
+        registry=Registry(),
+        failure_threshold=1,
+        half_open_max_calls=3,
         success_threshold=100,
     )
     with contextlib.suppress(ValueError):
@@ -110,3 +114,52 @@ def test_counts_add_up_under_contention(fake_clock: FakeClock) -> None:
     calls = cb.snapshot().calls
     assert sum(calls.values()) == 8 * 500
     assert calls["failure"] == sum(1 for i in range(8) for n in range(500) if (n + i) % 3 == 0)
+
+
+def test_lock_free_counts_exact_with_snapshots_in_between(fake_clock: FakeClock) -> None:
+    cb = CircuitBreaker("counts", clock=fake_clock, registry=Registry(), reset_timeout=60.0)
+    ok = cb(lambda: None)
+    done = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            calls = cb.snapshot().calls
+            seen.append((calls["success"], calls["rejected"]))
+
+    def succeed() -> None:
+        for _ in range(2_000):
+            ok()
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: succeed(), range(4), timeout=60))
+    cb.force_open()
+    cb.reset()
+    for _ in range(5):
+        ok()
+    # Open it (5 failures) and count rejections from several threads.
+    for _ in range(5):
+        with contextlib.suppress(ValueError):
+            cb.call(_fail)
+
+    def rejected() -> None:
+        for _ in range(1_000):
+            with contextlib.suppress(CircuitOpenError):
+                ok()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: rejected(), range(4), timeout=60))
+    done.set()
+    watcher.join(timeout=60)
+    assert not watcher.is_alive()
+    calls = cb.snapshot().calls
+    assert calls["success"] == 8_005
+    assert calls["rejected"] == 4_000
+    assert calls["failure"] == 5
+    assert seen == sorted(seen)
+
+
+def _fail() -> None:
+    raise ValueError("boom")

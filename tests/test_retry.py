@@ -280,3 +280,45 @@ def test_module_retry_get_or_create() -> None:
 def test_bad_settings(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         Retry("bad", registry=Registry(), **kwargs)
+
+
+def test_attempt_start_events_past_the_prebuilt_ones() -> None:
+    registry = Registry()
+    seen: list[Event] = []
+    registry.bus.subscribe(seen.append)
+    failures = iter(range(11))
+
+    def flaky() -> str:
+        if next(failures, None) is not None:
+            raise ConnectionError("down")
+        return "ok"
+
+    policy = Retry("many", attempts=12, initial=0.001, sleep=lambda _: None, registry=registry)
+    assert policy(flaky)() == "ok"
+    started = [event.attempt for event in seen if isinstance(event, RetryAttemptStarted)]
+    assert started == list(range(1, 13))
+    assert all(event.retry == "many" for event in seen if isinstance(event, RetryAttemptStarted))
+    assert policy.snapshot().calls["success_with_retry"] == 1
+
+
+def test_first_attempt_successes_counted_exactly_across_threads() -> None:
+    import threading
+
+    policy = Retry("threads", registry=Registry())
+    call = policy(lambda: None)
+    reads: list[int] = []
+
+    def worker() -> None:
+        for _ in range(2_000):
+            call()
+        reads.append(policy.snapshot().calls["success_without_retry"])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert policy.snapshot().calls["success_without_retry"] == 8_000
+    assert policy.snapshot().calls["success_without_retry"] == 8_000  # reading does not count
+    assert max(reads) <= 8_000
