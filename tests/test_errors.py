@@ -149,3 +149,46 @@ def test_retry_after_hints() -> None:
     assert hint == pytest.approx(60.0)
     assert retry_after_hint(HTTPStatusError(503, {"Retry-After": "soon"})) is None
     assert retry_after_hint(ValueError()) is None
+
+
+class _Plain(Exception):
+    """No status attributes on the class: its category is remembered per class."""
+
+
+class _WithStatusProperty(Exception):
+    @property
+    def status_code(self) -> int:
+        return int(self.args[0])
+
+
+def test_remembered_category_still_sees_instance_status() -> None:
+    assert classify(_Plain()) is ErrorCategory.UNKNOWN  # now remembered for the class
+    assert classify(_Plain()) is ErrorCategory.UNKNOWN
+    with_status = _Plain()
+    with_status.status_code = 503  # type: ignore[attr-defined]
+    assert classify(with_status) is ErrorCategory.TRANSIENT
+    response = type("Response", (), {"status_code": 429})()
+    with_response = _Plain()
+    with_response.response = response  # type: ignore[attr-defined]
+    assert classify(with_response) is ErrorCategory.RATE_LIMIT
+    assert classify(_Plain()) is ErrorCategory.UNKNOWN
+
+
+def test_class_level_status_is_never_remembered_per_class() -> None:
+    assert classify(_WithStatusProperty(503)) is ErrorCategory.TRANSIENT
+    assert classify(_WithStatusProperty(404)) is ErrorCategory.PERMANENT
+    assert classify(_WithStatusProperty(503)) is ErrorCategory.TRANSIENT
+
+
+def test_registrations_replace_remembered_categories() -> None:
+    assert classify(_Plain()) is ErrorCategory.UNKNOWN
+    register_error_type(_Plain, ErrorCategory.AUTH)
+    assert classify(_Plain()) is ErrorCategory.AUTH
+    with_status = _Plain()
+    with_status.status_code = 503  # type: ignore[attr-defined]
+    assert classify(with_status) is ErrorCategory.AUTH  # a user type rule comes before status
+    register_classifier(lambda exc: "rate_limit" if isinstance(exc, _Plain) else None)
+    assert classify(_Plain()) is ErrorCategory.RATE_LIMIT
+    clear_registrations()
+    assert classify(_Plain()) is ErrorCategory.UNKNOWN
+    assert classify(ConnectionError()) is ErrorCategory.TRANSIENT

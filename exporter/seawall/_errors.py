@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from math import floor
 from typing import TYPE_CHECKING, Any
 
 from ._enums import ErrorCategory
@@ -69,6 +70,7 @@ def register_error_type(exc_type: type[BaseException], category: ErrorCategory |
     cat = to_category(category)
     with _reg_lock:
         _type_rules.insert(0, (exc_type, cat))
+        _forget_settled()
 
 
 def register_classifier(fn: Classifier) -> None:
@@ -77,6 +79,7 @@ def register_classifier(fn: Classifier) -> None:
         raise TypeError(f"fn must be callable, got {fn!r}")
     with _reg_lock:
         _classifiers.insert(0, fn)
+        _forget_settled()
 
 
 def clear_registrations() -> None:
@@ -84,6 +87,7 @@ def clear_registrations() -> None:
     with _reg_lock:
         _type_rules.clear()
         _classifiers.clear()
+        _forget_settled()
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -157,23 +161,68 @@ def _builtin(exc: BaseException) -> ErrorCategory:
     return category
 
 
+# Per exception class, the category that classify() settles on after the user classifiers, when
+# it does not depend on the instance: (category, only_without_instance_attributes). A user type
+# rule decides by class alone (False). Otherwise the built-in rules look for an HTTP status on the
+# instance, so the cached answer holds only for a class that defines none of the status attributes
+# (nor __getattr__) and an instance with an empty __dict__ (True). Cleared on every register_*.
+_settled: dict[type[BaseException], tuple[ErrorCategory, bool]] = {}
+_settled_generation = 0
+_STATUS_ATTRIBUTES = ("status_code", "status", "code", "response")
+
+
+def _forget_settled() -> None:
+    """Drop the per-class answers (with `_reg_lock` held): the rules changed."""
+    global _settled_generation
+    _settled.clear()
+    _settled_generation += 1
+
+
+def _status_free(kind: type[BaseException]) -> bool:
+    """True when instances of `kind` can carry a status only in their own __dict__."""
+    if any(hasattr(kind, name) for name in _STATUS_ATTRIBUTES) or hasattr(kind, "__getattr__"):
+        return False
+    return kind.__getattribute__ is BaseException.__getattribute__
+
+
 def classify(exc: BaseException) -> ErrorCategory:
     """What kind of failure `exc` is. User classifiers, then user types, then built-ins; never raises."""
-    for fn in tuple(_classifiers):
-        try:
-            result = fn(exc)
-            if result is not None:
-                return to_category(result, "classifier result")
-        except Exception:
-            log.exception("seawall error classifier %r failed; ignoring it", fn)
+    if _classifiers:
+        for fn in tuple(_classifiers):
+            try:
+                result = fn(exc)
+                if result is not None:
+                    return to_category(result, "classifier result")
+            except Exception:
+                log.exception("seawall error classifier %r failed; ignoring it", fn)
+    settled = _settled.get(type(exc))
+    if settled is not None and (not settled[1] or not exc.__dict__):
+        return settled[0]
+    return _classify_by_rules(exc)
+
+
+def _classify_by_rules(exc: BaseException) -> ErrorCategory:
+    """User type rules, then the built-in rules; remembers the answer when the class decides it."""
+    generation = _settled_generation
+    kind = type(exc)
     for exc_type, category in tuple(_type_rules):
         if isinstance(exc, exc_type):
+            _settle(kind, category, False, generation)
             return category
     try:
-        return _builtin(exc)
+        category = _builtin(exc)
     except Exception:
-        log.exception("seawall built-in classification failed for %s", type(exc).__name__)
+        log.exception("seawall built-in classification failed for %s", kind.__name__)
         return ErrorCategory.UNKNOWN
+    if _status_free(kind) and not exc.__dict__:
+        _settle(kind, category, True, generation)
+    return category
+
+
+def _settle(kind: type[BaseException], category: ErrorCategory, per_instance: bool, generation: int) -> None:
+    with _reg_lock:  # once per class: a registration in between must not be undone by a stale answer
+        if generation == _settled_generation and len(_settled) < _TYPE_CACHE_MAX:
+            _settled[kind] = (category, per_instance)
 
 
 def retry_after_hint(exc: BaseException, *, now: Callable[[], float] = time.time) -> float | None:
@@ -213,21 +262,23 @@ _CATEGORIES = tuple(ErrorCategory)
 
 
 class _Bucket:
+    """One slice of the window. Plain dicts, not Counters: a dict subclass's item access is slower."""
+
     __slots__ = ("category", "source", "start", "total", "type")
 
     def __init__(self) -> None:
         self.start = -1
         self.total = 0
-        self.type: Counter[str] = Counter()
-        self.source: Counter[str] = Counter()
-        self.category: Counter[ErrorCategory] = Counter()
+        self.type: dict[str, int] = {}
+        self.source: dict[str, int] = {}
+        self.category: dict[ErrorCategory, int] = {}
 
     def reset(self, index: int) -> None:
         self.start = index
         self.total = 0
-        self.type = Counter()
-        self.source = Counter()
-        self.category = Counter()
+        self.type = {}
+        self.source = {}
+        self.category = {}
 
 
 class ErrorAggregator:
@@ -276,6 +327,8 @@ class ErrorAggregator:
         self._classifier = classifier
         self._registry = registry
         self._lock = threading.Lock()
+        # acquire/release rather than `with`: the context manager protocol costs as much again.
+        self._acquire, self._release = self._lock.acquire, self._lock.release
 
     def record(
         self, exc: BaseException, source: str = "app", context: Mapping[str, Any] | None = None
@@ -296,12 +349,13 @@ class ErrorAggregator:
             category = ErrorCategory.UNKNOWN
         error_type = type(exc).__name__
         now = self._clock()
-        index = int(now // self._width)
+        index = floor(now / self._width)  # floor(), not int(x // w): a third of the cost
         cap = self._max_keys
         if self._max_recent:
             # Keep the message, not the exception: a stored exception pins its traceback's frames.
             self._recent.append((now, source, error_type, category, _message(exc, error_type), context))
-        with self._lock:
+        self._acquire()
+        try:
             bucket = self._ring[index % self._size]
             if bucket.start != index:
                 bucket.reset(index)
@@ -324,13 +378,15 @@ class ErrorAggregator:
                 counts[_OTHER] = counts.get(_OTHER, 0) + 1
             cats = bucket.category
             cats[category] = cats.get(category, 0) + 1
+        finally:
+            self._release()
         registry = self._registry
         if registry is not None and registry.bus.listeners:
-            registry.bus.publish(ErrorRecorded(source=source, error_type=error_type, category=category))
+            registry.bus.publish(ErrorRecorded(source, error_type, category))
         return category
 
     def _live(self, now: float) -> list[_Bucket]:
-        newest = int(now // self._width)
+        newest = floor(now / self._width)
         oldest = newest - len(self._ring) + 1
         return [b for b in self._ring if oldest <= b.start <= newest]
 
