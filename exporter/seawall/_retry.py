@@ -22,7 +22,14 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._backoff import Backoff
 from ._enums import ErrorCategory, RetryOutcome
 from ._errors import classify, retry_after_hint, to_category
-from ._events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, _component_of
+from ._events import (
+    Event,
+    EventBus,
+    RetryAttemptFinished,
+    RetryAttemptStarted,
+    RetryCompleted,
+    _component_of,
+)
 from ._registry import Registry, default_registry
 from ._snapshots import RetrySnapshot
 
@@ -126,13 +133,15 @@ class Retry:
             "retry_on": retry_on,
         }
         self._lock = threading.Lock()
+        # acquire/release rather than `with`: the context manager protocol costs as much again.
+        self._acquire, self._release = self._lock.acquire, self._lock.release
         # First-attempt successes, the hot path, are counted without the lock: next() on an
         # itertools.count is one C call, atomic under the GIL. Reading it takes a value too, so
         # the reader (under the lock) subtracts the reads before it.
         self._first_ok = itertools.count()
+        self._retried = itertools.count()  # re-attempts decided on, counted the same way
         self._reads = 0
-        self._calls = dict.fromkeys(_OUTCOMES, 0)
-        self._retries = 0
+        self._calls = dict.fromkeys(_OUTCOMES, 0)  # the other outcomes, under the lock
         # Events are frozen, so the attempt-start announcements (the same every call) are built once.
         self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
         self._registry = default_registry() if registry is None else registry
@@ -150,10 +159,10 @@ class Retry:
     def snapshot(self) -> RetrySnapshot:
         with self._lock:
             calls = {o.value: n for o, n in self._calls.items()}
-            retries = self._retries
             reads = self._reads
             self._reads = reads + 1
             calls[_FIRST_OK.value] += next(self._first_ok) - reads
+            retries = next(self._retried) - reads
         return RetrySnapshot(name=self._name, attempts=self._attempts, calls=calls, retries=retries)
 
     # -- shared bookkeeping (failure paths only) ---------------------------------------------
@@ -181,37 +190,44 @@ class Retry:
             except Exception as broken:
                 self._bus.report_error("errors", broken)
         if delay is not None:
-            with self._lock:
-                self._retries += 1
+            next(self._retried)
         if self._bus.listeners:
-            self._bus.publish(
-                RetryAttemptFinished(
-                    self._name,
-                    attempt,
-                    now - attempt_start,
-                    type(exc).__name__,
-                    category,
-                    delay is not None,
-                    delay or 0.0,
-                )
+            will_retry = delay is not None
+            finished = RetryAttemptFinished(
+                self._name,
+                attempt,
+                now - attempt_start,
+                type(exc).__name__,
+                category,
+                will_retry,
+                delay or 0.0,
             )
+            _deliver(self._bus, (finished,))
         return delay
 
-    def _on_success(self, attempt: int, attempt_start: float) -> None:
+    def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
+        """Count a success after the first attempt (or with listeners, async); publish the
+        attempt's end and the completion, timed by one clock read."""
+        outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
+        self._count(outcome)
         if self._bus.listeners:
-            self._bus.publish(
-                RetryAttemptFinished(
-                    self._name, attempt, self._clock() - attempt_start, None, None, False, 0.0
-                )
-            )
+            name, now = self._name, self._clock()
+            finished = RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
+            _deliver(self._bus, (finished, RetryCompleted(name, outcome, attempt, now - start, None)))
+
+    def _count(self, outcome: RetryOutcome) -> None:
+        self._acquire()
+        try:
+            self._calls[outcome] += 1
+        finally:
+            self._release()
 
     def _complete(self, ok: bool, attempt: int, start: float, exc: BaseException | None) -> None:
         if ok:
             outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
         else:
             outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
-        with self._lock:
-            self._calls[outcome] += 1
+        self._count(outcome)
         if self._bus.listeners:
             error_type = None if exc is None else type(exc).__name__
             self._bus.publish(RetryCompleted(self._name, outcome, attempt, self._clock() - start, error_type))
@@ -239,7 +255,11 @@ class Retry:
         listening = bus.listeners
         start = self._clock()
         if listening:
-            bus.publish(self._started[0])
+            for listener in listening:  # EventBus.publish, inline
+                try:
+                    listener(self._started[0])
+                except Exception as broken:
+                    bus.report_error(_component_of(listener), broken)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -294,8 +314,7 @@ class Retry:
                 self._abort(exc, attempt, attempt_start, start)
                 raise
             else:
-                self._on_success(attempt, attempt_start)
-                self._complete(True, attempt, start, None)
+                self._succeeded(attempt, attempt_start, start)
                 return result
             self._sleep(delay)
             attempt += 1
@@ -352,8 +371,7 @@ class Retry:
                 self._abort(exc, attempt, attempt_start, start)
                 raise
             else:
-                self._on_success(attempt, attempt_start)
-                self._complete(True, attempt, start, None)
+                self._succeeded(attempt, attempt_start, start)
                 return result
             await self._async_sleep(delay)
             attempt += 1
@@ -381,6 +399,16 @@ class Retry:
 
     def __repr__(self) -> str:
         return f"Retry({self._name!r}, attempts={self._attempts})"
+
+
+def _deliver(bus: EventBus, events: tuple[Event, ...]) -> None:
+    """`bus.publish` for each event, in one frame (listener failures reported the same way)."""
+    for event in events:
+        for listener in bus.listeners:
+            try:
+                listener(event)
+            except Exception as broken:
+                bus.report_error(_component_of(listener), broken)
 
 
 _EXTRAS = ("classifier", "errors", "sleep", "async_sleep", "clock", "rng")

@@ -57,9 +57,9 @@ _FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
 _ERROR = Status(StatusCode.ERROR)
 
 
-# An open attempt span, as a tuple (cheaper than an object): (retry, attempt, span, token, parent).
-# The parent link makes a stack, so nested retries close in order.
-_Open = tuple[str, int, Span, object, Any]
+# An open attempt span, as a tuple (cheaper than an object): (retry, attempt, span, token, parent,
+# recording). The parent link makes a stack, so nested retries close in order.
+_Open = tuple[str, int, Span, object, Any, bool]
 
 
 class OtelInstrumentation:
@@ -77,9 +77,6 @@ class OtelInstrumentation:
             "seawall_otel_attempt", default=None
         )
         self._dispatch: dict[type, Any] = {
-            RetryAttemptStarted: self._on_attempt_started,
-            RetryAttemptFinished: self._on_attempt_finished,
-            RetryCompleted: self._on_retry_completed,
             BreakerCallRejected: self._on_rejected,
             BreakerStateChanged: self._on_state_changed,
             FallbackUsed: self._on_fallback,
@@ -89,17 +86,64 @@ class OtelInstrumentation:
         self._unsubscribe = seawall_registry.bus.subscribe(self.listener) if self.active else None
 
     def _make_listener(self) -> Any:
-        """The function subscribed to the bus: attempt start/finish first, the rest by dict."""
-        dispatch = self._dispatch
-        started, finished = RetryAttemptStarted, RetryAttemptFinished
-        on_started, on_finished = self._on_attempt_started, self._on_attempt_finished
+        """The function subscribed to the bus. Attempt spans are opened and closed inline (a
+        handler call per event would be a Python frame each); the rest goes by the dispatch dict.
+
+        An attempt span is made current (attached) even when it is not sampled, so the attempt's
+        own spans inherit that decision instead of starting traces of their own."""
+        dispatch, names, open_spans, tracer = self._dispatch, self._names, self._open, self.tracer
+        started, finished, completed = RetryAttemptStarted, RetryAttemptFinished, RetryCompleted
+        on_completed = self._on_retry_completed
+        attach, detach, in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
+        error = _ERROR
 
         def listener(event: Event, /) -> None:
             cls = event.__class__
             if cls is started:
-                on_started(event)  # type: ignore[arg-type]
+                retry, attempt = event.retry, event.attempt  # type: ignore[union-attr]
+                name = names.get(retry)
+                if name is None:
+                    name = names[retry] = f"retry {retry}"
+                span = tracer.start_span(name)  # type: ignore[union-attr]
+                recording = span.is_recording()
+                if recording:  # set after the sampling decision: unsampled ones build nothing
+                    attributes: dict[str, Any] = {
+                        "seawall.retry.name": retry,
+                        "seawall.retry.attempt": attempt,
+                    }
+                    if attempt > 1:
+                        attributes["http.request.resend_count"] = attempt - 1
+                    span.set_attributes(attributes)
+                token = attach(in_context(span))
+                open_spans.set((retry, attempt, span, token, open_spans.get(), recording))
             elif cls is finished:
-                on_finished(event)  # type: ignore[arg-type]
+                node = open_spans.get()
+                attempt, retry = event.attempt, event.retry  # type: ignore[union-attr]
+                while node is not None and (node[1] != attempt or node[0] != retry):
+                    node = node[4]
+                if node is None:  # started before instrument() or in another context: nothing to end
+                    return
+                open_spans.set(node[4])
+                span = node[2]
+                if node[5]:
+                    if event.error_type is not None:  # type: ignore[union-attr]
+                        attributes = {"error.type": event.error_type}  # type: ignore[union-attr]
+                        if event.category is not None:  # type: ignore[union-attr]
+                            attributes["seawall.error.category"] = event.category.value  # type: ignore[union-attr]
+                        if event.will_retry:  # type: ignore[union-attr]
+                            attributes["seawall.retry.will_retry"] = True
+                            attributes["seawall.retry.delay"] = event.delay  # type: ignore[union-attr]
+                        span.set_attributes(attributes)
+                        span.set_status(error)
+                    elif event.will_retry:  # type: ignore[union-attr]
+                        span.set_attributes(
+                            {"seawall.retry.will_retry": True, "seawall.retry.delay": event.delay}  # type: ignore[union-attr]
+                        )
+                span.end()
+                detach(node[3])  # type: ignore[arg-type]
+            elif cls is completed:
+                if event.outcome in _FAILED:  # type: ignore[union-attr,operator]
+                    on_completed(event)  # type: ignore[arg-type]
             else:
                 handler = dispatch.get(cls)
                 if handler is not None:
@@ -109,57 +153,11 @@ class OtelInstrumentation:
         return listener
 
     def __call__(self, event: Event, /) -> None:
-        handler = self._dispatch.get(event.__class__)
-        if handler is not None:
-            handler(event)
-
-    # -- attempt spans -----------------------------------------------------------------------
-    def _on_attempt_started(self, event: RetryAttemptStarted) -> None:
-        retry, attempt = event.retry, event.attempt
-        name = self._names.get(retry)
-        if name is None:
-            name = self._names[retry] = f"retry {retry}"
-        span = self.tracer.start_span(name)  # type: ignore[union-attr]
-        if span.is_recording():  # set after the sampling decision: unsampled attempts build nothing
-            if attempt > 1:
-                span.set_attributes(
-                    {
-                        "seawall.retry.name": retry,
-                        "seawall.retry.attempt": attempt,
-                        "http.request.resend_count": attempt - 1,
-                    }
-                )
-            else:
-                span.set_attributes({"seawall.retry.name": retry, "seawall.retry.attempt": attempt})
-        token = otel_context.attach(trace.set_span_in_context(span))
-        self._open.set((retry, attempt, span, token, self._open.get()))
-
-    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
-        node = self._open.get()
-        while node is not None and (node[1] != event.attempt or node[0] != event.retry):
-            node = node[4]
-        if node is None:  # started before instrument() or in another context: nothing to end
-            return
-        self._open.set(node[4])
-        span = node[2]
-        if span.is_recording():
-            if event.error_type is not None:
-                attributes: dict[str, Any] = {"error.type": event.error_type}
-                if event.category is not None:
-                    attributes["seawall.error.category"] = event.category.value
-                if event.will_retry:
-                    attributes["seawall.retry.will_retry"] = True
-                    attributes["seawall.retry.delay"] = event.delay
-                span.set_attributes(attributes)
-                span.set_status(_ERROR)
-            elif event.will_retry:
-                span.set_attributes({"seawall.retry.will_retry": True, "seawall.retry.delay": event.delay})
-        span.end()
-        otel_context.detach(node[3])  # type: ignore[arg-type]
+        self.listener(event)
 
     # -- span events on the current span -----------------------------------------------------
     def _on_retry_completed(self, event: RetryCompleted) -> None:
-        if event.outcome in _FAILED:
+        if event.outcome in _FAILED:  # a success adds nothing to the caller's span
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(
