@@ -133,15 +133,13 @@ class Retry:
             "retry_on": retry_on,
         }
         self._lock = threading.Lock()
-        # acquire/release rather than `with`: the context manager protocol costs as much again.
-        self._acquire, self._release = self._lock.acquire, self._lock.release
-        # First-attempt successes, the hot path, are counted without the lock: next() on an
-        # itertools.count is one C call, atomic under the GIL. Reading it takes a value too, so
-        # the reader (under the lock) subtracts the reads before it.
-        self._first_ok = itertools.count()
-        self._retried = itertools.count()  # re-attempts decided on, counted the same way
+        # Outcomes and re-attempts are counted without the lock: next() on an itertools.count is one
+        # C call, atomic under the GIL. Reading one takes a value too, so the reader (under the
+        # lock) subtracts the reads before it (`_reads`).
+        self._calls = {outcome: itertools.count() for outcome in _OUTCOMES}
+        self._first_ok = self._calls[_FIRST_OK]  # the hot path's counter, one lookup less
+        self._retried = itertools.count()
         self._reads = 0
-        self._calls = dict.fromkeys(_OUTCOMES, 0)  # the other outcomes, under the lock
         # Events are frozen, so the attempt-start announcements (the same every call) are built once.
         self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
         self._registry = default_registry() if registry is None else registry
@@ -158,10 +156,9 @@ class Retry:
 
     def snapshot(self) -> RetrySnapshot:
         with self._lock:
-            calls = {o.value: n for o, n in self._calls.items()}
             reads = self._reads
             self._reads = reads + 1
-            calls[_FIRST_OK.value] += next(self._first_ok) - reads
+            calls = {o.value: next(counter) - reads for o, counter in self._calls.items()}
             retries = next(self._retried) - reads
         return RetrySnapshot(name=self._name, attempts=self._attempts, calls=calls, retries=retries)
 
@@ -209,25 +206,18 @@ class Retry:
         """Count a success after the first attempt (or with listeners, async); publish the
         attempt's end and the completion, timed by one clock read."""
         outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
-        self._count(outcome)
+        next(self._calls[outcome])
         if self._bus.listeners:
             name, now = self._name, self._clock()
             finished = RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
             _deliver(self._bus, (finished, RetryCompleted(name, outcome, attempt, now - start, None)))
-
-    def _count(self, outcome: RetryOutcome) -> None:
-        self._acquire()
-        try:
-            self._calls[outcome] += 1
-        finally:
-            self._release()
 
     def _complete(self, ok: bool, attempt: int, start: float, exc: BaseException | None) -> None:
         if ok:
             outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
         else:
             outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
-        self._count(outcome)
+        next(self._calls[outcome])
         if self._bus.listeners:
             error_type = None if exc is None else type(exc).__name__
             self._bus.publish(RetryCompleted(self._name, outcome, attempt, self._clock() - start, error_type))
