@@ -37,8 +37,8 @@ class Unavailable(Exception):
 class Config:
     """How hard to measure. `quick` is for smoke runs; `smoke` is the test suite's tiniest setting."""
 
-    repeat: int = 7
-    min_time: float = 0.05  # seconds per timed repeat of one subject
+    repeat: int = 15
+    min_time: float = 0.03  # seconds per timed repeat of one subject
     warmup: int = 2_000  # calls before timing
     threads: int = 4
     thread_calls: int = 20
