@@ -199,7 +199,7 @@ class Retry:
                 will_retry,
                 delay or 0.0,
             )
-            _deliver(self._bus, (finished,))
+            _deliver(self._bus, finished)
         return delay
 
     def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
@@ -210,7 +210,7 @@ class Retry:
         if self._bus.listeners:
             name, now = self._name, self._clock()
             finished = RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
-            _deliver(self._bus, (finished, RetryCompleted(name, outcome, attempt, now - start, None)))
+            _deliver(self._bus, finished, RetryCompleted(name, outcome, attempt, now - start, None))
 
     def _complete(self, ok: bool, attempt: int, start: float, exc: BaseException | None) -> None:
         if ok:
@@ -391,7 +391,7 @@ class Retry:
         return f"Retry({self._name!r}, attempts={self._attempts})"
 
 
-def _deliver(bus: EventBus, events: tuple[Event, ...]) -> None:
+def _deliver(bus: EventBus, *events: Event) -> None:
     """`bus.publish` for each event, in one frame (listener failures reported the same way)."""
     for event in events:
         for listener in bus.listeners:
