@@ -322,3 +322,37 @@ def test_first_attempt_successes_counted_exactly_across_threads() -> None:
     assert policy.snapshot().calls["success_without_retry"] == 8_000
     assert policy.snapshot().calls["success_without_retry"] == 8_000  # reading does not count
     assert max(reads) <= 8_000
+
+
+def test_a_failing_listener_never_reaches_the_caller_and_is_counted() -> None:
+    registry = Registry()
+    seen: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    registry.bus.subscribe(broken)
+    registry.bus.subscribe(seen.append)
+    failures = iter([ConnectionError("down")])
+
+    def flaky() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "ok"
+
+    policy = Retry("isolated", attempts=3, initial=0.001, sleep=lambda _: None, registry=registry)
+    assert policy(flaky)() == "ok"  # retried once: every delivery site raised in `broken`
+    assert policy(lambda: "ok")() == "ok"  # first-attempt success
+    kinds = [type(event).__name__ for event in seen if type(event).__name__.startswith("Retry")]
+    assert kinds == [
+        "RetryAttemptStarted",
+        "RetryAttemptFinished",
+        "RetryAttemptStarted",
+        "RetryAttemptFinished",
+        "RetryCompleted",
+        "RetryAttemptStarted",
+        "RetryAttemptFinished",
+        "RetryCompleted",
+    ]
+    assert registry.bus.instrumentation_errors() == {"function": 9}  # and PrimitiveRegistered
