@@ -527,3 +527,26 @@ def test_call_passes_arguments(fake_clock: FakeClock) -> None:
     cb = make(fake_clock)
     join: Callable[..., str] = lambda *parts, sep="-": sep.join(parts)  # noqa: E731
     assert cb.call(join, "a", "b", sep="+") == "a+b"
+
+
+def test_decorated_success_delivers_inline_and_isolates_a_raising_listener(fake_clock: FakeClock) -> None:
+    cb = make(fake_clock)
+    events = collect(cb)
+
+    def broken(event: Event) -> None:
+        if not isinstance(event, InstrumentationFailed):
+            raise RuntimeError("listener bug")
+
+    broken.component = "broken_listener"  # type: ignore[attr-defined]
+    cb.registry.bus.subscribe(broken)
+
+    @cb
+    def slow_ok() -> str:
+        fake_clock.advance(0.25)
+        return "ok"
+
+    assert slow_ok() == "ok"
+    completed = [e for e in events if isinstance(e, BreakerCallCompleted)]
+    assert completed == [BreakerCallCompleted(cb.name, CallOutcome.SUCCESS, 0.25, None)]
+    assert cb.registry.bus.instrumentation_errors() == {"broken_listener": 1}
+    assert cb.snapshot().calls["success"] == 1
