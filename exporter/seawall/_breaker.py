@@ -359,7 +359,7 @@ class CircuitBreaker:
                     if self._probe_successes >= self._success_threshold:
                         now = now if start is not None else self._clock()
                         self._move(_CLOSED, "probe_success", now, events)
-        if start is not None and self._bus.listeners:
+        if self._bus.listeners:  # (duration 0.0 for a listener that arrived during an untimed call)
             events.insert(0, BreakerCallCompleted(self.name, _SUCCESS, duration, None))
         if events:
             self._publish(events)
@@ -519,15 +519,14 @@ class CircuitBreaker:
                 with lock:
                     if token == breaker._gen:
                         breaker._consecutive = 0
-            if start is not None:
-                listeners = bus.listeners
-                if listeners:
-                    event = completed(name, _SUCCESS, duration, None)
-                    for listener in listeners:  # EventBus.publish, inline
-                        try:
-                            listener(event)
-                        except Exception as broken:
-                            report(_component_of(listener), broken)
+            listeners = bus.listeners
+            if listeners:
+                event = completed(name, _SUCCESS, duration, None)
+                for listener in listeners:  # EventBus.publish, inline
+                    try:
+                        listener(event)
+                    except Exception as broken:
+                        report(_component_of(listener), broken)
             return result
 
         return wrapper
