@@ -89,7 +89,9 @@ class Registry:
                 if existing.config.get(key) != value
             }
             if differing:
-                detail = ", ".join(f"{key}={new!r} (existing: {old!r})" for key, (old, new) in differing.items())
+                detail = ", ".join(
+                    f"{key}={new!r} (existing: {old!r})" for key, (old, new) in differing.items()
+                )
                 raise ValueError(f"{kind} {name!r} already exists with a different configuration: {detail}")
             return existing  # type: ignore[no-any-return]
 
