@@ -30,6 +30,7 @@ test-fast: $(SETUP_STAMP)
 ## lint: ruff and mypy --strict on the package
 lint: $(SETUP_STAMP)
 	$(PY) -m ruff check exporter tests bench scripts grafana
+	$(PY) -m ruff format --check exporter tests bench scripts grafana
 	$(PY) -m mypy
 
 ## bench: per-call overhead against pybreaker, circuitbreaker, tenacity, stamina, backoff

@@ -69,8 +69,9 @@ def test_amtool_check_config_accepts_shipped_config() -> None:
     ],
 )
 def test_amtool_routes(labels: list[str], receivers: str) -> None:
-    res = _amtool("config", "routes", "test", f"--config.file={AM_CONFIG}",
-                  f"--verify.receivers={receivers}", *labels)
+    res = _amtool(
+        "config", "routes", "test", f"--config.file={AM_CONFIG}", f"--verify.receivers={receivers}", *labels
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == receivers
 
@@ -78,8 +79,9 @@ def test_amtool_routes(labels: list[str], receivers: str) -> None:
 @needs_amtool
 def test_amtool_routes_verify_can_fail() -> None:
     """The routing test above is not vacuous: a wrong expectation makes amtool exit non-zero."""
-    res = _amtool("config", "routes", "test", f"--config.file={AM_CONFIG}", "--verify.receivers=slack",
-                  "severity=info")
+    res = _amtool(
+        "config", "routes", "test", f"--config.file={AM_CONFIG}", "--verify.receivers=slack", "severity=info"
+    )
     assert res.returncode != 0
 
 
@@ -176,8 +178,9 @@ class Alertmanager:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def wait_metric(self, name: str, predicate: Callable[[float], bool], timeout: float = WAIT,
-                    **labels: str) -> float:
+    def wait_metric(
+        self, name: str, predicate: Callable[[float], bool], timeout: float = WAIT, **labels: str
+    ) -> float:
         deadline = time.monotonic() + timeout
         while True:
             value = self.metric(name, **labels)
@@ -198,8 +201,13 @@ def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
 def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
     started: list[Alertmanager] = []
 
-    def start(*, slack_url: str | None, pagerduty_url: str, routing_key: str | None = ROUTING_KEY,
-              slack_file: Path | None = None) -> Alertmanager:
+    def start(
+        *,
+        slack_url: str | None,
+        pagerduty_url: str,
+        routing_key: str | None = ROUTING_KEY,
+        slack_file: Path | None = None,
+    ) -> Alertmanager:
         work = tmp_path / f"am{len(started)}"
         secrets = work / "secrets"
         secrets.mkdir(parents=True)
@@ -238,8 +246,14 @@ def _alert(alertname: str, *, ends: bool = False, **labels: str) -> dict[str, An
     """An alert as Prometheus would post it, with the shipped rule's severity and annotations."""
     rule = _rule(alertname)
     now = dt.datetime.now(dt.timezone.utc)
-    all_labels = {"alertname": alertname, "service": "seawall-demo", "job": "seawall-demo",
-                  "instance": "127.0.0.1:8000", **rule.get("labels", {}), **labels}
+    all_labels = {
+        "alertname": alertname,
+        "service": "seawall-demo",
+        "job": "seawall-demo",
+        "instance": "127.0.0.1:8000",
+        **rule.get("labels", {}),
+        **labels,
+    }
     annotations = dict(rule["annotations"])
     annotations["description"] = f"{alertname} test description for {labels.get('breaker', 'n/a')}"
     alert: dict[str, Any] = {
@@ -257,11 +271,18 @@ def _is(status: str, alertname: str, breaker: str | None = None) -> Callable[[di
     def pred(p: dict[str, Any]) -> bool:
         if "attachments" in p:  # Slack
             title = p["attachments"][0]["title"]
-            return title.startswith(f"[{status.upper()}") and alertname in title and (
-                breaker is None or breaker in title)
+            return (
+                title.startswith(f"[{status.upper()}")
+                and alertname in title
+                and (breaker is None or breaker in title)
+            )
         action = {"firing": "trigger", "resolved": "resolve"}[status]  # PagerDuty
-        return bool(p.get("event_action") == action and alertname in p["payload"]["summary"]
-                    and (breaker is None or breaker in p["payload"]["summary"]))
+        return bool(
+            p.get("event_action") == action
+            and alertname in p["payload"]["summary"]
+            and (breaker is None or breaker in p["payload"]["summary"])
+        )
+
     return pred
 
 
@@ -312,8 +333,10 @@ def test_warning_goes_to_slack_only_and_info_nowhere(
 ) -> None:
     slack, pagerduty = receivers
     am = start_alertmanager(slack_url=slack.url, pagerduty_url=pagerduty.url)
-    am.post(_alert("CircuitBreakerFlapping", breaker="search"),
-            _alert("CircuitBreakerForcedOpen", breaker="inventory"))
+    am.post(
+        _alert("CircuitBreakerFlapping", breaker="search"),
+        _alert("CircuitBreakerForcedOpen", breaker="inventory"),
+    )
     msg = slack.wait_for(_is("firing", "CircuitBreakerFlapping", "search"), WAIT)
     assert msg["attachments"][0]["color"] == "warning"
 
@@ -374,7 +397,8 @@ def test_inhibitions(
 @needs_am
 @pytest.mark.stack
 def test_missing_secret_file_fails_at_notify_time_and_is_counted(
-    receivers: tuple[FakeSlack, FakePagerDuty], start_alertmanager: Callable[..., Alertmanager],
+    receivers: tuple[FakeSlack, FakePagerDuty],
+    start_alertmanager: Callable[..., Alertmanager],
     tmp_path: Path,
 ) -> None:
     """Alertmanager 0.25 starts with a missing api_url_file / routing_key_file (check-config passes too):
@@ -403,8 +427,9 @@ def test_unreachable_receiver_is_counted_and_others_still_notified(
     am = start_alertmanager(slack_url=slack.url, pagerduty_url=closed_port_url("/v2/enqueue"))
     am.post(_alert("CircuitBreakerOpen", breaker="payments"))
     slack.wait_for(_is("firing", "CircuitBreakerOpen", "payments"), WAIT)
-    am.wait_metric("alertmanager_notification_requests_failed_total", lambda v: v >= 1,
-                   integration="pagerduty")
+    am.wait_metric(
+        "alertmanager_notification_requests_failed_total", lambda v: v >= 1, integration="pagerduty"
+    )
     # The notification as a whole fails once the retries run out (notify timeout, >= 10 s in 0.25).
     am.wait_metric("alertmanager_notifications_failed_total", lambda v: v >= 1, integration="pagerduty")
     assert am.metric("alertmanager_notifications_failed_total", integration="slack") == 0
@@ -420,8 +445,9 @@ def test_receiver_error_status_is_counted(start_alertmanager: Callable[..., Aler
         slack.wait_for(_is("firing", "CircuitBreakerOpen", "payments"), WAIT)  # it was tried ...
         # ... each failed attempt is counted at once; Alertmanager retries with backoff, and
         # notifications_failed_total follows when the notify timeout (>= 10 s in 0.25) runs out.
-        am.wait_metric("alertmanager_notification_requests_failed_total", lambda v: v >= 1,
-                       integration="slack")
+        am.wait_metric(
+            "alertmanager_notification_requests_failed_total", lambda v: v >= 1, integration="slack"
+        )
         second = len(slack.payloads) + 1
         slack.wait_for(lambda _p: len(slack.payloads) >= second, WAIT)  # a retry arrives
         assert am.metric("alertmanager_notification_requests_failed_total", integration="pagerduty") == 0

@@ -23,12 +23,21 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 # The metric contract (DESIGN.md + docs/exporter.md) plus what the scrape itself produces.
 CONTRACT = {
-    "seawall_circuit_breaker_state", "seawall_circuit_breaker_calls_total",
-    "seawall_circuit_breaker_call_duration_seconds_bucket", "seawall_circuit_breaker_transitions_total",
-    "seawall_circuit_breaker_failure_rate", "seawall_retry_calls_total", "seawall_retry_attempts_total",
-    "seawall_errors_total", "seawall_feature_enabled", "seawall_fallbacks_total",
-    "seawall_instrumentation_errors_total", "seawall_build_info", "seawall_label_overflow_total",
-    "seawall_admin_actions_total", "up",
+    "seawall_circuit_breaker_state",
+    "seawall_circuit_breaker_calls_total",
+    "seawall_circuit_breaker_call_duration_seconds_bucket",
+    "seawall_circuit_breaker_transitions_total",
+    "seawall_circuit_breaker_failure_rate",
+    "seawall_retry_calls_total",
+    "seawall_retry_attempts_total",
+    "seawall_errors_total",
+    "seawall_feature_enabled",
+    "seawall_fallbacks_total",
+    "seawall_instrumentation_errors_total",
+    "seawall_build_info",
+    "seawall_label_overflow_total",
+    "seawall_admin_actions_total",
+    "up",
 }
 
 
@@ -50,8 +59,7 @@ def _recordings() -> list[dict[str, Any]]:
 
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
-                          check=False)
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
 
 
 @needs_promtool
@@ -105,9 +113,18 @@ def test_required_alerts_exist_with_their_severity() -> None:
         severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     assert severities["CircuitBreakerOpen"] == {"critical"}
     assert severities["ErrorBudgetBurn"] == {"critical", "warning"}
-    for name in ("CircuitBreakerFlapping", "CircuitBreakerHalfOpenStuck", "HighRejectionRate",
-                 "HighRetryRate", "RetryExhaustion", "ErrorRateHigh", "FeatureDegraded", "ExporterDown",
-                 "InstrumentationErrors", "LabelCardinalityOverflow"):
+    for name in (
+        "CircuitBreakerFlapping",
+        "CircuitBreakerHalfOpenStuck",
+        "HighRejectionRate",
+        "HighRetryRate",
+        "RetryExhaustion",
+        "ErrorRateHigh",
+        "FeatureDegraded",
+        "ExporterDown",
+        "InstrumentationErrors",
+        "LabelCardinalityOverflow",
+    ):
         assert name in severities, name
 
 
@@ -219,8 +236,17 @@ def test_rule_selectors_match_the_exported_metrics() -> None:
     import seawall
 
     exported = _exported_samples()
-    enum_values = {str(v.value) for e in (seawall.BreakerState, seawall.CallOutcome, seawall.RetryOutcome,
-                                          seawall.ErrorCategory, seawall.FallbackReason) for v in e}
+    enum_values = {
+        str(v.value)
+        for e in (
+            seawall.BreakerState,
+            seawall.CallOutcome,
+            seawall.RetryOutcome,
+            seawall.ErrorCategory,
+            seawall.FallbackReason,
+        )
+        for v in e
+    }
     admin_source = (ROOT / "exporter" / "seawall" / "starlette" / "admin.py").read_text()
     checked = 0
     for rule in _rules():
@@ -287,8 +313,9 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     bus = registry.bus
     bus.publish(PrimitiveRegistered("breaker", "payments"))
     bus.publish(BreakerCallCompleted("payments", seawall.CallOutcome.FAILURE, 0.02, "TimeoutError"))
-    bus.publish(BreakerStateChanged("payments", seawall.BreakerState.CLOSED, seawall.BreakerState.OPEN,
-                                    "failures"))
+    bus.publish(
+        BreakerStateChanged("payments", seawall.BreakerState.CLOSED, seawall.BreakerState.OPEN, "failures")
+    )
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -311,10 +338,14 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(p) for p in RULE_FILES],
         "scrape_configs": [
-            {"job_name": "seawall-test", "static_configs": [
-                {"targets": [up_target], "labels": {"service": "seawall-test"}}]},
-            {"job_name": "seawall-gone", "static_configs": [
-                {"targets": [down], "labels": {"service": "seawall-gone"}}]},
+            {
+                "job_name": "seawall-test",
+                "static_configs": [{"targets": [up_target], "labels": {"service": "seawall-test"}}],
+            },
+            {
+                "job_name": "seawall-gone",
+                "static_configs": [{"targets": [down], "labels": {"service": "seawall-gone"}}],
+            },
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -322,9 +353,14 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     log = (tmp_path / "prometheus.log").open("wb")
     assert PROMETHEUS is not None
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
 
@@ -340,34 +376,58 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
         def evaluated(r: Any) -> bool:
             return r is not None and all(
                 g["lastEvaluation"] > "2000" and rule.get("health") != "unknown"
-                for g in r["data"]["groups"] for rule in g["rules"])
+                for g in r["data"]["groups"]
+                for rule in g["rules"]
+            )
+
         rules = _poll(lambda: get("/api/v1/rules"), evaluated, 30, "rules evaluated")
         groups = rules["data"]["groups"]
         assert {g["file"] for g in groups} == {str(p) for p in RULE_FILES}
-        bad = [(rule["name"], rule.get("lastError")) for g in groups for rule in g["rules"]
-               if rule["health"] != "ok"]
+        bad = [
+            (rule["name"], rule.get("lastError"))
+            for g in groups
+            for rule in g["rules"]
+            if rule["health"] != "ok"
+        ]
         assert bad == []
 
         # recording rules produce series with the scrape's service/job/instance
         def series(r: Any) -> bool:
             return r is not None and bool(r["data"]["result"])
-        res = _poll(lambda: get("/api/v1/query", query='breaker:seawall_circuit_breaker_calls:rate5m'
-                                 '{outcome="failure"}'), series, 20, "recorded call rate")
+
+        res = _poll(
+            lambda: get(
+                "/api/v1/query", query='breaker:seawall_circuit_breaker_calls:rate5m{outcome="failure"}'
+            ),
+            series,
+            20,
+            "recorded call rate",
+        )
         labels = res["data"]["result"][0]["metric"]
         assert labels["breaker"] == "payments"
         assert labels["service"] == "seawall-test"
         assert labels["job"] == "seawall-test"
 
         # the open breaker and the unreachable target start their alerts (pending: `for` is minutes)
-        alerts = _poll(lambda: get("/api/v1/alerts"),
-                       lambda r: r is not None and {a["labels"]["alertname"] for a in r["data"]["alerts"]}
-                       >= {"CircuitBreakerOpen", "ExporterDown"}, 20, "pending alerts")
+        alerts = _poll(
+            lambda: get("/api/v1/alerts"),
+            lambda r: (
+                r is not None
+                and {a["labels"]["alertname"] for a in r["data"]["alerts"]}
+                >= {"CircuitBreakerOpen", "ExporterDown"}
+            ),
+            20,
+            "pending alerts",
+        )
         by_name = {a["labels"]["alertname"]: a for a in alerts["data"]["alerts"]}
         assert by_name["CircuitBreakerOpen"]["labels"]["breaker"] == "payments"
         assert by_name["CircuitBreakerOpen"]["labels"]["severity"] == "critical"
         assert by_name["ExporterDown"]["labels"]["job"] == "seawall-gone"
-        assert "seawall-test" not in {a["labels"].get("job") for a in alerts["data"]["alerts"]
-                                      if a["labels"]["alertname"] == "ExporterDown"}
+        assert "seawall-test" not in {
+            a["labels"].get("job")
+            for a in alerts["data"]["alerts"]
+            if a["labels"]["alertname"] == "ExporterDown"
+        }
     finally:
         client.close()
         proc.terminate()
