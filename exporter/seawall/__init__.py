@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._aggregator import ErrorAggregator, record_error
 from ._breaker import CircuitBreaker, CircuitOpenError, breaker
+from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
-from ._errors import (
-    ErrorAggregator,
-    classify,
-    record_error,
-    register_classifier,
-    register_error_type,
-    retry_after_hint,
-)
 from ._events import EventBus, Listener
 from ._redact import redact
 from ._registry import Registry, default_registry

@@ -15,9 +15,9 @@ from ._events import EventBus, PrimitiveRegistered
 from ._snapshots import RegistrySnapshot
 
 if TYPE_CHECKING:
+    from ._aggregator import ErrorAggregator
     from ._breaker import CircuitBreaker
     from ._degrade import Feature
-    from ._errors import ErrorAggregator
     from ._retry import Retry
 
 KINDS = ("breaker", "retry", "feature")
@@ -112,7 +112,7 @@ class Registry:
         """The registry's error aggregator, made on first use."""
         with self._lock:
             if self._errors is None:
-                from ._errors import ErrorAggregator
+                from ._aggregator import ErrorAggregator
 
                 self._errors = ErrorAggregator(registry=self)
             return self._errors

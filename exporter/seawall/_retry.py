@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._backoff import Backoff
+from ._classify import classify, retry_after_hint, to_category
 from ._enums import ErrorCategory, RetryOutcome
-from ._errors import classify, retry_after_hint, to_category
 from ._events import (
     RetryAttemptFinished,
     RetryAttemptStarted,

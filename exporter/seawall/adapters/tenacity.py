@@ -32,8 +32,8 @@ def _category(exc: BaseException | None) -> ErrorCategory | None:
     if exc is None:
         return None
     try:
-        from .._errors import classify
-    except ImportError:  # pragma: no cover - _errors is part of the core
+        from .._classify import classify
+    except ImportError:  # pragma: no cover - _classify is part of the core
         return ErrorCategory.UNKNOWN
     try:
         category = classify(exc)

@@ -1,8 +1,8 @@
-"""Error classification and the windowed error aggregator.
+"""Error classification: what kind of failure an exception is, and how long it asked us to wait.
 
 `classify` decides what kind of failure an exception is (transient, rate_limit, auth, validation,
 permanent, unknown); retries use it to decide whether another attempt can help, and the aggregator
-counts by it. Decisions on the built-in rules:
+(`_aggregator.py`) counts by it. Decisions on the built-in rules:
 
 * `ValueError`, `TypeError`, `KeyError`, `LookupError`, `AttributeError`, `NotImplementedError` are
   **permanent**: they are bugs or bad data, and the same call will fail the same way again.
@@ -14,22 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import itertools
 import logging
 import socket
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Mapping
-from math import floor
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from ._enums import ErrorCategory
-from ._events import ErrorRecorded
-from ._redact import redact
-
-if TYPE_CHECKING:
-    from ._registry import Registry
 
 log = logging.getLogger("seawall")
 
@@ -255,217 +246,3 @@ def retry_after_hint(exc: BaseException, *, now: Callable[[], float] = time.time
     except Exception:
         log.exception("seawall could not read a retry-after hint from %s", type(exc).__name__)
     return None
-
-
-_OTHER = "_other"
-_CATEGORIES = tuple(ErrorCategory)
-
-
-class _Bucket:
-    """One slice of the window. Plain dicts, not Counters: a dict subclass's item access is slower."""
-
-    __slots__ = ("category", "source", "start", "total", "type")
-
-    def __init__(self) -> None:
-        self.start = -1
-        self.total = 0
-        self.type: dict[str, int] = {}
-        self.source: dict[str, int] = {}
-        self.category: dict[ErrorCategory, int] = {}
-
-    def reset(self, index: int) -> None:
-        self.start = index
-        self.total = 0
-        self.type = {}
-        self.source = {}
-        self.category = {}
-
-
-class ErrorAggregator:
-    """Counts errors over a sliding window (a ring of buckets) and keeps the most recent ones.
-
-    Memory is bounded: `buckets` buckets, each with at most `max_keys` distinct types and sources
-    (the rest count as "_other"), and `max_recent` recent entries.
-    """
-
-    def __init__(
-        self,
-        window: float = 3600.0,
-        *,
-        buckets: int = 60,
-        max_recent: int = 100,
-        message_limit: int = 500,
-        clock: Callable[[], float] = time.time,
-        classifier: Callable[[BaseException], ErrorCategory] = classify,
-        registry: Registry | None = None,
-        max_keys: int = 200,
-    ) -> None:
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
-            raise ValueError(f"window must be a number > 0, got {window!r}")
-        for pname, pvalue, low in (
-            ("buckets", buckets, 1),
-            ("max_recent", max_recent, 0),
-            ("message_limit", message_limit, 0),
-            ("max_keys", max_keys, 1),
-        ):
-            if isinstance(pvalue, bool) or not isinstance(pvalue, int) or pvalue < low:
-                raise ValueError(f"{pname} must be an int >= {low}, got {pvalue!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, got {clock!r}")
-        if not callable(classifier):
-            raise TypeError(f"classifier must be callable, got {classifier!r}")
-        self.window = float(window)
-        self._width = self.window / buckets
-        self._ring = [_Bucket() for _ in range(buckets)]
-        self._size = buckets
-        # deque.append is atomic, so recording a recent entry needs no lock; maxlen bounds memory.
-        self._recent: deque[tuple[Any, ...]] = deque(maxlen=max_recent)
-        self._max_recent = max_recent
-        self._message_limit = message_limit
-        self._max_keys = max_keys
-        self._clock = clock
-        self._classifier = classifier
-        self._registry = registry
-        self._lock = threading.Lock()
-        # acquire/release rather than `with`: the context manager protocol costs as much again.
-        self._acquire, self._release = self._lock.acquire, self._lock.release
-
-    def record(
-        self, exc: BaseException, source: str = "app", context: Mapping[str, Any] | None = None
-    ) -> ErrorCategory:
-        """Count `exc` from `source`; returns its category."""
-        if not isinstance(source, str):
-            raise TypeError(f"source must be a str, got {source!r}")
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"exc must be an exception, got {exc!r}")
-        if context is not None and not isinstance(context, Mapping):
-            raise TypeError(f"context must be a mapping or None, got {context!r}")
-        try:
-            category = self._classifier(exc)
-            if not isinstance(category, ErrorCategory):
-                category = to_category(category, "classifier result")
-        except Exception:
-            log.exception("seawall aggregator classifier failed")
-            category = ErrorCategory.UNKNOWN
-        error_type = type(exc).__name__
-        now = self._clock()
-        index = floor(now / self._width)  # floor(), not int(x // w): a third of the cost
-        cap = self._max_keys
-        if self._max_recent:
-            # Keep the message, not the exception: a stored exception pins its traceback's frames.
-            self._recent.append((now, source, error_type, category, _message(exc, error_type), context))
-        self._acquire()
-        try:
-            bucket = self._ring[index % self._size]
-            if bucket.start != index:
-                bucket.reset(index)
-            bucket.total += 1
-            counts = bucket.type
-            n = counts.get(error_type)
-            if n is not None:
-                counts[error_type] = n + 1
-            elif len(counts) < cap:
-                counts[error_type] = 1
-            else:
-                counts[_OTHER] = counts.get(_OTHER, 0) + 1
-            counts = bucket.source
-            n = counts.get(source)
-            if n is not None:
-                counts[source] = n + 1
-            elif len(counts) < cap:
-                counts[source] = 1
-            else:
-                counts[_OTHER] = counts.get(_OTHER, 0) + 1
-            cats = bucket.category
-            cats[category] = cats.get(category, 0) + 1
-        finally:
-            self._release()
-        registry = self._registry
-        if registry is not None and registry.bus.listeners:
-            registry.bus.publish(ErrorRecorded(source, error_type, category))
-        return category
-
-    def _live(self, now: float) -> list[_Bucket]:
-        newest = floor(now / self._width)
-        oldest = newest - len(self._ring) + 1
-        return [b for b in self._ring if oldest <= b.start <= newest]
-
-    def stats(self) -> dict[str, Any]:
-        """Totals over the window, by type, category (all present) and source, and errors per minute."""
-        now = self._clock()
-        by_type: Counter[str] = Counter()
-        by_source: Counter[str] = Counter()
-        by_cat: Counter[ErrorCategory] = Counter()
-        total = 0
-        with self._lock:
-            for bucket in self._live(now):
-                total += bucket.total
-                by_type.update(bucket.type)
-                by_source.update(bucket.source)
-                by_cat.update(bucket.category)
-        return {
-            "total_errors": total,
-            "errors_by_type": dict(by_type.most_common()),
-            "errors_by_category": {c.value: by_cat.get(c, 0) for c in _CATEGORIES},
-            "errors_by_source": dict(by_source.most_common()),
-            "error_rate": total / (self.window / 60.0),
-            "window_seconds": self.window,
-        }
-
-    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The newest errors first, messages and string context values redacted."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-        with self._lock:
-            entries = list(itertools.islice(reversed(self._recent), limit))
-        return [self._render(entry) for entry in entries]
-
-    def _render(self, entry: tuple[Any, ...]) -> dict[str, Any]:
-        timestamp, source, error_type, category, message, context = entry
-        return {
-            "timestamp": float(timestamp),
-            "source": source,
-            "type": error_type,
-            "category": category.value,
-            "message": redact(message)[: self._message_limit],
-            "context": _small_context(context),
-        }
-
-    def clear(self) -> None:
-        with self._lock:
-            for bucket in self._ring:
-                bucket.start = -1
-            self._recent.clear()
-
-
-def _message(exc: BaseException, error_type: str) -> str:
-    try:
-        return str(exc)[:4096]
-    except Exception:
-        return f"<unprintable {error_type}>"
-
-
-_CONTEXT_KEYS = 20
-_CONTEXT_VALUE = 200
-
-
-def _small_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not context:
-        return {}
-    out: dict[str, Any] = {}
-    for key, value in itertools.islice(context.items(), _CONTEXT_KEYS):
-        if isinstance(value, str):
-            value = redact(value)[:_CONTEXT_VALUE]
-        elif not isinstance(value, (int, float, bool, type(None))):
-            value = redact(repr(value))[:_CONTEXT_VALUE]
-        out[str(key)[:_CONTEXT_VALUE]] = value
-    return out
-
-
-def record_error(
-    exc: BaseException, source: str = "app", context: Mapping[str, Any] | None = None
-) -> ErrorCategory:
-    """Record `exc` into the default registry's aggregator."""
-    from ._registry import default_registry
-
-    return default_registry().errors.record(exc, source=source, context=context)
