@@ -2,9 +2,9 @@
 
 `instrument()` subscribes to a seawall registry and exposes the series dashboards and alerts are
 built on (see docs/exporter.md). The labelled children are cached per name, because `.labels()`
-costs more than the increment; events are dispatched on their type through a dict. State gauges are
-kept from events and refreshed from snapshots at scrape time, because the breaker's open -> half_open
-transition happens lazily on the next call or state read.
+costs more than the increment; events are dispatched on their type through a dict (`_listener`).
+State gauges are kept from events and refreshed from snapshots at scrape time, because the
+breaker's open -> half_open transition happens lazily on the next call or state read.
 
 Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) works: only standard metric objects are used
 (custom collectors are not read by `MultiProcessCollector`), counters and histograms sum across
@@ -14,48 +14,26 @@ workers, and each gauge has a multiprocess mode chosen for what it means (see `_
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
-import time
 import weakref
-from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
 
-from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from .._events import (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    ErrorRecorded,
-    Event,
-    FallbackUsed,
-    FeatureToggled,
-    InstrumentationFailed,
-    PrimitiveRegistered,
-    RetryAttemptFinished,
-    RetryAttemptStarted,
-    RetryCompleted,
-)
-from .._labels import DEFAULT_MAX_LABEL_VALUES, LabelGuard, check_max_label_values
+from .._labels import DEFAULT_MAX_LABEL_VALUES, check_max_label_values
 from .._registry import Registry, default_registry
 from ._families import (
-    _MULTIPROCESS_REFRESH_SECONDS,
-    _SUCCESS,
     DEFAULT_BUCKETS,
-    _BreakerSeries,
     _check_buckets,
     _exemplar_function,
     _Metrics,
     _multiprocess_enabled,
     _tracing_active,
-    _windowless,
 )
+from ._listener import EventListener
 from ._render import generate_latest, generate_openmetrics, render
-from ._store import _FOLD_AT
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -66,8 +44,6 @@ __all__ = [
     "refresh_all",
     "render",
 ]
-
-log = logging.getLogger("seawall")
 
 
 class _Refresher(Collector):
@@ -86,7 +62,7 @@ class _Refresher(Collector):
         return []
 
 
-class PrometheusInstrumentation:
+class PrometheusInstrumentation(EventListener):
     """The listener `instrument()` returns; `close()` unsubscribes and unregisters its metrics."""
 
     component = "prometheus"
@@ -120,31 +96,9 @@ class PrometheusInstrumentation:
                 self._trace = trace
             except ImportError:
                 self._trace = None
-        self._exemplar: Callable[[], dict[str, str] | None] | None = None
+        self._exemplar = None
         self._update_exemplars()
-        self._guards: dict[tuple[str, str], LabelGuard] = {}
-        self._breakers: dict[str, _BreakerSeries] = {}  # by name
-        self._breaker_labels: dict[
-            str, _BreakerSeries
-        ] = {}  # by label value; names past the cap share _other
-        self._retries: dict[str, tuple[str, dict[RetryOutcome, Any]]] = {}
-        self._features: dict[str, tuple[str, Any, dict[FallbackReason, Any]]] = {}
-        self._overflow_children: dict[tuple[str, str], Any] = {}
-        self._overflow_logged: set[tuple[str, str]] = set()
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            BreakerCallCompleted: (
-                self._on_call_completed if self.multiprocess else self._on_call_completed_fast
-            ),
-            BreakerCallRejected: self._on_call_rejected,
-            BreakerStateChanged: self._on_state_changed,
-            RetryAttemptFinished: self._on_attempt_finished,
-            RetryCompleted: self._on_retry_completed,
-            ErrorRecorded: self._on_error,
-            FeatureToggled: self._on_feature_toggled,
-            FallbackUsed: self._on_fallback,
-            InstrumentationFailed: self._on_instrumentation_failed,
-            PrimitiveRegistered: self._on_registered,
-        }
+        self._init_listener()
         from .. import __version__
 
         m.build_info.labels(__version__).set(1)
@@ -153,238 +107,6 @@ class PrometheusInstrumentation:
         self.listener = self._make_listener()
         self._unsubscribe = seawall_registry.bus.subscribe(self.listener)
         self.refresh()
-
-    # -- the listener ------------------------------------------------------------------------
-    def _make_listener(self) -> Callable[[Event], None]:
-        """The function subscribed to the bus. The per-call cases (a successful breaker call, a
-        retry's attempt and completion), with their series cached and no exemplar wanted, are done
-        inline: a call to `observe_counting`/`inc` would be a Python frame, a fifth of the cost.
-        Everything else goes through the dispatch dict."""
-        dispatch = self._dispatch
-        breakers, retries = self._breakers, self._retries
-        completed, started, finished, retried = (
-            BreakerCallCompleted,
-            RetryAttemptStarted,
-            RetryAttemptFinished,
-            RetryCompleted,
-        )
-        success, fold_at = _SUCCESS, _FOLD_AT
-        fast = not self.multiprocess  # FastMetric children (HistogramChild, ValueChild) only
-        instrumentation = self
-
-        def listener(event: Event, /) -> None:
-            cls = event.__class__
-            if fast:
-                if cls is completed:
-                    if event.outcome is success and instrumentation._exemplar is None:  # type: ignore[union-attr]
-                        series = breakers.get(event.breaker)  # type: ignore[union-attr]
-                        if series is not None:
-                            # HistogramChild.observe_counting, inline (lock-free, see _store)
-                            histogram = series.success_duration
-                            amount = event.duration  # type: ignore[union-attr]
-                            bounds = histogram._bounds
-                            next(series.success_calls.ticks)
-                            next(histogram.ticks[0 if amount <= bounds[0] else bisect_left(bounds, amount)])
-                            pending = histogram.pending
-                            pending.append(amount)
-                            if len(pending) >= fold_at:
-                                histogram.fold()
-                            return
-                elif cls is started:
-                    return  # no metric counts attempt starts
-                elif cls is finished:
-                    if not event.will_retry:  # type: ignore[union-attr]
-                        return  # only re-attempts are counted
-                elif cls is retried:
-                    calls = retries.get(event.retry)  # type: ignore[union-attr]
-                    if calls is not None:
-                        next(calls[1][event.outcome].ticks)  # type: ignore[union-attr,index]
-                        return
-            handler = dispatch.get(cls)
-            if handler is not None:
-                handler(event)
-
-        listener.component = self.component  # type: ignore[attr-defined]
-        return listener
-
-    def __call__(self, event: Event, /) -> None:
-        handler = self._dispatch.get(event.__class__)
-        if handler is not None:
-            handler(event)
-
-    def _on_call_completed_fast(self, event: BreakerCallCompleted) -> None:
-        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
-        outcome = event.outcome
-        exemplar = None if self._exemplar is None else self._exemplar()
-        if outcome is _SUCCESS:
-            series.success_duration.observe_counting(event.duration, series.success_calls, exemplar)
-        else:
-            histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
-            histogram.observe_counting(event.duration, series.calls[outcome], exemplar)
-
-    def _on_call_completed(self, event: BreakerCallCompleted) -> None:
-        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
-        outcome = event.outcome
-        if outcome is _SUCCESS:
-            series.success_calls.inc()
-            histogram = series.success_duration
-        else:
-            series.calls[outcome].inc()
-            histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
-        exemplar = self._exemplar() if self._exemplar is not None else None
-        if exemplar is None:
-            histogram.observe(event.duration)
-        else:
-            histogram.observe(event.duration, exemplar)
-        if self.multiprocess:
-            now = time.monotonic()
-            if now - series.refreshed_at >= _MULTIPROCESS_REFRESH_SECONDS:
-                series.refreshed_at = now
-                self._refresh_breaker(event.breaker)
-
-    def _on_call_rejected(self, event: BreakerCallRejected) -> None:
-        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
-        series.calls[CallOutcome.REJECTED].inc()
-        self._set_state(series, event.state)
-
-    def _on_state_changed(self, event: BreakerStateChanged) -> None:
-        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
-        key = (event.from_state, event.to_state)
-        child = series.transitions.get(key)
-        if child is None:
-            child = self._metrics.breaker_transitions.labels(series.label, key[0].value, key[1].value)
-            series.transitions[key] = child
-        child.inc()
-        self._set_state(series, event.to_state)
-
-    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
-        if event.will_retry:
-            label = self._retry_series(event.retry)[0]
-            error_type = self._admit("seawall_retry_attempts_total", "error_type", event.error_type or "none")
-            self._metrics.retry_attempts.labels(label, error_type).inc()
-
-    def _on_retry_completed(self, event: RetryCompleted) -> None:
-        self._retry_series(event.retry)[1][event.outcome].inc()
-
-    def _on_error(self, event: ErrorRecorded) -> None:
-        metric = "seawall_errors_total"
-        source = self._admit(metric, "source", event.source)
-        error_type = self._admit(metric, "error_type", event.error_type)
-        self._metrics.errors.labels(source, error_type, event.category.value).inc()
-
-    def _on_feature_toggled(self, event: FeatureToggled) -> None:
-        self._feature_series(event.feature)[1].set(1 if event.enabled else 0)
-
-    def _on_fallback(self, event: FallbackUsed) -> None:
-        self._feature_series(event.feature)[2][event.reason].inc()
-
-    def _on_instrumentation_failed(self, event: InstrumentationFailed) -> None:
-        self._instrumentation_error_child(event.component).inc()
-
-    def _on_registered(self, event: PrimitiveRegistered) -> None:
-        if event.kind == "breaker":
-            self._breaker_series(event.name)
-            self._refresh_breaker(event.name)
-        elif event.kind == "retry":
-            self._retry_series(event.name)
-        elif event.kind == "feature":
-            self._feature_series(event.name)
-            self._refresh_feature(event.name)
-
-    # -- cached children ---------------------------------------------------------------------
-    def _admit(self, metric: str, label: str, value: str) -> str:
-        guard = self._guards.get((metric, label))
-        if guard is None:
-            with self._lock:
-                guard = self._guards.get((metric, label))
-                if guard is None:
-                    guard = LabelGuard(metric, label, self.max_label_values, self._count_overflow)
-                    self._guards[(metric, label)] = guard
-        return guard.admit(value)
-
-    def _count_overflow(self, metric: str, label: str) -> None:
-        child = self._overflow_children.get((metric, label))
-        if child is None:
-            child = self._metrics.label_overflow.labels(metric, label)
-            self._overflow_children[(metric, label)] = child
-        child.inc()
-        if (metric, label) not in self._overflow_logged:
-            self._overflow_logged.add((metric, label))
-            log.warning(
-                "seawall: more than %d values of label %r on %s; new ones become _other "
-                "(counted in seawall_label_overflow_total)",
-                self.max_label_values,
-                label,
-                metric,
-            )
-
-    def _breaker_series(self, name: str) -> _BreakerSeries:
-        with self._lock:
-            series = self._breakers.get(name)
-            if series is None:
-                label = name
-                for metric in (
-                    "seawall_circuit_breaker_state",
-                    "seawall_circuit_breaker_calls_total",
-                    "seawall_circuit_breaker_call_duration_seconds",
-                    "seawall_circuit_breaker_transitions_total",
-                    "seawall_circuit_breaker_failure_rate",
-                ):
-                    label = self._admit(metric, "breaker", name)
-                series = self._breaker_labels.get(label)
-                if series is None:
-                    series = _BreakerSeries(label, self._metrics)
-                    self._breaker_labels[label] = series
-                self._breakers[name] = series
-                if series.state is None:
-                    self._set_state(series, BreakerState.CLOSED)
-            return series
-
-    def _duration_child(self, series: _BreakerSeries, outcome: CallOutcome) -> Any:
-        child = self._metrics.breaker_duration.labels(series.label, outcome.value)
-        series.durations[outcome] = child
-        return child
-
-    def _retry_series(self, name: str) -> tuple[str, dict[RetryOutcome, Any]]:
-        series = self._retries.get(name)
-        if series is None:
-            with self._lock:
-                series = self._retries.get(name)
-                if series is None:
-                    label = self._admit("seawall_retry_calls_total", "retry", name)
-                    self._admit("seawall_retry_attempts_total", "retry", name)
-                    calls = {o: self._metrics.retry_calls.labels(label, o.value) for o in RetryOutcome}
-                    series = (label, calls)
-                    self._retries[name] = series
-        return series
-
-    def _feature_series(self, name: str) -> tuple[str, Any, dict[FallbackReason, Any]]:
-        series = self._features.get(name)
-        if series is None:
-            with self._lock:
-                series = self._features.get(name)
-                if series is None:
-                    label = self._admit("seawall_feature_enabled", "feature", name)
-                    self._admit("seawall_fallbacks_total", "feature", name)
-                    enabled = self._metrics.feature_enabled.labels(label)
-                    enabled.set(1)
-                    fallbacks = {r: self._metrics.fallbacks.labels(label, r.value) for r in FallbackReason}
-                    series = (label, enabled, fallbacks)
-                    self._features[name] = series
-        return series
-
-    def _instrumentation_error_child(self, component: str) -> Any:
-        label = self._admit("seawall_instrumentation_errors_total", "component", component)
-        return self._metrics.instrumentation_errors.labels(label)
-
-    def _set_state(self, series: _BreakerSeries, state: BreakerState) -> None:
-        previous = series.state
-        if previous is state:
-            return
-        with self._lock:
-            for value, child in series.states.items():
-                child.set(1 if value is state else 0)
-            series.state = state
 
     # -- snapshots ---------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -408,36 +130,6 @@ class PrometheusInstrumentation:
     def _update_exemplars(self) -> None:
         if self._exemplar is None and self._trace is not None and _tracing_active(self._trace):
             self._exemplar = _exemplar_function(self._trace)
-
-    def _refresh_breaker(self, name: str, breaker: Any = None) -> None:
-        try:
-            if breaker is None:
-                breaker = self.seawall_registry.get("breaker", name)
-                if breaker is None:
-                    return
-            series = self._breakers.get(name) or self._breaker_series(name)
-            if _windowless(breaker):
-                # No window, no failure rate: the state property is enough (and far cheaper than a
-                # snapshot); reading it performs the lazy open -> half_open transition just the same.
-                self._set_state(series, breaker.state)
-                return
-            snapshot = breaker.snapshot()
-            self._set_state(series, snapshot.state)
-            rate = snapshot.failure_rate
-            series.failure_rate.set(0.0 if rate is None else rate)
-        except Exception as exc:  # a broken primitive must not break the scrape
-            self.seawall_registry.bus.report_error(self.component, exc)
-
-    def _refresh_feature(self, name: str, feature: Any = None) -> None:
-        try:
-            if feature is None:
-                feature = self.seawall_registry.get("feature", name)
-                if feature is None:
-                    return
-            snapshot = feature.snapshot()
-            self._feature_series(name)[1].set(1 if snapshot.enabled else 0)
-        except Exception as exc:
-            self.seawall_registry.bus.report_error(self.component, exc)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
