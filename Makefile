@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.stamp-setup
 PORT ?= 8000
 
-.PHONY: setup system-deps test test-fast lint bench demo stack up down dashboards clean
+.PHONY: setup system-deps test test-fast lint bench demo stack secrets up down dashboards clean
 
 $(SETUP_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,16 @@ stack: setup
 dashboards: $(SETUP_STAMP)
 	$(PY) grafana/dashboards.py
 
-up:
+## secrets: create missing secrets/* from the *.example files (placeholders: edit them for real alerts).
+## Mode 644: compose bind-mounts file secrets as they are, and the containers read them as non-root users.
+secrets:
+	@for f in secrets/*.example; do \
+	  t="$${f%.example}"; \
+	  if [ ! -e "$$t" ]; then cp "$$f" "$$t"; chmod 644 "$$t"; echo "created $$t from its example: put the real value in"; fi; \
+	done
+
+## up: the monitoring stack in Docker (demo, Prometheus, Alertmanager, Grafana, collector, Tempo)
+up: secrets
 	docker compose -f docker-compose.monitoring.yml up -d --build
 
 down:
