@@ -1,6 +1,6 @@
 """A breaker's settings: validation, normalisation, and the record_on/ignore_on exception filters.
 
-Kept apart from the state machine in `_breaker` so that module holds only what runs per call.
+Kept apart from the state machine (`_breaker_state`) so that module holds only what runs per call.
 `breaker_config` is also what `seawall.breaker(name, **settings)` compares against an existing
 breaker's `config`, so both paths normalise the same way.
 """
