@@ -195,6 +195,8 @@ class BreakerStateMachine:
         self._reads = 0
         self.registry.add(self)
 
+    # -- transitions (lock held) ------------------------------------------------------------------
+
     def _retry_after(self, now: float) -> float | None:
         state = self._state
         if state is _OPEN:
