@@ -514,29 +514,7 @@ def test_stream_route_answers_event_stream(registry: seawall.Registry) -> None:
     assert "event: bye" in text
 
 
-# -- status body cache ----------------------------------------------------------------------------------
-
-
-def test_status_cache_keeps_counters_briefly_but_never_states(
-    registry: seawall.Registry, fake_clock: Any
-) -> None:
-    from seawall.starlette.cache import BodyCache
-
-    cache = BodyCache(registry, 0.5, clock=fake_clock)
-    builds: list[int] = []
-
-    def build() -> bytes:
-        builds.append(1)
-        return str(len(builds)).encode()
-
-    assert cache.get("k", build) == b"1"
-    assert cache.get("k", build) == b"1"  # within the ttl
-    fake_clock.advance(0.5)
-    assert cache.get("k", build) == b"2"  # expired
-    CircuitBreaker("new", registry=registry).force_open()  # registered + state change: cleared at once
-    assert cache.get("k", build) == b"3"
-    with pytest.raises(ValueError, match="status_cache_seconds"):
-        BodyCache(registry, -1)
+# -- status body cache (more in test_web_cache.py) ------------------------------------------------------
 
 
 def test_breaker_listing_shows_a_state_change_at_once(client: TestClient, registry: seawall.Registry) -> None:

@@ -1,54 +1,87 @@
-"""A short-lived cache of rendered status bodies, dropped whenever something changes state.
+"""A short-lived cache of rendered status bodies, checked against a cheap fingerprint per request.
 
-With 1,000 breakers a fresh `/api/resilience/breakers` costs ~10 ms (4 ms of breaker snapshots,
-4 ms of JSON), which a few polling dashboards turn into real load. Bodies are kept for
-`ttl` seconds, and the cache listens on the registry's bus: a breaker state change, a feature
-toggle or a new primitive clears it at once, so states are never stale; only counters may lag by
-up to `ttl`. `ttl=0` turns it off (and subscribes nothing).
+With 1,000 breakers a fresh `/api/resilience/breakers` costs ~10 ms (4.5 ms of breaker snapshots,
+4 ms of JSON), which a few polling dashboards turn into real load. Bodies are kept for `ttl`
+seconds, but each request first computes a fingerprint of what the body must never be stale about
+(which primitives are registered; each breaker's state; each feature's enabled / breaker state /
+manual switch) and reuses a body only while the fingerprint it was built under is unchanged. So
+states are always current; only counters may lag by up to `ttl`. `ttl=0` turns it off.
+
+Why not listen on the registry's bus for state changes: primitives build events only while
+`bus.listeners` is non-empty, and every listener receives every event, so a subscribed cache made
+each breaker call ~0.9 us dearer in every service that merely mounted the routes. Reading 1,000
+breaker states costs tens of microseconds, and only when someone asks for a status body.
 """
 
 from __future__ import annotations
 
+import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
-from .._events import BreakerStateChanged, Event, FeatureToggled, PrimitiveRegistered
 from .._registry import Registry
 
-__all__ = ["BodyCache"]
+__all__ = [
+    "BodyCache",
+    "breakers_fingerprint",
+    "features_fingerprint",
+    "retries_fingerprint",
+]
 
-_INVALIDATING = (BreakerStateChanged, FeatureToggled, PrimitiveRegistered)
+Fingerprint = Callable[[], Hashable]
+
+_state = operator.attrgetter("state")  # the property: also performs the lazy open -> half_open move
+
+
+def breakers_fingerprint(registry: Registry) -> Hashable:
+    """The registered breakers (by identity, in order) and each one's current state."""
+    breakers = tuple(registry.breakers())
+    return breakers, tuple(map(_state, breakers))
+
+
+def features_fingerprint(registry: Registry) -> Hashable:
+    """The registered features and, for each, what its snapshot says about being switched on or off."""
+    features = tuple(registry.features())
+    # `_manually_disabled` is read directly: a feature switched off by hand while its breaker is
+    # open stays `enabled=False`, yet its body's `manually_disabled` changes; no public view exists.
+    return features, tuple([(f.breaker_state, f.enabled, f._manually_disabled) for f in features])
+
+
+def retries_fingerprint(registry: Registry) -> Hashable:
+    """The registered retries (a retry has no state of its own, only counters)."""
+    return tuple(registry.retries())
 
 
 class BodyCache:
-    """Rendered bodies by key, each valid for `ttl` seconds or until the next state change."""
-
-    component = "web.cache"  # names this listener in seawall_instrumentation_errors_total
+    """Rendered bodies by key, each valid for `ttl` seconds while its fingerprint is unchanged."""
 
     def __init__(self, registry: Registry, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl <= 60:
             raise ValueError(f"status_cache_seconds must be between 0 and 60, got {ttl!r}")
+        self.registry = registry
         self.ttl = float(ttl)
         self._clock = clock
-        self._entries: dict[str, tuple[float, bytes]] = {}
-        if self.ttl > 0:
-            registry.bus.subscribe(self)
-
-    def __call__(self, event: Event, /) -> None:
-        if isinstance(event, _INVALIDATING) and self._entries:
-            self._entries = {}
+        # key -> (built at, fingerprint it was built under, body). The fingerprint holds the
+        # primitives themselves, not their ids: an id can be reused once its object is gone.
+        self._entries: dict[str, tuple[float, Hashable, bytes]] = {}
 
     def clear(self) -> None:
+        """Drop every body (after an admin action, whose effect on counters must show at once)."""
         self._entries = {}
 
-    def get(self, key: str, build: Callable[[], bytes]) -> bytes:
+    def get(self, key: str, build: Callable[[], bytes], fingerprint: Fingerprint | None = None) -> bytes:
+        """The body under `key`: the cached one if younger than `ttl` and built under an equal
+        `fingerprint()`, else a fresh `build()`. Without `fingerprint` only the age counts."""
         if self.ttl <= 0:
             return build()
         now = self._clock()
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self.ttl:
-            return entry[1]
-        entries = self._entries  # a clear() while building must not be undone by this store
+        # Taken before building: a state change during the build leaves the stored mark older than
+        # the state, so the next request rebuilds rather than keep a body that may predate it.
+        mark = None if fingerprint is None else fingerprint()
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None and now - entry[0] < self.ttl and entry[1] == mark:
+            return entry[2]
         body = build()
-        entries[key] = (now, body)
+        entries[key] = (now, mark, body)  # into the dict read above: a clear() meanwhile wins
         return body

@@ -22,9 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from .._registry import Registry, default_registry
 from . import views
-from ._problems import ApiError, exception_handlers, guarded
+from ._problems import ApiError, Endpoint, exception_handlers, guarded
 from .admin import AdminActions, resolve_admin_token
-from .cache import BodyCache
+from .cache import BodyCache, breakers_fingerprint, features_fingerprint, retries_fingerprint
 from .health import Check, CheckFn, HealthChecker, normalize_checks
 from .middleware import ResilienceMiddleware
 from .page import page_routes
@@ -162,7 +162,20 @@ def resilience_routes(
     stream = SnapshotStream(
         reg, interval=stream_interval, max_seconds=stream_max_seconds, max_streams=stream_max_clients
     )
+    # Validated per request by a fingerprint of states (cache.py), never by a bus subscription:
+    # a listener would make every breaker call build and deliver events.
     cache = BodyCache(reg, status_cache_seconds)
+
+    def clearing(action: Endpoint) -> Endpoint:
+        """An admin action, after which status bodies are rebuilt (a reset clears counters too)."""
+
+        async def run(request: Request) -> Response:
+            try:
+                return await action(request)
+            finally:
+                cache.clear()
+
+        return run
 
     async def live(request: Request) -> Response:
         return _json({"status": "alive"})
@@ -172,7 +185,13 @@ def resilience_routes(
         return _json(report, 503 if report["status"] == "unhealthy" else 200)
 
     async def breakers(request: Request) -> Response:
-        return _body(cache.get("breakers", lambda: _dumps({"breakers": views.breakers_payload(reg)})))
+        return _body(
+            cache.get(
+                "breakers",
+                lambda: _dumps({"breakers": views.breakers_payload(reg)}),
+                lambda: breakers_fingerprint(reg),
+            )
+        )
 
     async def breaker(request: Request) -> Response:
         found = reg.get("breaker", request.path_params["name"])
@@ -181,7 +200,7 @@ def resilience_routes(
         return _json(views.snapshot_dict(found.snapshot()))
 
     async def errors(request: Request) -> Response:
-        return _body(cache.get("errors", lambda: _dumps(views.error_stats(reg))))
+        return _body(cache.get("errors", lambda: _dumps(views.error_stats(reg))))  # counters only: age
 
     async def recent(request: Request) -> Response:
         limit = parse_limit(request)
@@ -189,10 +208,22 @@ def resilience_routes(
         return _json({"limit": limit, "errors": items})
 
     async def features(request: Request) -> Response:
-        return _body(cache.get("features", lambda: _dumps({"features": views.features_payload(reg)})))
+        return _body(
+            cache.get(
+                "features",
+                lambda: _dumps({"features": views.features_payload(reg)}),
+                lambda: features_fingerprint(reg),
+            )
+        )
 
     async def retries(request: Request) -> Response:
-        return _body(cache.get("retries", lambda: _dumps({"retries": views.retries_payload(reg)})))
+        return _body(
+            cache.get(
+                "retries",
+                lambda: _dumps({"retries": views.retries_payload(reg)}),
+                lambda: retries_fingerprint(reg),
+            )
+        )
 
     async def snapshot(request: Request) -> Response:
         return _json(views.registry_payload(reg))
@@ -204,7 +235,7 @@ def resilience_routes(
         Route("/api/resilience/breakers/{name}", guarded(breaker), methods=["GET"], name="seawall_breaker"),
         Route(
             "/api/resilience/breakers/{name}/{action}",
-            guarded(admin.breaker_action),
+            guarded(clearing(admin.breaker_action)),
             methods=["POST"],
             name="seawall_breaker_action",
         ),
@@ -215,7 +246,7 @@ def resilience_routes(
         Route("/api/resilience/features", guarded(features), methods=["GET"], name="seawall_features"),
         Route(
             "/api/resilience/features/{name}/{action}",
-            guarded(admin.feature_action),
+            guarded(clearing(admin.feature_action)),
             methods=["POST"],
             name="seawall_feature_action",
         ),
