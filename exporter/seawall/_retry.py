@@ -186,23 +186,18 @@ class Retry:
                 self._bus.report_error("errors", broken)
         if delay is not None:
             next(self._retried)
-        listeners = self._bus.listeners
-        if listeners:
-            will_retry = delay is not None
-            finished = RetryAttemptFinished(
-                self._name,
-                attempt,
-                now - attempt_start,
-                type(exc).__name__,
-                category,
-                will_retry,
-                delay or 0.0,
+        if self._bus.listeners:
+            self._bus.publish(
+                RetryAttemptFinished(
+                    self._name,
+                    attempt,
+                    now - attempt_start,
+                    type(exc).__name__,
+                    category,
+                    delay is not None,
+                    delay or 0.0,
+                )
             )
-            for listener in listeners:  # EventBus.publish, inline (here and below: a frame less)
-                try:
-                    listener(finished)
-                except Exception as broken:
-                    self._bus.report_error(_component_of(listener), broken)
         return delay
 
     def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
@@ -210,26 +205,19 @@ class Retry:
         attempt's end and the completion, timed by one clock read."""
         outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
         next(self._calls[outcome])
-        listeners = self._bus.listeners
-        if listeners:
+        bus = self._bus
+        if bus.listeners:
             name, now = self._name, self._clock()
-            finished = RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
-            for event in (finished, RetryCompleted(name, outcome, attempt, now - start, None)):
-                for listener in listeners:
-                    try:
-                        listener(event)
-                    except Exception as broken:
-                        self._bus.report_error(_component_of(listener), broken)
+            bus.publish(RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0))
+            bus.publish(RetryCompleted(name, outcome, attempt, now - start, None))
 
-    def _complete(self, ok: bool, attempt: int, start: float, exc: BaseException | None) -> None:
-        if ok:
-            outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
-        else:
-            outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
+    def _gave_up(self, attempt: int, start: float, exc: BaseException) -> None:
+        outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
         next(self._calls[outcome])
         if self._bus.listeners:
-            error_type = None if exc is None else type(exc).__name__
-            self._bus.publish(RetryCompleted(self._name, outcome, attempt, self._clock() - start, error_type))
+            self._bus.publish(
+                RetryCompleted(self._name, outcome, attempt, self._clock() - start, type(exc).__name__)
+            )
 
     def _abort(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> None:
         """Cancellation or another BaseException: never retried, but the attempt span is closed."""
@@ -239,7 +227,12 @@ class Retry:
             self._bus.publish(
                 RetryAttemptFinished(self._name, attempt, now - attempt_start, name, None, False, 0.0)
             )
-        self._complete(False, attempt, start, exc)
+        self._gave_up(attempt, start, exc)
+
+    def _publish_started(self, attempt: int) -> None:
+        started = self._started  # prebuilt for the first attempts
+        event = started[attempt - 1] if attempt <= len(started) else RetryAttemptStarted(self._name, attempt)
+        self._bus.publish(event)
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -264,7 +257,7 @@ class Retry:
         except Exception as exc:
             delay = self._on_failure(exc, 1, start, start)
             if delay is None:
-                self._complete(False, 1, start, exc)
+                self._gave_up(1, start, exc)
                 raise
         except BaseException as exc:
             if listening:  # close the attempt it announced
@@ -294,26 +287,15 @@ class Retry:
             start = clock()
         attempt = first
         while True:
-            listeners = self._bus.listeners
-            if listeners:
-                started = self._started
-                event = (
-                    started[attempt - 1]
-                    if attempt <= len(started)
-                    else RetryAttemptStarted(self._name, attempt)
-                )
-                for listener in listeners:
-                    try:
-                        listener(event)
-                    except Exception as broken:
-                        self._bus.report_error(_component_of(listener), broken)
+            if self._bus.listeners:
+                self._publish_started(attempt)
             attempt_start = clock()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 delay = self._on_failure(exc, attempt, attempt_start, start)
                 if delay is None:
-                    self._complete(False, attempt, start, exc)
+                    self._gave_up(attempt, start, exc)
                     raise
             except BaseException as exc:
                 self._abort(exc, attempt, attempt_start, start)
@@ -336,7 +318,7 @@ class Retry:
         except Exception as exc:
             delay = self._on_failure(exc, 1, start, start)
             if delay is None:
-                self._complete(False, 1, start, exc)
+                self._gave_up(1, start, exc)
                 raise
         else:
             next(self._first_ok)
@@ -357,26 +339,15 @@ class Retry:
             start = clock()
         attempt = first
         while True:
-            listeners = self._bus.listeners
-            if listeners:
-                started = self._started
-                event = (
-                    started[attempt - 1]
-                    if attempt <= len(started)
-                    else RetryAttemptStarted(self._name, attempt)
-                )
-                for listener in listeners:
-                    try:
-                        listener(event)
-                    except Exception as broken:
-                        self._bus.report_error(_component_of(listener), broken)
+            if self._bus.listeners:
+                self._publish_started(attempt)
             attempt_start = clock()
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 delay = self._on_failure(exc, attempt, attempt_start, start)
                 if delay is None:
-                    self._complete(False, attempt, start, exc)
+                    self._gave_up(attempt, start, exc)
                     raise
             except BaseException as exc:
                 self._abort(exc, attempt, attempt_start, start)
