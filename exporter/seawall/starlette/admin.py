@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,9 @@ __all__ = ["AdminActions", "resolve_admin_token"]
 log = logging.getLogger("seawall.web")
 
 MIN_TOKEN_LENGTH = 8
-BREAKER_ACTIONS = ("reset", "open", "disable")
-FEATURE_ACTIONS = ("enable", "disable")
+# URL verb -> the primitive's method it calls.
+BREAKER_ACTIONS = {"reset": "reset", "open": "force_open", "disable": "disable"}
+FEATURE_ACTIONS = {"enable": "enable", "disable": "disable"}
 
 
 def resolve_admin_token(token: str | None) -> str | None:
@@ -132,51 +132,29 @@ class AdminActions:
             raise ApiError(403, "forbidden", "the admin token is not valid")
 
     async def breaker_action(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        verb = request.path_params["action"]
-        action = f"breaker_{verb}" if verb in BREAKER_ACTIONS else "breaker_unknown"
-        try:
-            self._authorize(request, action, name)
-            if verb not in BREAKER_ACTIONS:
-                self._count(action, "not_found", request, name)
-                raise ApiError(
-                    404, "unknown_action", f"breaker actions are {', '.join(BREAKER_ACTIONS)}", field="action"
-                )
-            breaker = self.registry.get("breaker", name)
-            if breaker is None:
-                self._count(action, "not_found", request, name)
-                raise ApiError(404, "unknown_breaker", "no breaker with this name", field="name")
-            do: Callable[[], None] = {
-                "reset": breaker.reset,
-                "open": breaker.force_open,
-                "disable": breaker.disable,
-            }[verb]
-            do()
-        except ApiError as exc:
-            return api_error_response(exc)
-        self._count(action, "ok", request, name)
-        return JSONResponse({"name": name, "action": verb, "breaker": breaker.snapshot().to_dict()})
+        return self._act(request, "breaker", BREAKER_ACTIONS)
 
     async def feature_action(self, request: Request) -> Response:
+        return self._act(request, "feature", FEATURE_ACTIONS)
+
+    def _act(self, request: Request, kind: str, actions: dict[str, str]) -> Response:
+        """Authorize, find the named primitive of `kind`, call the method the verb names."""
         name = request.path_params["name"]
         verb = request.path_params["action"]
-        action = f"feature_{verb}" if verb in FEATURE_ACTIONS else "feature_unknown"
+        action = f"{kind}_{verb}" if verb in actions else f"{kind}_unknown"
         try:
             self._authorize(request, action, name)
-            if verb not in FEATURE_ACTIONS:
+            if verb not in actions:
                 self._count(action, "not_found", request, name)
                 raise ApiError(
-                    404, "unknown_action", f"feature actions are {', '.join(FEATURE_ACTIONS)}", field="action"
+                    404, "unknown_action", f"{kind} actions are {', '.join(actions)}", field="action"
                 )
-            feature = self.registry.get("feature", name)
-            if feature is None:
+            target = self.registry.get(kind, name)
+            if target is None:
                 self._count(action, "not_found", request, name)
-                raise ApiError(404, "unknown_feature", "no feature with this name", field="name")
-            if verb == "enable":
-                feature.enable()
-            else:
-                feature.disable()
+                raise ApiError(404, f"unknown_{kind}", f"no {kind} with this name", field="name")
+            getattr(target, actions[verb])()
         except ApiError as exc:
             return api_error_response(exc)
         self._count(action, "ok", request, name)
-        return JSONResponse({"name": name, "action": verb, "feature": feature.snapshot().to_dict()})
+        return JSONResponse({"name": name, "action": verb, kind: target.snapshot().to_dict()})
