@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -177,21 +177,26 @@ def resilience_routes(
 
         return run
 
+    def cached_list(
+        key: str, payload: Callable[[Registry], Any], fingerprint: Callable[[Registry], Any]
+    ) -> Endpoint:
+        """GET of one kind's snapshots, `{key: [...]}`, reused while the kind's fingerprint holds."""
+
+        async def endpoint(request: Request) -> Response:
+            return _body(cache.get(key, lambda: _dumps({key: payload(reg)}), lambda: fingerprint(reg)))
+
+        return endpoint
+
+    breakers = cached_list("breakers", views.breakers_payload, breakers_fingerprint)
+    features = cached_list("features", views.features_payload, features_fingerprint)
+    retries = cached_list("retries", views.retries_payload, retries_fingerprint)
+
     async def live(request: Request) -> Response:
         return _json({"status": "alive"})
 
     async def ready(request: Request) -> Response:
         report = await checker.evaluate()
         return _json(report, 503 if report["status"] == "unhealthy" else 200)
-
-    async def breakers(request: Request) -> Response:
-        return _body(
-            cache.get(
-                "breakers",
-                lambda: _dumps({"breakers": views.breakers_payload(reg)}),
-                lambda: breakers_fingerprint(reg),
-            )
-        )
 
     async def breaker(request: Request) -> Response:
         found = reg.get("breaker", request.path_params["name"])
@@ -206,24 +211,6 @@ def resilience_routes(
         limit = parse_limit(request)
         items = views.recent_errors(reg, limit, include_error_messages)
         return _json({"limit": limit, "errors": items})
-
-    async def features(request: Request) -> Response:
-        return _body(
-            cache.get(
-                "features",
-                lambda: _dumps({"features": views.features_payload(reg)}),
-                lambda: features_fingerprint(reg),
-            )
-        )
-
-    async def retries(request: Request) -> Response:
-        return _body(
-            cache.get(
-                "retries",
-                lambda: _dumps({"retries": views.retries_payload(reg)}),
-                lambda: retries_fingerprint(reg),
-            )
-        )
 
     async def snapshot(request: Request) -> Response:
         return _json(views.registry_payload(reg))
