@@ -1,8 +1,17 @@
-"""Shared test fixtures: a fake clock so no test ever sleeps for real."""
+"""Shared test fixtures: a fake clock so no test ever sleeps for real, a fresh seawall registry
+(so names never collide in the default one), a fresh Prometheus registry and its instrumentation,
+and a collector of the events a registry publishes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from prometheus_client import CollectorRegistry
+
+import seawall
+from seawall import prometheus as sp
+from seawall._events import Event
 
 
 class FakeClock:
@@ -30,3 +39,28 @@ class FakeClock:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def registry() -> seawall.Registry:
+    return seawall.Registry()
+
+
+@pytest.fixture
+def events(registry: seawall.Registry) -> Iterator[list[Event]]:
+    seen: list[Event] = []
+    unsubscribe = registry.bus.subscribe(seen.append)
+    yield seen
+    unsubscribe()
+
+
+@pytest.fixture
+def prom() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def inst(prom: CollectorRegistry, registry: seawall.Registry) -> Iterator[sp.PrometheusInstrumentation]:
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    yield instrumentation
+    instrumentation.close()

@@ -36,19 +36,6 @@ RO = seawall.RetryOutcome
 
 
 @pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
-def events(registry: seawall.Registry) -> Iterator[list[Event]]:
-    seen: list[Event] = []
-    unsubscribe = registry.bus.subscribe(seen.append)
-    yield seen
-    unsubscribe()
-
-
-@pytest.fixture
 def prom(registry: seawall.Registry) -> Iterator[CollectorRegistry]:
     collector = CollectorRegistry()
     instrumentation = sp.instrument(collector, seawall_registry=registry)

@@ -8,9 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from prometheus_client.parser import text_string_to_metric_families
+
+from exposition import Samples, get, scrape
 
 WORKER = textwrap.dedent(
     """
@@ -67,21 +68,10 @@ def run_worker(role: str, directory: Path) -> int:
     return int(done.stdout.strip())
 
 
-def collect(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def collect(directory: Path) -> Samples:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(directory))
-    text = generate_latest(registry).decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def get(
-    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float | None:
-    return found.get((name, tuple(sorted(labels.items()))))
+    return scrape(registry)
 
 
 @pytest.mark.slow

@@ -34,11 +34,6 @@ TRANSIENT = seawall.ErrorCategory.TRANSIENT
 
 
 @pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
 def memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

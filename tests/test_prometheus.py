@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
 
 import seawall
+from exposition import scrape
 from seawall import otel
 from seawall import prometheus as sp
 from seawall._events import (
@@ -33,35 +32,8 @@ S = seawall.BreakerState
 OC = seawall.CallOutcome
 
 
-@pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
-def prom() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def inst(prom: CollectorRegistry, registry: seawall.Registry) -> Iterator[sp.PrometheusInstrumentation]:
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    yield instrumentation
-    instrumentation.close()
-
-
-def samples(prom: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Parse the text exposition into {(sample name, sorted labels): value}."""
-    text = generate_latest(prom).decode()
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
 def value(prom: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return samples(prom).get((name, tuple(sorted(labels.items()))))
+    return scrape(prom).get((name, tuple(sorted(labels.items()))))
 
 
 def test_breaker_scenario_exact_series(
@@ -79,7 +51,7 @@ def test_breaker_scenario_exact_series(
     bus.publish(BreakerStateChanged("db", S.CLOSED, S.OPEN, "failures"))
     bus.publish(BreakerCallRejected("db", S.OPEN, 4.0))
     bus.publish(BreakerCallRejected("db", S.OPEN, 3.0))
-    found = samples(prom)
+    found = scrape(prom)
 
     def get(name: str, **labels: str) -> float | None:
         return found.get((name, tuple(sorted(labels.items()))))
@@ -280,7 +252,7 @@ def test_custom_buckets(prom: CollectorRegistry, registry: seawall.Registry) -> 
         registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 1.0, None))
         les = {
             labels["le"]
-            for (name, items) in samples(prom)
+            for (name, items) in scrape(prom)
             if name.endswith("_bucket")
             for labels in [dict(items)]
             if labels.get("outcome") == "success"
@@ -296,7 +268,7 @@ def test_cardinality_cap_collapses_to_other(prom: CollectorRegistry, registry: s
         for index in range(5):
             registry.bus.publish(BreakerCallCompleted(f"b{index}", OC.SUCCESS, 0.01, None))
         registry.bus.publish(BreakerCallCompleted("b4", OC.SUCCESS, 0.01, None))
-        found = samples(prom)
+        found = scrape(prom)
         breakers = {
             dict(labels)["breaker"]
             for (name, labels) in found

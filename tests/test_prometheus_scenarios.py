@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 
 import seawall
+from exposition import get, scrape
 from seawall import prometheus as sp
 
 S = seawall.BreakerState
-
-
-@pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
-def prom() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def inst(prom: CollectorRegistry, registry: seawall.Registry) -> Iterator[sp.PrometheusInstrumentation]:
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    yield instrumentation
-    instrumentation.close()
-
-
-def scrape(prom: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(prom).decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def get(
-    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float | None:
-    return found.get((name, tuple(sorted(labels.items()))))
 
 
 def states(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], breaker: str) -> dict[str, float]:

@@ -38,16 +38,6 @@ def _no_admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
 
 
-@pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
-def prom() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
 def make_client(registry: seawall.Registry, prom: CollectorRegistry, **options: Any) -> TestClient:
     app = create_app(registry=registry, prometheus_registry=prom, **options)
     return TestClient(app, raise_server_exceptions=False)

@@ -41,11 +41,6 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def registry() -> seawall.Registry:
-    return seawall.Registry()
-
-
-@pytest.fixture
 def client(registry: seawall.Registry) -> Iterator[TestClient]:
     app = create_app(
         registry=registry,
