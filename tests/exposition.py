@@ -1,9 +1,30 @@
-"""Read a Prometheus exposition back with prometheus_client's own parser, for exact assertions."""
+"""The metric contract, and a Prometheus exposition read back with prometheus_client's own parser."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+# The metric families seawall exports (DESIGN.md's contract, docs/exporter.md), written out by hand so
+# that rules, dashboards and the exporter are all checked against one independent list.
+METRIC_CONTRACT = frozenset(
+    {
+        "seawall_circuit_breaker_state",
+        "seawall_circuit_breaker_calls_total",
+        "seawall_circuit_breaker_call_duration_seconds",
+        "seawall_circuit_breaker_transitions_total",
+        "seawall_circuit_breaker_failure_rate",
+        "seawall_retry_calls_total",
+        "seawall_retry_attempts_total",
+        "seawall_errors_total",
+        "seawall_feature_enabled",
+        "seawall_fallbacks_total",
+        "seawall_instrumentation_errors_total",
+        "seawall_build_info",
+        "seawall_label_overflow_total",
+        "seawall_admin_actions_total",
+    }
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

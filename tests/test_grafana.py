@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exposition import METRIC_CONTRACT
+
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 
@@ -174,30 +176,12 @@ def test_drilldown_has_service_and_breaker_variables() -> None:
 
 
 def test_every_metric_named_is_in_the_contract() -> None:
-    contract = CONTRACT
+    contract = METRIC_CONTRACT
     for model in committed().values():
         for title, expr in gen.iter_targets(model):
             for metric in re.findall(r"\b(seawall_[a-z_]+)", expr):
                 base = re.sub(r"_(bucket|sum|count)$", "", metric)
                 assert base in contract, f"{title}: {metric} is not in the metric contract"
-
-
-CONTRACT = {
-    "seawall_circuit_breaker_state",
-    "seawall_circuit_breaker_calls_total",
-    "seawall_circuit_breaker_call_duration_seconds",
-    "seawall_circuit_breaker_transitions_total",
-    "seawall_circuit_breaker_failure_rate",
-    "seawall_retry_calls_total",
-    "seawall_retry_attempts_total",
-    "seawall_errors_total",
-    "seawall_feature_enabled",
-    "seawall_fallbacks_total",
-    "seawall_instrumentation_errors_total",
-    "seawall_build_info",
-    "seawall_label_overflow_total",
-    "seawall_admin_actions_total",
-}
 
 
 def all_exprs() -> list[tuple[str, str]]:
