@@ -131,6 +131,11 @@ class Feature:
         return not self._manually_disabled and self._breaker.state is BreakerState.CLOSED
 
     @property
+    def manually_disabled(self) -> bool:
+        """True while switched off by hand (`disable()`), whatever its breaker says."""
+        return self._manually_disabled
+
+    @property
     def breaker_state(self) -> BreakerState:
         return self._breaker.state
 
@@ -215,7 +220,7 @@ class Feature:
         return FeatureSnapshot(
             name=self._name,
             enabled=self.enabled,
-            manually_disabled=self._manually_disabled,
+            manually_disabled=self.manually_disabled,
             breaker_state=self._breaker.state,
             has_stale_value=has_stale,
             fallbacks=fallbacks,

@@ -42,9 +42,9 @@ def breakers_fingerprint(registry: Registry) -> Hashable:
 def features_fingerprint(registry: Registry) -> Hashable:
     """The registered features and, for each, what its snapshot says about being switched on or off."""
     features = tuple(registry.features())
-    # `_manually_disabled` is read directly: a feature switched off by hand while its breaker is
-    # open stays `enabled=False`, yet its body's `manually_disabled` changes; no public view exists.
-    return features, tuple([(f.breaker_state, f.enabled, f._manually_disabled) for f in features])
+    # `manually_disabled` too: a feature switched off by hand while its breaker is open stays
+    # `enabled=False`, yet its body's `manually_disabled` changes.
+    return features, tuple([(f.breaker_state, f.enabled, f.manually_disabled) for f in features])
 
 
 def retries_fingerprint(registry: Registry) -> Hashable:
