@@ -135,10 +135,10 @@ def failure_rate_panel(selector: str, w: int) -> timeseries.Panel:
     return (
         ts(
             "Failure rate vs threshold",
-            "seawall_circuit_breaker_failure_rate: the share of failed calls in each breaker's current "
+            "seawall_circuit_breaker_failure_ratio: the share of failed calls in each breaker's current "
             f"window. The dashed line marks {FAILURE_RATE_THRESHOLD:g}, a common failure_rate_threshold; a "
             "breaker configured with one trips when its rate crosses it with minimum_calls in the window.",
-            query(f"seawall_circuit_breaker_failure_rate{{{selector}}}", "{{breaker}}"),
+            query(f"seawall_circuit_breaker_failure_ratio{{{selector}}}", "{{breaker}}"),
             unit="percentunit",
             w=w,
         )
@@ -268,7 +268,7 @@ def overview() -> db.Dashboard:
                 "failed_with_retry means it gave up after retrying.",
                 query(f"sum by (outcome) (rate(seawall_retry_calls_total{{{sel}}}[{RATE}]))", "{{outcome}}"),
                 query(
-                    f"sum by (retry) (rate(seawall_retry_attempts_total{{{sel}}}[{RATE}]))",
+                    f"sum by (retry) (rate(seawall_retries_total{{{sel}}}[{RATE}]))",
                     "re-attempts {{retry}}",
                     ref="B",
                 ),
@@ -514,7 +514,7 @@ def drilldown() -> db.Dashboard:
                     "{{outcome}}",
                 ),
                 query(
-                    f"sum by (error_type) (rate(seawall_retry_attempts_total{{{by_retry}}}[{RATE}]))",
+                    f"sum by (error_type) (rate(seawall_retries_total{{{by_retry}}}[{RATE}]))",
                     "re-attempt after {{error_type}}",
                     ref="B",
                 ),

@@ -290,7 +290,7 @@ def test_tenacity_metrics_and_spans(registry: seawall.Registry, prom: CollectorR
     assert prom.get_sample_value("seawall_retry_calls_total", labels) == 1
     assert (
         prom.get_sample_value(
-            "seawall_retry_attempts_total", {"retry": "fetch", "error_type": "ConnectionError"}
+            "seawall_retries_total", {"retry": "fetch", "error_type": "ConnectionError"}
         )
         == 1
     )

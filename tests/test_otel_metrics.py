@@ -75,7 +75,7 @@ def test_metrics_mirror_the_contract(setup: Any, fake_clock: Any) -> None:
     assert histogram.count == 1
     assert found[("seawall_circuit_breaker_state", (("breaker", "db"), ("state", "open")))] == 1
     assert found[("seawall_circuit_breaker_state", (("breaker", "db"), ("state", "closed")))] == 0
-    assert found[("seawall_retry_attempts", (("error_type", "OSError"), ("retry", "r")))] == 1
+    assert found[("seawall_retries", (("error_type", "OSError"), ("retry", "r")))] == 1
     assert found[("seawall_retry_calls", (("outcome", "success_with_retry"), ("retry", "r")))] == 1
     errors = (("category", "transient"), ("error_type", "OSError"), ("source", "r"))
     assert found[("seawall_errors", errors)] == 1

@@ -44,7 +44,7 @@ def test_breaker_scenario_exact_series(
     # zero series exist before any call
     assert value(prom, "seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 0
     assert value(prom, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
-    assert value(prom, "seawall_circuit_breaker_failure_rate", breaker="db") == 0
+    assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="db") == 0
     bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.003, None))
     bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.2, None))
     bus.publish(BreakerCallCompleted("db", OC.FAILURE, 1.5, "TimeoutError"))
@@ -101,8 +101,8 @@ def test_retry_error_feature_series(
     bus.publish(FallbackUsed("recs", seawall.FallbackReason.CIRCUIT_OPEN, None))
     assert value(prom, "seawall_retry_calls_total", retry="fetch", outcome="success_with_retry") == 1
     assert value(prom, "seawall_retry_calls_total", retry="fetch", outcome="success_without_retry") == 0
-    assert value(prom, "seawall_retry_attempts_total", retry="fetch", error_type="ConnectionError") == 1
-    assert value(prom, "seawall_retry_attempts_total", retry="fetch", error_type="TimeoutError") == 1
+    assert value(prom, "seawall_retries_total", retry="fetch", error_type="ConnectionError") == 1
+    assert value(prom, "seawall_retries_total", retry="fetch", error_type="TimeoutError") == 1
     assert (
         value(
             prom, "seawall_errors_total", source="fetch", error_type="ConnectionError", category="transient"
@@ -182,13 +182,13 @@ def test_state_of_breakers_made_before_instrument_and_at_scrape(
     try:
         assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="open") == 1
         assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="closed") == 0
-        assert value(prom, "seawall_circuit_breaker_failure_rate", breaker="early") == 0.75
+        assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="early") == 0.75
         # a state read at scrape time sees what the breaker says now (the lazy open -> half_open)
         early.state = S.HALF_OPEN
         early.failure_rate = 0.5
         assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="half_open") == 1
         assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="open") == 0
-        assert value(prom, "seawall_circuit_breaker_failure_rate", breaker="early") == 0.5
+        assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="early") == 0.5
         late = FakeBreaker("late", state=S.FORCED_OPEN)
         registry.add(late)  # PrimitiveRegistered: series at once
         assert value(prom, "seawall_circuit_breaker_state", breaker="late", state="forced_open") == 1

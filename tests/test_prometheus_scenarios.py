@@ -124,7 +124,7 @@ def test_failure_rate_gauge(
     for fn in (ok, ok, ok, fail):
         with contextlib.suppress(ConnectionError):
             breaker.call(fn)
-    assert get(scrape(prom), "seawall_circuit_breaker_failure_rate", breaker="search") == 0.25
+    assert get(scrape(prom), "seawall_circuit_breaker_failure_ratio", breaker="search") == 0.25
     assert breaker.state is S.CLOSED
 
 

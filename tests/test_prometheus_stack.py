@@ -81,7 +81,7 @@ def test_retry_through_breaker(stack: dict[str, Any]) -> None:
     assert guarded() == "ok"
     assert stack["slept"] == [0.1, 0.2]
     assert sample(prom, "seawall_retry_calls_total", retry="inventory", outcome="success_with_retry") == 1
-    assert sample(prom, "seawall_retry_attempts_total", retry="inventory", error_type="ConnectionError") == 2
+    assert sample(prom, "seawall_retries_total", retry="inventory", error_type="ConnectionError") == 2
     assert sample(prom, "seawall_circuit_breaker_calls_total", breaker="inventory", outcome="failure") == 2
     assert sample(prom, "seawall_circuit_breaker_calls_total", breaker="inventory", outcome="success") == 1
     spans = sorted(

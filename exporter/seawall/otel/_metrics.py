@@ -65,7 +65,7 @@ class OtelMetricsInstrumentation:
             "seawall_circuit_breaker_transitions", description="Breaker state transitions"
         )
         self._retry_calls = meter.create_counter("seawall_retry_calls", description="Retried operations")
-        self._retry_attempts = meter.create_counter("seawall_retry_attempts", description="Re-attempts")
+        self._retry_attempts = meter.create_counter("seawall_retries", description="Re-attempts")
         self._errors = meter.create_counter("seawall_errors", description="Errors recorded")
         self._fallbacks = meter.create_counter("seawall_fallbacks", description="Fallback answers")
         self._instrumentation_errors = meter.create_counter(
@@ -75,7 +75,7 @@ class OtelMetricsInstrumentation:
             "seawall_circuit_breaker_state", [self._observe_states], description="1 for the current state"
         )
         meter.create_observable_gauge(
-            "seawall_circuit_breaker_failure_rate", [self._observe_rates], description="Window failure rate"
+            "seawall_circuit_breaker_failure_ratio", [self._observe_rates], description="Window failure rate"
         )
         meter.create_observable_gauge(
             "seawall_feature_enabled", [self._observe_features], description="1 while the primary answers"

@@ -26,7 +26,7 @@ DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 # enabled in every live worker (min), so "feature disabled" alerts see any degraded worker.
 _GAUGE_MODES = {
     "seawall_circuit_breaker_state": "livemax",
-    "seawall_circuit_breaker_failure_rate": "livemax",
+    "seawall_circuit_breaker_failure_ratio": "livemax",
     "seawall_feature_enabled": "livemin",
     "seawall_build_info": "livemax",
 }
@@ -166,7 +166,7 @@ class _Metrics:
         )
         self.breaker_failure_rate = make(
             "gauge",
-            "seawall_circuit_breaker_failure_rate",
+            "seawall_circuit_breaker_failure_ratio",
             "Failure rate (0..1) of the breaker's current window",
             ["breaker"],
         )
@@ -175,7 +175,7 @@ class _Metrics:
         )
         self.retry_attempts = make(
             "counter",
-            "seawall_retry_attempts_total",
+            "seawall_retries_total",
             "Re-attempts, by the error that caused them",
             ["retry", "error_type"],
         )

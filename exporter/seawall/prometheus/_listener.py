@@ -195,7 +195,7 @@ class EventListener:
     def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
         if event.will_retry:
             label = self._retry_series(event.retry)[0]
-            error_type = self._admit("seawall_retry_attempts_total", "error_type", event.error_type or "none")
+            error_type = self._admit("seawall_retries_total", "error_type", event.error_type or "none")
             self._metrics.retry_attempts.labels(label, error_type).inc()
 
     def _on_retry_completed(self, event: RetryCompleted) -> None:
@@ -263,7 +263,7 @@ class EventListener:
                     "seawall_circuit_breaker_calls_total",
                     "seawall_circuit_breaker_call_duration_seconds",
                     "seawall_circuit_breaker_transitions_total",
-                    "seawall_circuit_breaker_failure_rate",
+                    "seawall_circuit_breaker_failure_ratio",
                 ):
                     label = self._admit(metric, "breaker", name)
                 series = self._breaker_labels.get(label)
@@ -287,7 +287,7 @@ class EventListener:
                 series = self._retries.get(name)
                 if series is None:
                     label = self._admit("seawall_retry_calls_total", "retry", name)
-                    self._admit("seawall_retry_attempts_total", "retry", name)
+                    self._admit("seawall_retries_total", "retry", name)
                     calls = {o: self._metrics.retry_calls.labels(label, o.value) for o in RetryOutcome}
                     series = (label, calls)
                     self._retries[name] = series
