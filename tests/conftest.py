@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 import seawall
 from seawall import prometheus as sp
-from seawall._events import Event
+from seawall.events import Event
 
 
 class FakeClock:

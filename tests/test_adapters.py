@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 import seawall
 from seawall import otel
 from seawall import prometheus as sp
-from seawall._events import (
+from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

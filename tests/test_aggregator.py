@@ -8,7 +8,7 @@ import pytest
 
 import seawall
 from seawall import ErrorAggregator, ErrorCategory, Registry
-from seawall._events import ErrorRecorded, Event
+from seawall.events import ErrorRecorded, Event
 
 
 class Clock:

@@ -19,7 +19,7 @@ from seawall import (
     breaker,
     default_registry,
 )
-from seawall._events import (
+from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

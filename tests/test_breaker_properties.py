@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from conftest import FakeClock
 from seawall import BreakerState, CircuitBreaker, CircuitOpenError, Registry
-from seawall._events import BreakerStateChanged, Event
+from seawall.events import BreakerStateChanged, Event
 
 TIMEOUT = 10.0
 

@@ -10,7 +10,7 @@ import pytest
 
 import seawall
 from seawall import FallbackReason, Features, FeatureUnavailableError, Registry
-from seawall._events import Event, FallbackUsed, FeatureToggled
+from seawall.events import Event, FallbackUsed, FeatureToggled
 
 
 class Clock:

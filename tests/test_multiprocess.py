@@ -19,7 +19,7 @@ WORKER = textwrap.dedent(
     from prometheus_client import CollectorRegistry
     import seawall
     from seawall import prometheus as sp
-    from seawall._events import FeatureToggled, PrimitiveRegistered, RetryCompleted
+    from seawall.events import FeatureToggled, PrimitiveRegistered, RetryCompleted
 
     role = sys.argv[1]
     registry = seawall.Registry()

@@ -20,7 +20,7 @@ import seawall
 from otlp_receiver import OTLPReceiver
 from seawall import otel
 from seawall import prometheus as sp
-from seawall._events import (
+from seawall.events import (
     BreakerCallRejected,
     BreakerStateChanged,
     FallbackUsed,

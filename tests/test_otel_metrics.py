@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import seawall
 from seawall import otel
-from seawall._events import (
+from seawall.events import (
     ErrorRecorded,
     FallbackUsed,
     RetryAttemptFinished,

@@ -13,7 +13,7 @@ import seawall
 from exposition import scrape
 from seawall import otel
 from seawall import prometheus as sp
-from seawall._events import (
+from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

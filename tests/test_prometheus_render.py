@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 import seawall
 from seawall import otel
 from seawall import prometheus as sp
-from seawall._events import (
+from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

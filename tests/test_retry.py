@@ -11,7 +11,7 @@ import pytest
 
 import seawall
 from seawall import ErrorAggregator, ErrorCategory, Registry, Retry, RetryOutcome
-from seawall._events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 
 
 class Clock:

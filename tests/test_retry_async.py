@@ -10,7 +10,7 @@ import pytest
 
 import seawall
 from seawall import Registry, Retry, RetryOutcome
-from seawall._events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 
 
 class Clock:

@@ -176,7 +176,7 @@ def _exported_samples() -> dict[str, list[dict[str, str]]]:
 
     import seawall
     from seawall import prometheus as sp
-    from seawall._events import (
+    from seawall.events import (
         BreakerCallCompleted,
         BreakerCallRejected,
         BreakerStateChanged,
@@ -294,7 +294,7 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     import seawall
     from fake_receivers import closed_port_url, free_port
     from seawall import prometheus as sp
-    from seawall._events import BreakerCallCompleted, BreakerStateChanged, PrimitiveRegistered
+    from seawall.events import BreakerCallCompleted, BreakerStateChanged, PrimitiveRegistered
 
     registry = seawall.Registry()
     prom = CollectorRegistry()

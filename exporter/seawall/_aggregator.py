@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._classify import classify, to_category
 from ._enums import ErrorCategory
-from ._events import ErrorRecorded
+from .events import ErrorRecorded
 from ._redact import redact
 
 if TYPE_CHECKING:
@@ -98,6 +98,16 @@ class ErrorAggregator:
         self._lock = threading.Lock()
         # acquire/release rather than `with`: the context manager protocol costs as much again.
         self._acquire, self._release = self._lock.acquire, self._lock.release
+        # Totals since creation by (source, error_type, category), what exporters read; bounded
+        # like the buckets: past max_keys distinct sources or types, new ones count as "_other".
+        self._totals: dict[tuple[str, str, ErrorCategory], int] = {}
+        self._total_sources: set[str] = set()
+        self._total_types: set[str] = set()
+        self._recorded = (
+            None if registry is None else registry.bus.channel(ErrorRecorded)
+        )
+        if registry is not None:
+            registry.add_aggregator(self)
 
     def record(
         self, exc: BaseException, source: str = "app", context: Mapping[str, Any] | None = None
@@ -147,12 +157,23 @@ class ErrorAggregator:
                 counts[_OTHER] = counts.get(_OTHER, 0) + 1
             cats = bucket.category
             cats[category] = cats.get(category, 0) + 1
+            key = (
+                _bounded(source, self._total_sources, cap),
+                _bounded(error_type, self._total_types, cap),
+                category,
+            )
+            self._totals[key] = self._totals.get(key, 0) + 1
         finally:
             self._release()
-        registry = self._registry
-        if registry is not None and registry.bus.listeners:
-            registry.bus.publish(ErrorRecorded(source, error_type, category))
+        recorded = self._recorded
+        if recorded is not None and recorded.listeners:
+            recorded.publish(ErrorRecorded(source, error_type, category))
         return category
+
+    def totals(self) -> dict[tuple[str, str, ErrorCategory], int]:
+        """Errors since creation by (source, error_type, category); never cleared by the window."""
+        with self._lock:
+            return dict(self._totals)
 
     def _live(self, now: float) -> list[_Bucket]:
         newest = floor(now / self._width)
@@ -201,10 +222,21 @@ class ErrorAggregator:
         }
 
     def clear(self) -> None:
+        """Forget the window and the recent errors; `totals()` stay, as counters must."""
         with self._lock:
             for bucket in self._ring:
                 bucket.start = -1
             self._recent.clear()
+
+
+def _bounded(value: str, seen: set[str], cap: int) -> str:
+    """`value` while fewer than `cap` distinct values were seen (lock held), else "_other"."""
+    if value in seen:
+        return value
+    if len(seen) < cap:
+        seen.add(value)
+        return value
+    return _OTHER
 
 
 def _message(exc: BaseException, error_type: str) -> str:

@@ -1,37 +1,29 @@
 """The circuit breaker: stop calling a dependency that keeps failing, probe it again later.
 
-`CircuitBreaker` is the state machine of `_breaker_state` plus what users touch: the ways to call
-through it (decorator, `call`, `call_async`, context managers), manual control and views. The
-decorator body and `call()` are deliberately inlined (no helper frame on the success path).
+`CircuitBreaker` is what users touch: the ways to call through it (decorator, `call`,
+`call_async`, context managers), manual control and views. The state machine, its counts and its
+lock live in `BreakerStateMachine` (`_breaker_state`); every way to call goes through the
+machine's `enter` / `start` / `succeeded` / `failed` / `cancelled`, so there is one copy of the
+bookkeeping.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
-from ._breaker_config import breaker_config
-from ._breaker_state import (
-    _CLOSED,
-    _DISABLED,
-    _FORCED_OPEN,
-    _HALF_OPEN,
-    _OPEN,
-    _SUCCESS,
-    BreakerStateMachine,
-    CircuitOpenError,
-    ErrorSink,
-)
+from ._breaker_config import BreakerSettings
+from ._breaker_state import BreakerStateMachine, CircuitOpenError, ErrorSink
 from ._enums import BreakerState
-from ._events import BreakerCallCompleted, Event, _component_of
 from ._registry import Registry, default_registry
 from ._snapshots import BreakerSnapshot
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "ErrorSink", "breaker"]
+__all__ = ["BreakerSettings", "CircuitBreaker", "CircuitOpenError", "ErrorSink", "breaker"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,91 +33,114 @@ _Block: TypeAlias = "tuple[CircuitBreaker, int, float | None]"
 _active: ContextVar[tuple[_Block, ...]] = ContextVar("seawall_breaker_blocks", default=())
 
 
-class CircuitBreaker(BreakerStateMachine):
+class CircuitBreaker:
     """Counts failures of the calls it guards and refuses calls while the dependency looks down.
 
-    Use it as a decorator (sync or `async def`), through `call` / `call_async`, or as a (async)
-    context manager. See docs/architecture.md for the state machine.
+    Settings are `BreakerSettings` fields, given as keywords (`failure_threshold=5`, ...) or as
+    `settings=BreakerSettings(...)`. Use it as a decorator (sync or `async def`), through `call` /
+    `call_async`, or as a (async) context manager. See docs/architecture.md for the state machine.
     """
 
-    __slots__ = ()  # every slot is the state machine's
+    __slots__ = ("__weakref__", "_machine", "config", "name", "registry", "settings")
+
+    kind = "breaker"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: BreakerSettings | None = None,
+        errors: ErrorSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
+        **overrides: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        if errors is not None and not callable(getattr(errors, "record", None)):
+            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
+        if settings is None:
+            settings = BreakerSettings.of(overrides)
+        elif overrides:
+            raise TypeError(f"give settings= or keyword settings, not both (got {sorted(overrides)})")
+        elif not isinstance(settings, BreakerSettings):
+            raise TypeError(f"settings must be a BreakerSettings, got {settings!r}")
+        self.name = name
+        self.settings = settings
+        self.config = settings.as_config()
+        self.registry = default_registry() if registry is None else registry
+        self._machine = BreakerStateMachine(name, settings, self.registry.bus, errors, clock)
+        buckets = self.registry.duration_buckets
+        if buckets is not None:
+            self._machine.record_durations(buckets)
+        self.registry.add(self)
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self._state.value!r})"
+        return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
 
     # -- state --------------------------------------------------------------------------------
 
     @property
     def state(self) -> BreakerState:
-        """The current state (an open breaker whose timeout passed reads as half_open)."""
-        if self._state is not _OPEN:
-            return self._state
-        events: list[Event] = []
-        with self._lock:
-            self._check_timeout(self._clock(), events)
-            state = self._state
-        self._publish(events)
-        return state
+        """The state as the last call left it. An open breaker whose reset timeout has passed
+        still reads `open` (with `retry_after` 0) until a call arrives and is admitted as a probe."""
+        return self._machine.state
 
     @property
     def retry_after(self) -> float | None:
         """Seconds until a probe will be let through; None while calls are let through now."""
-        events: list[Event] = []
-        with self._lock:
-            now = self._clock()
-            self._check_timeout(now, events)
-            retry_after = self._retry_after(now)
-        self._publish(events)
-        return retry_after
+        return self._machine.retry_after()
 
-    def _set(self, to: BreakerState) -> None:
-        events: list[Event] = []
-        with self._lock:
-            self._move(to, "manual", self._clock(), events)
-        self._publish(events)
+    def record_durations(self, buckets: tuple[float, ...]) -> None:
+        """Count call durations into these buckets (exporters ask for it through the registry)."""
+        self._machine.record_durations(buckets)
 
     def reset(self) -> None:
         """Close by hand, clearing failure counts and the window (totals since creation stay)."""
-        self._set(_CLOSED)
+        self._machine.move_by_hand(BreakerState.CLOSED)
 
     def force_open(self) -> None:
         """Refuse every call until `reset()` (maintenance, or a dependency known to be down)."""
-        self._set(_FORCED_OPEN)
+        self._machine.move_by_hand(BreakerState.FORCED_OPEN)
 
     def disable(self) -> None:
         """Let every call through and never trip (outcomes still count in totals and events)."""
-        self._set(_DISABLED)
+        self._machine.move_by_hand(BreakerState.DISABLED)
 
     # -- ways to call ----------------------------------------------------------------------------
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `fn(*args, **kwargs)` through the breaker."""
-        token = self._enter()
-        start = self._start()
+        machine = self._machine
+        token = machine.enter()
+        start = machine.start()
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            self._failure(token, start, exc)
+            machine.failed(token, start, exc)
             raise
         except BaseException:
-            self._cancelled(token)
+            machine.cancelled(token)
             raise
-        self._success(token, start)
+        machine.succeeded(token, start)
         return result
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn(*args, **kwargs)` through the breaker."""
-        token = self._enter()
-        start = self._start()
+        machine = self._machine
+        token = machine.enter()
+        start = machine.start()
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            self._failure(token, start, exc)
+            machine.failed(token, start, exc)
             raise
         except BaseException:
-            self._cancelled(token)
+            machine.cancelled(token)
             raise
-        self._success(token, start)
+        machine.succeeded(token, start)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -140,66 +155,18 @@ class CircuitBreaker(BreakerStateMachine):
 
             return cast(Callable[P, R], async_wrapper)
 
-        return self._wrap_sync(fn)
-
-    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """`call` unrolled into the wrapper, with per-breaker constants in closure cells and the
-        plain success (closed, no window) done inline: the decorator is the hot path, and each
-        Python frame saved (`_enter`, `_success`, `bus.publish`) is a tenth of the breaker's cost."""
-        breaker, lock, clock, bus = self, self._lock, self._clock, self._bus
-        successes, rejections = self._successes, self._rejections
-        timed, name, windowless = self._timed, self.name, self._window is None
-        completed, report = BreakerCallCompleted, bus.report_error
+        call = self.call
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            state = breaker._state
-            if state is _CLOSED or state is _DISABLED:
-                token = breaker._gen
-            else:
-                if state is _OPEN and not bus.listeners:
-                    waited = clock() - breaker._opened_at
-                    if waited < breaker._reset_timeout:
-                        next(rejections)
-                        raise CircuitOpenError(name, _OPEN, breaker._reset_timeout - waited)
-                admitted = breaker._admit()
-                if isinstance(admitted, CircuitOpenError):
-                    raise admitted
-                token = admitted
-            start = clock() if timed or bus.listeners else None
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                breaker._failure(token, start, exc)
-                raise
-            except BaseException:
-                breaker._cancelled(token)
-                raise
-            if not (windowless and token >= 0):
-                breaker._success(token, start)
-                return result
-            # Closed or disabled, no window to feed: nothing can trip. See `_success`.
-            duration = 0.0 if start is None else clock() - start
-            next(successes)
-            if breaker._consecutive:
-                with lock:
-                    if token == breaker._gen:
-                        breaker._consecutive = 0
-            listeners = bus.listeners
-            if listeners:
-                event = completed(name, _SUCCESS, duration, None)
-                for listener in listeners:  # EventBus.publish, inline
-                    try:
-                        listener(event)
-                    except Exception as broken:
-                        report(_component_of(listener), broken)
-            return result
+            return call(fn, *args, **kwargs)
 
         return wrapper
 
     def __enter__(self) -> CircuitBreaker:
-        token = self._enter()
-        _active.set((*_active.get(), (self, token, self._start())))
+        machine = self._machine
+        token = machine.enter()
+        _active.set((*_active.get(), (self, token, machine.start())))
         return self
 
     def __exit__(
@@ -214,11 +181,11 @@ class CircuitBreaker(BreakerStateMachine):
         else:  # pragma: no cover - __exit__ without __enter__ in this context
             return None
         if exc is None:
-            self._success(token, start)
+            self._machine.succeeded(token, start)
         elif isinstance(exc, Exception):
-            self._failure(token, start, exc)
+            self._machine.failed(token, start, exc)
         else:
-            self._cancelled(token)
+            self._machine.cancelled(token)
         return None
 
     async def __aenter__(self) -> CircuitBreaker:
@@ -232,36 +199,8 @@ class CircuitBreaker(BreakerStateMachine):
     # -- views ----------------------------------------------------------------------------------
 
     def snapshot(self) -> BreakerSnapshot:
-        """A consistent copy of the state and counters (the lock is held only while copying)."""
-        events: list[Event] = []
-        with self._lock:
-            now = self._clock()
-            self._check_timeout(now, events)
-            window = self._window
-            calls, failures, _ = window.totals(now) if window is not None else (0, 0, 0)
-            reads = self._reads
-            self._reads = reads + 1
-            snap = BreakerSnapshot(
-                name=self.name,
-                state=self._state,
-                failure_threshold=self._failure_threshold,
-                reset_timeout=self._reset_timeout,
-                consecutive_failures=self._consecutive,
-                failure_rate=None if window is None else (failures / calls if calls else 0.0),
-                failure_rate_threshold=self._rate_threshold,
-                window_calls=calls,
-                retry_after=self._retry_after(now),
-                seconds_in_state=max(0.0, now - self._state_since),
-                half_open_in_flight=self._probes if self._state is _HALF_OPEN else 0,
-                calls={
-                    "success": next(self._successes) - reads,
-                    "failure": self._failed,
-                    "rejected": next(self._rejections) - reads,
-                    "ignored": self._ignored,
-                },
-            )
-        self._publish(events)
-        return snap
+        """A consistent copy of the state and counters; reading never changes state."""
+        return self._machine.snapshot()
 
 
 def breaker(name: str, *, registry: Registry | None = None, **settings: Any) -> CircuitBreaker:
@@ -272,7 +211,7 @@ def breaker(name: str, *, registry: Registry | None = None, **settings: Any) -> 
     """
     reg = default_registry() if registry is None else registry
     extras = {key: settings.pop(key) for key in ("errors", "clock") if key in settings}
-    asked = breaker_config(**settings)
+    asked: Mapping[str, Any] = BreakerSettings.of(settings).as_config()
     config = {key: asked[key] for key in settings}
     return reg.get_or_create(
         "breaker", name, config, lambda: CircuitBreaker(name, registry=reg, **settings, **extras)

@@ -1,35 +1,30 @@
-"""The breaker's state machine: settings, state, admission and outcome bookkeeping.
+"""The breaker's state machine: state, transitions, admission and outcome bookkeeping, counts.
 
-A state machine behind one `threading.Lock` that guards state only: the lock is never held while
-the user's function runs (pybreaker holds it, which serializes every call through a breaker), and
-async code takes the same lock for microseconds, never across an await. Each call carries a token
-(the state generation it was admitted in), so an outcome that arrives after the state moved on is
-counted in the totals but cannot move the new state.
+One `threading.Lock` guards state only: it is never held while the user's function runs (pybreaker
+holds it, which serializes every call through a breaker), and async code takes it for
+microseconds, never across an await. Each call carries a token (the state generation it was
+admitted in), so an outcome that arrives after the state moved on is counted in the totals but
+cannot move the new state.
 
-`CircuitBreaker` (in `_breaker`) is this machine plus the ways to call it, manual control and
-views; the split keeps each module to one job. The decorator's wrapper there reads this class's
-slots directly and repeats its plain-success bookkeeping inline, so the hot path stays one frame.
+The machine is the single source of truth for every number about the breaker: outcome totals,
+transitions, durations by bucket (while recorded). Exporters read them through `snapshot()`, which
+never changes state or publishes anything. Events are built only for channels with listeners.
+`CircuitBreaker` (in `_breaker`) wraps a machine with the ways to call it.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from threading import Lock
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ._breaker_config import ExceptionFilter, breaker_config, compile_filter
+from ._breaker_config import BreakerSettings, compile_filter
 from ._enums import BreakerState, CallOutcome
-from ._events import (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    Event,
-    EventBus,
-)
-from ._registry import Registry, default_registry
+from ._latency import DurationHistogram
+from ._snapshots import BreakerSnapshot
 from ._window import CountWindow, TimeWindow, make_window
+from .events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, EventBus
 
 __all__ = ["BreakerStateMachine", "CircuitOpenError", "ErrorSink"]
 
@@ -78,107 +73,62 @@ class CircuitOpenError(Exception):
 
 
 class BreakerStateMachine:
-    """The state and transitions of a circuit breaker (see docs/architecture.md); the base of
-    `CircuitBreaker`, which adds the ways to call it. Not meant to be used on its own."""
+    """The state, transitions and counts of one circuit breaker (see docs/architecture.md)."""
 
     __slots__ = (
-        "__weakref__",
-        "_bus",
+        "_changed",
         "_classify",
         "_clock",
+        "_completed",
         "_consecutive",
+        "_durations",
         "_errors",
         "_failed",
-        "_failure_threshold",
         "_gen",
-        "_half_open_max",
         "_ignored",
         "_lock",
-        "_minimum_calls",
         "_opened_at",
         "_probe_successes",
         "_probes",
-        "_rate_threshold",
         "_reads",
+        "_rejected",
         "_rejections",
-        "_reset_timeout",
-        "_slow_duration",
-        "_slow_rate_threshold",
+        "_report",
         "_state",
         "_state_since",
-        "_success_threshold",
         "_successes",
-        "_timed",
+        "_transitions",
         "_window",
-        "config",
         "name",
-        "registry",
+        "settings",
+        "timed",
     )
-
-    kind = "breaker"
 
     def __init__(
         self,
         name: str,
-        *,
-        failure_threshold: int = 5,
-        reset_timeout: float = 60.0,
-        half_open_max_calls: int = 1,
-        success_threshold: int = 1,
-        failure_rate_threshold: float | None = None,
-        window_type: str = "count",
-        window_size: int = 100,
-        minimum_calls: int = 10,
-        slow_call_duration: float | None = None,
-        slow_call_rate_threshold: float | None = None,
-        record_on: ExceptionFilter = (Exception,),
-        ignore_on: ExceptionFilter = (),
-        errors: ErrorSink | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        registry: Registry | None = None,
+        settings: BreakerSettings,
+        bus: EventBus,
+        errors: ErrorSink | None,
+        clock: Callable[[], float],
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, got {clock!r}")
-        if errors is not None and not callable(getattr(errors, "record", None)):
-            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
-        config = breaker_config(
-            failure_threshold=failure_threshold,
-            reset_timeout=reset_timeout,
-            half_open_max_calls=half_open_max_calls,
-            success_threshold=success_threshold,
-            failure_rate_threshold=failure_rate_threshold,
-            window_type=window_type,
-            window_size=window_size,
-            minimum_calls=minimum_calls,
-            slow_call_duration=slow_call_duration,
-            slow_call_rate_threshold=slow_call_rate_threshold,
-            record_on=record_on,
-            ignore_on=ignore_on,
-        )
         self.name = name
-        self.config = config
-        self.registry = default_registry() if registry is None else registry
-        self._bus: EventBus = self.registry.bus
+        self.settings = settings
         self._errors = errors
         self._clock = clock
+        self._report = bus.report_error
+        self._completed = bus.channel(BreakerCallCompleted)
+        self._rejected = bus.channel(BreakerCallRejected)
+        self._changed = bus.channel(BreakerStateChanged)
         self._lock = Lock()
-        self._failure_threshold: int = config["failure_threshold"]
-        self._reset_timeout: float = config["reset_timeout"]
-        self._half_open_max: int = config["half_open_max_calls"]
-        self._success_threshold: int = config["success_threshold"]
-        self._rate_threshold: float | None = config["failure_rate_threshold"]
-        self._slow_duration: float | None = config["slow_call_duration"]
-        self._slow_rate_threshold: float | None = config["slow_call_rate_threshold"]
-        self._minimum_calls: int = config["minimum_calls"]
-        needs_window = self._rate_threshold is not None or self._slow_rate_threshold is not None
+        needs_window = settings.failure_rate_threshold is not None or settings.slow_call_rate_threshold is not None
         self._window: CountWindow | TimeWindow | None = (
-            make_window(window_type, config["window_size"]) if needs_window else None
+            make_window(settings.window_type, settings.window_size) if needs_window else None
         )
-        # Read the clock around calls only when an outcome depends on time.
-        self._timed = self._slow_duration is not None or isinstance(self._window, TimeWindow)
-        self._classify = compile_filter(config["record_on"], config["ignore_on"])
+        self._durations: dict[CallOutcome, DurationHistogram] | None = None
+        self.timed = False
+        self._update_timed()
+        self._classify = compile_filter(settings.record_on, settings.ignore_on)  # type: ignore[arg-type]
         self._state = _CLOSED
         self._gen = 0  # bumped on every transition; a call's token is the generation it entered in
         self._state_since = clock()
@@ -187,32 +137,49 @@ class BreakerStateMachine:
         self._probes = 0  # half-open probes in flight
         self._probe_successes = 0
         self._failed = self._ignored = 0  # totals since creation (changed under the lock)
-        # Successes and rejections are counted without the lock: next() on an itertools.count is
-        # one C call, atomic under the GIL. Reading one takes its next value as well, so a reader
-        # (always under the lock) subtracts the reads before it: `_reads`.
+        self._transitions: dict[tuple[BreakerState, BreakerState], int] = {}
+        # Successes and rejections are counted without the lock where nothing else needs it: next()
+        # on an itertools.count is one C call, atomic under the GIL. Reading one takes its next value
+        # as well, so a reader (always under the lock) subtracts the reads before it: `_reads`.
         self._successes = itertools.count()
         self._rejections = itertools.count()
         self._reads = 0
-        self.registry.add(self)
+
+    def _update_timed(self) -> None:
+        """Read the clock around calls only when an outcome, a count or a listener needs the time."""
+        settings = self.settings
+        self.timed = (
+            settings.slow_call_duration is not None
+            or isinstance(self._window, TimeWindow)
+            or self._durations is not None
+        )
+
+    def record_durations(self, bounds: tuple[float, ...]) -> None:
+        """Keep duration counts in these buckets from now on (an exporter asks for this)."""
+        with self._lock:
+            if self._durations is not None:
+                have = next(iter(self._durations.values())).bounds
+                if have != bounds:
+                    raise ValueError(f"breaker {self.name!r} already records durations in buckets {have!r}")
+                return
+            self._durations = {outcome: DurationHistogram(bounds) for outcome in (_SUCCESS, _FAILURE, _IGNORED)}
+            self._update_timed()
 
     # -- transitions (lock held) ------------------------------------------------------------------
 
     def _retry_after(self, now: float) -> float | None:
         state = self._state
         if state is _OPEN:
-            return max(0.0, self._reset_timeout - (now - self._opened_at))
+            return max(0.0, self.settings.reset_timeout - (now - self._opened_at))
         if state is _FORCED_OPEN:
-            return self._reset_timeout
-        if state is _HALF_OPEN and self._probes >= self._half_open_max:
+            return self.settings.reset_timeout
+        if state is _HALF_OPEN and self._probes >= self.settings.half_open_max_calls:
             return 0.0
         return None
 
-    def _check_timeout(self, now: float, events: list[Event]) -> None:
-        if self._state is _OPEN and now - self._opened_at >= self._reset_timeout:
-            self._move(_HALF_OPEN, "timeout", now, events)
-
-    def _move(self, to: BreakerState, reason: str, now: float, events: list[Event]) -> None:
-        """Change state (lock held); a fresh generation makes in-flight calls' outcomes stale."""
+    def _move(self, to: BreakerState, reason: str, now: float) -> BreakerStateChanged | None:
+        """Change state (lock held); a fresh generation makes in-flight calls' outcomes stale.
+        Returns the event to publish once the lock is released, when someone listens."""
         frm = self._state
         self._state = to
         self._gen += 1
@@ -224,91 +191,95 @@ class BreakerStateMachine:
             self._opened_at = now
         if self._window is not None and (to is _CLOSED or frm is _CLOSED):
             self._window.reset()
-        if frm is not to:
-            events.append(BreakerStateChanged(self.name, frm, to, reason))
+        if frm is to:
+            return None
+        key = (frm, to)
+        self._transitions[key] = self._transitions.get(key, 0) + 1
+        return BreakerStateChanged(self.name, frm, to, reason) if self._changed.listeners else None
 
     # -- admission and outcomes ------------------------------------------------------------------
 
-    def _admit(self) -> int | CircuitOpenError:
-        """Admission off the fast path (lock held briefly): a token, or the error to raise."""
-        events: list[Event] = []
-        result: int | CircuitOpenError
-        with self._lock:
-            now = self._clock()
-            state = self._state
-            if state is _OPEN and now - self._opened_at >= self._reset_timeout:
-                self._move(_HALF_OPEN, "timeout", now, events)
-                state = _HALF_OPEN
-            if state is _CLOSED or state is _DISABLED:
-                result = self._gen
-            elif state is _HALF_OPEN and self._probes < self._half_open_max:
-                self._probes += 1
-                result = ~self._gen
-            else:
-                next(self._rejections)
-                if state is _OPEN:
-                    retry_after = self._reset_timeout - (now - self._opened_at)
-                else:  # forced_open waits for a person: report the configured timeout
-                    retry_after = self._reset_timeout if state is _FORCED_OPEN else 0.0
-                result = CircuitOpenError(self.name, state, retry_after)
-                if self._bus.listeners:
-                    events.append(BreakerCallRejected(self.name, state, retry_after))
-        if events:
-            self._publish(events)
-        return result
-
-    def _enter(self) -> int:
-        """Admit a call and return its token (gen, or ~gen for a half-open probe) or raise."""
+    def enter(self) -> int:
+        """Admit a call and return its token (gen, or ~gen for a half-open probe), or raise
+        CircuitOpenError. Closed and disabled breakers admit without the lock."""
         state = self._state
         if state is _CLOSED or state is _DISABLED:
             return self._gen
-        if state is _OPEN and not self._bus.listeners:  # plain rejection: no lock
+        if state is _OPEN and not self._rejected.listeners:  # a plain rejection needs no lock
             waited = self._clock() - self._opened_at
-            if waited < self._reset_timeout:
+            if waited < self.settings.reset_timeout:
                 next(self._rejections)
-                raise CircuitOpenError(self.name, _OPEN, self._reset_timeout - waited)
-        token = self._admit()
-        if isinstance(token, CircuitOpenError):
-            raise token
+                raise CircuitOpenError(self.name, _OPEN, self.settings.reset_timeout - waited)
+        changed: BreakerStateChanged | None = None
+        rejected: CircuitOpenError | None = None
+        with self._lock:
+            now = self._clock()
+            state = self._state
+            reset_timeout = self.settings.reset_timeout
+            if state is _OPEN and now - self._opened_at >= reset_timeout:
+                changed = self._move(_HALF_OPEN, "timeout", now)
+                state = _HALF_OPEN
+            if state is _CLOSED or state is _DISABLED:
+                token = self._gen
+            elif state is _HALF_OPEN and self._probes < self.settings.half_open_max_calls:
+                self._probes += 1
+                token = ~self._gen
+            else:
+                next(self._rejections)
+                if state is _OPEN:
+                    retry_after = reset_timeout - (now - self._opened_at)
+                else:  # forced_open waits for a person: report the configured timeout
+                    retry_after = reset_timeout if state is _FORCED_OPEN else 0.0
+                rejected = CircuitOpenError(self.name, state, retry_after)
+        if changed is not None:
+            self._changed.publish(changed)
+        if rejected is not None:
+            if self._rejected.listeners:
+                self._rejected.publish(BreakerCallRejected(self.name, rejected.state, rejected.retry_after))
+            raise rejected
         return token
 
-    def _start(self) -> float | None:
-        return self._clock() if self._timed or self._bus.listeners else None
+    def start(self) -> float | None:
+        """The call's start time, when anything needs its duration."""
+        return self._clock() if self.timed or self._completed.listeners else None
 
-    def _success(self, token: int, start: float | None) -> None:
+    def succeeded(self, token: int, start: float | None) -> None:
         now = duration = 0.0
         if start is not None:
             now = self._clock()
             duration = now - start
-        next(self._successes)
-        events: list[Event] = []
-        if token >= 0 and self._window is None:  # closed or disabled, nothing to feed: no lock
+        changed: BreakerStateChanged | None = None
+        if token >= 0 and self._window is None and self._durations is None:
+            # closed or disabled, nothing to feed: no lock
+            next(self._successes)
             if self._consecutive:  # already 0 (the usual case): nothing to clear
                 with self._lock:
                     if token == self._gen:
                         self._consecutive = 0
         else:
             with self._lock:
+                next(self._successes)
+                if self._durations is not None and start is not None:
+                    self._durations[_SUCCESS].observe(duration)
                 if token == self._gen:
                     if self._state is _CLOSED:
                         self._consecutive = 0
                         if self._window is not None:
-                            slow = self._slow_duration is not None and duration >= self._slow_duration
+                            slow = self._is_slow(duration)
                             self._window.record(False, slow, now)
                             if slow:
-                                self._check_rates(now, events)
+                                changed = self._check_rates(now)
                 elif token < 0 and ~token == self._gen:  # a probe of the current half-open period
                     self._probes -= 1
                     self._probe_successes += 1
-                    if self._probe_successes >= self._success_threshold:
-                        now = now if start is not None else self._clock()
-                        self._move(_CLOSED, "probe_success", now, events)
-        if self._bus.listeners:  # (duration 0.0 for a listener that arrived during an untimed call)
-            events.insert(0, BreakerCallCompleted(self.name, _SUCCESS, duration, None))
-        if events:
-            self._publish(events)
+                    if self._probe_successes >= self.settings.success_threshold:
+                        changed = self._move(_CLOSED, "probe_success", now if start is not None else self._clock())
+        if self._completed.listeners:  # (duration 0.0 for a listener that arrived during an untimed call)
+            self._completed.publish(BreakerCallCompleted(self.name, _SUCCESS, duration, None))
+        if changed is not None:
+            self._changed.publish(changed)
 
-    def _failure(self, token: int, start: float | None, exc: Exception) -> None:
+    def failed(self, token: int, start: float | None, exc: Exception) -> None:
         now = duration = 0.0
         if start is not None:
             now = self._clock()
@@ -316,10 +287,13 @@ class BreakerStateMachine:
         try:
             counted = self._classify(exc)
         except Exception as broken:  # a broken predicate must not hide the user's error
-            self._bus.report_error(f"breaker:{self.name}:filter", broken)
+            self._report(f"breaker:{self.name}:filter", broken)
             counted = True
-        events: list[Event] = []
+        outcome = _FAILURE if counted else _IGNORED
+        changed: BreakerStateChanged | None = None
         with self._lock:
+            if self._durations is not None and start is not None:
+                self._durations[outcome].observe(duration)
             if not counted:
                 self._ignored += 1
                 if token < 0 and ~token == self._gen:
@@ -331,45 +305,98 @@ class BreakerStateMachine:
                 if token == self._gen and self._state is _CLOSED:
                     self._consecutive += 1
                     if self._window is not None:
-                        slow = self._slow_duration is not None and duration >= self._slow_duration
-                        self._window.record(True, slow, now)
-                    if self._consecutive >= self._failure_threshold:
-                        self._move(_OPEN, "failures", now, events)
+                        self._window.record(True, self._is_slow(duration), now)
+                    if self._consecutive >= self.settings.failure_threshold:
+                        changed = self._move(_OPEN, "failures", now)
                     elif self._window is not None:
-                        self._check_rates(now, events)
+                        changed = self._check_rates(now)
                 elif token < 0 and ~token == self._gen:
-                    self._move(_OPEN, "probe_failure", now, events)
+                    changed = self._move(_OPEN, "probe_failure", now)
         if counted and self._errors is not None:
             try:
                 self._errors.record(exc, source=self.name)
             except Exception as broken:  # bookkeeping must not hide the user's error
-                self._bus.report_error("errors", broken)
-        if self._bus.listeners:
-            outcome = _FAILURE if counted else _IGNORED
-            events.insert(0, BreakerCallCompleted(self.name, outcome, duration, type(exc).__name__))
-        if events:
-            self._publish(events)
+                self._report("errors", broken)
+        if self._completed.listeners:
+            self._completed.publish(BreakerCallCompleted(self.name, outcome, duration, type(exc).__name__))
+        if changed is not None:
+            self._changed.publish(changed)
 
-    def _cancelled(self, token: int) -> None:
+    def cancelled(self, token: int) -> None:
         """A BaseException (cancellation, KeyboardInterrupt) is no outcome; it frees a probe slot."""
         if token < 0:
             with self._lock:
                 if ~token == self._gen:
                     self._probes -= 1
 
-    def _check_rates(self, now: float, events: list[Event]) -> None:
+    def _is_slow(self, duration: float) -> bool:
+        limit = self.settings.slow_call_duration
+        return limit is not None and duration >= limit
+
+    def _check_rates(self, now: float) -> BreakerStateChanged | None:
         window = self._window
         assert window is not None
+        settings = self.settings
         calls, failures, slow = window.totals(now)
-        if calls < self._minimum_calls:
-            return
-        if self._rate_threshold is not None and failures >= self._rate_threshold * calls:
-            self._move(_OPEN, "failure_rate", now, events)
-        elif self._slow_rate_threshold is not None and slow >= self._slow_rate_threshold * calls:
-            self._move(_OPEN, "slow_calls", now, events)
+        if calls < settings.minimum_calls:
+            return None
+        if settings.failure_rate_threshold is not None and failures >= settings.failure_rate_threshold * calls:
+            return self._move(_OPEN, "failure_rate", now)
+        if settings.slow_call_rate_threshold is not None and slow >= settings.slow_call_rate_threshold * calls:
+            return self._move(_OPEN, "slow_calls", now)
+        return None
 
-    def _publish(self, events: list[Event]) -> None:
-        bus = self._bus
-        if bus.listeners:
-            for event in events:
-                bus.publish(event)
+    # -- manual control and reads ------------------------------------------------------------------
+
+    def move_by_hand(self, to: BreakerState) -> None:
+        with self._lock:
+            changed = self._move(to, "manual", self._clock())
+        if changed is not None:
+            self._changed.publish(changed)
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    def retry_after(self) -> float | None:
+        with self._lock:
+            return self._retry_after(self._clock())
+
+    def snapshot(self) -> BreakerSnapshot:
+        """A consistent copy of the state and counters; never changes state, never publishes.
+
+        An open breaker whose reset timeout has passed still reads `open` (with `retry_after` 0):
+        it moves to half_open when the next call arrives, as a call's admission is what moves it.
+        """
+        settings = self.settings
+        with self._lock:
+            now = self._clock()
+            window = self._window
+            calls, failures, _ = window.totals(now) if window is not None else (0, 0, 0)
+            reads = self._reads
+            self._reads = reads + 1
+            durations = self._durations
+            return BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                failure_threshold=settings.failure_threshold,
+                reset_timeout=settings.reset_timeout,
+                consecutive_failures=self._consecutive,
+                failure_rate=None if window is None else (failures / calls if calls else 0.0),
+                failure_rate_threshold=settings.failure_rate_threshold,
+                window_calls=calls,
+                retry_after=self._retry_after(now),
+                seconds_in_state=max(0.0, now - self._state_since),
+                half_open_in_flight=self._probes if self._state is _HALF_OPEN else 0,
+                calls={
+                    "success": next(self._successes) - reads,
+                    "failure": self._failed,
+                    "rejected": next(self._rejections) - reads,
+                    "ignored": self._ignored,
+                },
+                transitions=dict(self._transitions),
+                durations={}
+                if durations is None
+                else {outcome.value: hist.snapshot() for outcome, hist in durations.items() if hist.count}
+                | {"success": durations[_SUCCESS].snapshot()},
+            )

@@ -19,7 +19,7 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from ._breaker import CircuitBreaker, CircuitOpenError
 from ._enums import BreakerState, FallbackReason
-from ._events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
+from .events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
 from ._registry import Registry, default_registry
 from ._snapshots import FeatureSnapshot
 
@@ -104,7 +104,7 @@ class Feature:
             clock=clock,
             registry=self._breaker_registry,
         )
-        self._breaker_registry.bus.subscribe(self._on_breaker_event)
+        self._breaker_registry.bus.subscribe(self._on_breaker_event, events=(BreakerStateChanged,))
         self._config: dict[str, Any] = {
             "fallback": None if fallback is _MISSING else fallback,
             "fallback_fn": fallback_fn,
@@ -299,9 +299,9 @@ class Feature:
             self._publish(FeatureToggled(feature=self._name, enabled=True, reason="recovered"))
 
     def _publish(self, event: Event) -> None:
-        bus = self._registry.bus
-        if bus.listeners:
-            bus.publish(event)
+        channel = self._registry.bus.channel(type(event))
+        if channel.listeners:
+            channel.publish(event)
 
 
 class Features:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._events import EventBus, PrimitiveRegistered
+from .events import EventBus, PrimitiveRegistered
 from ._snapshots import RegistrySnapshot
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from ._degrade import Feature
     from ._retry import Retry
 
-KINDS = ("breaker", "retry", "feature")
+# Kinds of primitive a registry holds; names are unique per kind.
+KINDS = ("breaker", "retry", "feature", "timeout", "bulkhead", "rate_limiter", "task")
 
 
 class Registrable(Protocol):
@@ -47,6 +48,8 @@ class Registry:
         self._lock = threading.RLock()
         self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._errors: ErrorAggregator | None = None
+        self._aggregators: list[ErrorAggregator] = []
+        self.duration_buckets: tuple[float, ...] | None = None
 
     def add(self, primitive: Registrable) -> None:
         """Register a new primitive; a second one of the same kind and name is refused."""
@@ -61,8 +64,42 @@ class Registry:
                     f"seawall.{kind}({name!r}) or pass registry= to keep them apart"
                 )
             self._items[kind][name] = primitive
-        if self.bus.listeners:
-            self.bus.publish(PrimitiveRegistered(kind=kind, name=name))
+        channel = self.bus.channel(PrimitiveRegistered)
+        if channel.listeners:
+            channel.publish(PrimitiveRegistered(kind=kind, name=name))
+
+    def record_durations(self, buckets: tuple[float, ...]) -> None:
+        """Have every breaker, now and later, count call durations in these buckets.
+
+        Exporters call this (a histogram needs the buckets); a second caller with other buckets is
+        refused, since one breaker keeps one set of counts.
+        """
+        from ._latency import check_buckets
+
+        bounds = check_buckets(buckets)
+        with self._lock:
+            if self.duration_buckets is not None and self.duration_buckets != bounds:
+                raise ValueError(
+                    f"this registry already records durations in buckets {self.duration_buckets!r}, "
+                    f"got {bounds!r}"
+                )
+            self.duration_buckets = bounds
+            breakers = list(self._items["breaker"].values())
+        for item in breakers:
+            record = getattr(item, "record_durations", None)
+            if record is not None:
+                record(bounds)
+
+    def add_aggregator(self, aggregator: ErrorAggregator) -> None:
+        """An error aggregator publishing to this registry; exporters read its totals."""
+        with self._lock:
+            if all(item is not aggregator for item in self._aggregators):
+                self._aggregators.append(aggregator)
+
+    def aggregators(self) -> list[ErrorAggregator]:
+        """Every error aggregator that reports to this registry (the default one first, once made)."""
+        with self._lock:
+            return list(self._aggregators)
 
     def remove(self, kind: str, name: str) -> None:
         with self._lock:
@@ -94,6 +131,13 @@ class Registry:
                 )
                 raise ValueError(f"{kind} {name!r} already exists with a different configuration: {detail}")
             return existing  # type: ignore[no-any-return]
+
+    def items(self, kind: str) -> list[Any]:
+        """Every primitive of `kind`, in the order they joined."""
+        if kind not in self._items:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        with self._lock:
+            return list(self._items[kind].values())
 
     def breakers(self) -> list[CircuitBreaker]:
         with self._lock:

@@ -22,14 +22,9 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._backoff import Backoff
 from ._classify import classify, retry_after_hint, to_category
 from ._enums import ErrorCategory, RetryOutcome
-from ._events import (
-    RetryAttemptFinished,
-    RetryAttemptStarted,
-    RetryCompleted,
-    _component_of,
-)
 from ._registry import Registry, default_registry
 from ._snapshots import RetrySnapshot
+from .events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +32,7 @@ R = TypeVar("R")
 DEFAULT_RETRY_ON = frozenset({ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.UNKNOWN})
 _OUTCOMES = tuple(RetryOutcome)
 _FIRST_OK = RetryOutcome.SUCCESS_WITHOUT_RETRY
+MAX_ERROR_TYPES = 200  # distinct error class names counted per retry; later ones count as "_other"
 
 
 def _retry_predicate(
@@ -137,11 +133,16 @@ class Retry:
         self._calls = {outcome: itertools.count() for outcome in _OUTCOMES}
         self._first_ok = self._calls[_FIRST_OK]  # the hot path's counter, one lookup less
         self._retried = itertools.count()
+        self._retried_by_error: dict[str, int] = {}  # under the lock (failure path only)
         self._reads = 0
-        # Events are frozen, so the attempt-start announcements (the same every call) are built once.
-        self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
         self._registry = default_registry() if registry is None else registry
-        self._bus = self._registry.bus
+        bus = self._registry.bus
+        self._report = bus.report_error
+        # Events are built only for channels with listeners (OpenTelemetry's spans, say); counts
+        # are kept here and read by exporters from `snapshot()`.
+        self._on_started = bus.channel(RetryAttemptStarted)
+        self._on_finished = bus.channel(RetryAttemptFinished)
+        self._on_completed = bus.channel(RetryCompleted)
         self._registry.add(self)
 
     @property
@@ -158,7 +159,10 @@ class Retry:
             self._reads = reads + 1
             calls = {o.value: next(counter) - reads for o, counter in self._calls.items()}
             retries = next(self._retried) - reads
-        return RetrySnapshot(name=self._name, attempts=self._attempts, calls=calls, retries=retries)
+            by_error = dict(self._retried_by_error)
+        return RetrySnapshot(
+            name=self._name, attempts=self._attempts, calls=calls, retries=retries, retries_by_error=by_error
+        )
 
     # -- shared bookkeeping (failure paths only) ---------------------------------------------
 
@@ -174,7 +178,7 @@ class Retry:
             try:
                 wanted = self._should(exc, category)
             except Exception as broken:
-                self._bus.report_error("retry_on", broken)
+                self._report("retry_on", broken)
                 wanted = False
             if wanted:
                 remaining = None if self._deadline is None else self._deadline - (now - start)
@@ -183,11 +187,11 @@ class Retry:
             try:
                 self._errors.record(exc, source=self._name)
             except Exception as broken:
-                self._bus.report_error("errors", broken)
+                self._report("errors", broken)
         if delay is not None:
-            next(self._retried)
-        if self._bus.listeners:
-            self._bus.publish(
+            self._count_retry(type(exc).__name__)
+        if self._on_finished.listeners:
+            self._on_finished.publish(
                 RetryAttemptFinished(
                     self._name,
                     attempt,
@@ -200,39 +204,47 @@ class Retry:
             )
         return delay
 
+    def _count_retry(self, error_type: str) -> None:
+        next(self._retried)
+        with self._lock:
+            counts = self._retried_by_error
+            if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
+                error_type = "_other"
+            counts[error_type] = counts.get(error_type, 0) + 1
+
     def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
-        """Count a success after the first attempt (or with listeners, async); publish the
-        attempt's end and the completion, timed by one clock read."""
+        """Count a success; publish the attempt's end and the completion to whoever listens."""
         outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
         next(self._calls[outcome])
-        bus = self._bus
-        if bus.listeners:
+        finished, completed = self._on_finished, self._on_completed
+        if finished.listeners or completed.listeners:
             name, now = self._name, self._clock()
-            bus.publish(RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0))
-            bus.publish(RetryCompleted(name, outcome, attempt, now - start, None))
+            if finished.listeners:
+                finished.publish(RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0))
+            if completed.listeners:
+                completed.publish(RetryCompleted(name, outcome, attempt, now - start, None))
 
     def _gave_up(self, attempt: int, start: float, exc: BaseException) -> None:
         outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
         next(self._calls[outcome])
-        if self._bus.listeners:
-            self._bus.publish(
+        if self._on_completed.listeners:
+            self._on_completed.publish(
                 RetryCompleted(self._name, outcome, attempt, self._clock() - start, type(exc).__name__)
             )
 
     def _abort(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> None:
         """Cancellation or another BaseException: never retried, but the attempt span is closed."""
-        if self._bus.listeners:
+        if self._on_finished.listeners:
             name = type(exc).__name__
             now = self._clock()
-            self._bus.publish(
+            self._on_finished.publish(
                 RetryAttemptFinished(self._name, attempt, now - attempt_start, name, None, False, 0.0)
             )
         self._gave_up(attempt, start, exc)
 
-    def _publish_started(self, attempt: int) -> None:
-        started = self._started  # prebuilt for the first attempts
-        event = started[attempt - 1] if attempt <= len(started) else RetryAttemptStarted(self._name, attempt)
-        self._bus.publish(event)
+    def _announce(self, attempt: int) -> None:
+        if self._on_started.listeners:
+            self._on_started.publish(RetryAttemptStarted(self._name, attempt))
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -241,17 +253,10 @@ class Retry:
         return self._first(fn, args, kwargs)
 
     def _first(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
-        """The first attempt, and the whole call when it succeeds (the hot path: its events are
-        delivered inline, as `EventBus.publish` would); later attempts run in `_run`."""
-        bus = self._bus
-        listening = bus.listeners
+        """The first attempt, and the whole call when it succeeds (the hot path: one count when
+        nobody listens); later attempts run in `_run`."""
         start = self._clock()
-        if listening:
-            for listener in listening:  # EventBus.publish, inline
-                try:
-                    listener(self._started[0])
-                except Exception as broken:
-                    bus.report_error(_component_of(listener), broken)
+        self._announce(1)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -260,21 +265,13 @@ class Retry:
                 self._gave_up(1, start, exc)
                 raise
         except BaseException as exc:
-            if listening:  # close the attempt it announced
-                self._abort(exc, 1, start, start)
+            self._abort(exc, 1, start, start)
             raise
         else:
-            next(self._first_ok)
-            listeners = bus.listeners
-            if listeners:
-                name, duration = self._name, self._clock() - start
-                finished = RetryAttemptFinished(name, 1, duration, None, None, False, 0.0)
-                for event in (finished, RetryCompleted(name, _FIRST_OK, 1, duration, None)):
-                    for listener in listeners:
-                        try:
-                            listener(event)
-                        except Exception as broken:
-                            bus.report_error(_component_of(listener), broken)
+            if self._on_finished.listeners or self._on_completed.listeners:
+                self._succeeded(1, start, start)
+            else:
+                next(self._first_ok)
             return result
         self._sleep(delay)
         return self._run(fn, args, kwargs, 2, start)
@@ -287,8 +284,7 @@ class Retry:
             start = clock()
         attempt = first
         while True:
-            if self._bus.listeners:
-                self._publish_started(attempt)
+            self._announce(attempt)
             attempt_start = clock()
             try:
                 result = fn(*args, **kwargs)
@@ -310,7 +306,7 @@ class Retry:
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn(*args, **kwargs)`, retrying as configured; cancellation is never retried."""
-        if self._bus.listeners:
+        if self._on_started.listeners or self._on_finished.listeners or self._on_completed.listeners:
             return await self._run_async(fn, args, kwargs)
         start = self._clock()
         try:
@@ -339,8 +335,7 @@ class Retry:
             start = clock()
         attempt = first
         while True:
-            if self._bus.listeners:
-                self._publish_started(attempt)
+            self._announce(attempt)
             attempt_start = clock()
             try:
                 result = await fn(*args, **kwargs)

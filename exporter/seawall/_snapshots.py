@@ -13,6 +13,50 @@ from ._enums import BreakerState
 
 
 @dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """Durations in fixed buckets: `counts[i]` observations were <= `bounds[i]` (and above the bound
+    before it); the last count is above every bound (+Inf)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+    count: int
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0..1) estimated as Prometheus' histogram_quantile does: linear inside the
+        bucket, the highest finite bound when it falls in +Inf. None without observations."""
+        if not 0 <= q <= 1:
+            raise ValueError(f"q must be in [0, 1], got {q!r}")
+        if self.count == 0:
+            return None
+        rank = q * self.count
+        seen = 0
+        lower = 0.0
+        for index, bound in enumerate(self.bounds):
+            in_bucket = self.counts[index]
+            if in_bucket and seen + in_bucket >= rank:
+                return lower + (bound - lower) * ((rank - seen) / in_bucket)
+            seen += in_bucket
+            lower = bound
+        return self.bounds[-1]
+
+    def merged(self, other: HistogramSnapshot) -> HistogramSnapshot:
+        """The sum of two histograms with the same bounds (for series folded into `_other`)."""
+        if other.bounds != self.bounds:
+            raise ValueError(f"cannot merge histograms with bounds {self.bounds!r} and {other.bounds!r}")
+        counts = tuple(a + b for a, b in zip(self.counts, other.counts))
+        return HistogramSnapshot(self.bounds, counts, self.sum + other.sum, self.count + other.count)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "sum": self.sum,
+            "p50": self.quantile(0.5),
+            "p99": self.quantile(0.99),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
     name: str
     state: BreakerState
@@ -26,10 +70,19 @@ class BreakerSnapshot:
     seconds_in_state: float
     half_open_in_flight: int
     calls: dict[str, int] = field(default_factory=dict)  # totals since creation, by CallOutcome value
+    # transitions since creation: (from_state, to_state) -> count
+    transitions: dict[tuple[BreakerState, BreakerState], int] = field(default_factory=dict)
+    # call durations by outcome (success, failure, ignored), while durations are recorded
+    durations: dict[str, HistogramSnapshot] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["state"] = self.state.value
+        data["calls"] = dict(self.calls)
+        data["transitions"] = [
+            {"from": frm.value, "to": to.value, "count": count} for (frm, to), count in self.transitions.items()
+        ]
+        data["durations"] = {outcome: hist.to_dict() for outcome, hist in self.durations.items()}
         return data
 
 
@@ -39,6 +92,7 @@ class RetrySnapshot:
     attempts: int  # the configured maximum
     calls: dict[str, int] = field(default_factory=dict)  # totals by RetryOutcome value
     retries: int = 0  # re-attempts made in total
+    retries_by_error: dict[str, int] = field(default_factory=dict)  # re-attempts by error class name
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

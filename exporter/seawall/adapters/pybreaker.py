@@ -17,7 +17,7 @@ from typing import Any
 import pybreaker
 
 from .._enums import BreakerState, CallOutcome
-from .._events import (
+from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

@@ -18,7 +18,7 @@ from typing import Any
 import tenacity
 
 from .._enums import ErrorCategory, RetryOutcome
-from .._events import PrimitiveRegistered, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from ..events import PrimitiveRegistered, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 from .._registry import Registry, default_registry
 
 __all__ = ["RETRYABLE_RESULT", "instrument_retrying"]

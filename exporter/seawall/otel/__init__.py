@@ -27,7 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
 
 from .._enums import RetryOutcome
-from .._events import (
+from ..events import (
     BreakerCallRejected,
     BreakerStateChanged,
     Event,

@@ -18,7 +18,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 
 from .._enums import BreakerState
-from .._events import (
+from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

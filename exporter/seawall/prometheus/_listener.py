@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from .._events import (
+from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
     BreakerStateChanged,

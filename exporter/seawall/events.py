@@ -1,0 +1,327 @@
+"""Events the primitives publish, and the bus that delivers them to listeners.
+
+Primitives know nothing of Prometheus or OpenTelemetry: they publish small frozen events and
+instrumentation subscribes. Delivery is synchronous, in the caller's thread (and task), so a
+listener may use context (the current span) of the call it observes. A listener subscribes to the
+event types it wants, and an event is built only when its type has a listener. A listener that
+raises is counted and logged (rate-limited); the exception never reaches the caller.
+
+The event classes are public API: users and the adapters subscribe to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+
+log = logging.getLogger("seawall")
+
+
+@dataclass(frozen=True, slots=True)
+class PrimitiveRegistered:
+    """A breaker, retry or feature joined a registry (so exporters can create its series at once)."""
+
+    kind: str  # "breaker", "retry" or "feature"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStateChanged:
+    breaker: str
+    from_state: BreakerState
+    to_state: BreakerState
+    # bounded: "failures", "failure_rate", "slow_calls", "timeout", "probe_success", "probe_failure", "manual"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerCallCompleted:
+    """A call the breaker let through has finished (success, failure or ignored)."""
+
+    breaker: str
+    outcome: CallOutcome
+    duration: float  # seconds, measured with the breaker's clock
+    error_type: str | None  # exception class name on failure/ignored
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerCallRejected:
+    breaker: str
+    state: BreakerState
+    retry_after: float  # seconds until a probe will be let through (0 when unknown or forced)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAttemptStarted:
+    retry: str
+    attempt: int  # 1-based
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAttemptFinished:
+    retry: str
+    attempt: int
+    duration: float
+    error_type: str | None  # None when the attempt succeeded
+    category: ErrorCategory | None
+    will_retry: bool
+    delay: float  # seconds slept before the next attempt (0 when none)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryCompleted:
+    retry: str
+    outcome: RetryOutcome
+    attempts: int
+    duration: float
+    error_type: str | None  # the final error, when it failed
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecorded:
+    source: str
+    error_type: str
+    category: ErrorCategory
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureToggled:
+    feature: str
+    enabled: bool
+    reason: str  # bounded: "manual", "failures", "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackUsed:
+    feature: str
+    reason: FallbackReason
+    error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentationFailed:
+    """A listener or exporter failed; published so metrics can count it."""
+
+    component: str
+    error_type: str
+
+
+Event: TypeAlias = (
+    PrimitiveRegistered
+    | BreakerStateChanged
+    | BreakerCallCompleted
+    | BreakerCallRejected
+    | RetryAttemptStarted
+    | RetryAttemptFinished
+    | RetryCompleted
+    | ErrorRecorded
+    | FeatureToggled
+    | FallbackUsed
+    | InstrumentationFailed
+)
+
+
+class Listener(Protocol):
+    """Anything callable with an event. An optional `component` attribute names it in error counts."""
+
+    def __call__(self, event: Event, /) -> None: ...
+
+
+EVENT_TYPES: tuple[type, ...] = (
+    PrimitiveRegistered,
+    BreakerStateChanged,
+    BreakerCallCompleted,
+    BreakerCallRejected,
+    RetryAttemptStarted,
+    RetryAttemptFinished,
+    RetryCompleted,
+    ErrorRecorded,
+    FeatureToggled,
+    FallbackUsed,
+    InstrumentationFailed,
+)
+
+# Exceptions a listener may raise that must reach the caller: stopping the program or the task.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+LOGGED_FAILURES_PER_COMPONENT = 5  # logged in full (with traceback); later ones are summarized
+SUMMARY_INTERVAL = 60.0  # seconds between two summary lines of one component
+
+
+class Channel:
+    """The listeners of one event type. Primitives hold their channels and check `listeners`
+    before building an event, so an event nobody subscribed to is never constructed."""
+
+    __slots__ = ("_bus", "event_type", "listeners")
+
+    def __init__(self, bus: EventBus, event_type: type) -> None:
+        self._bus = bus
+        self.event_type = event_type
+        self.listeners: tuple[Listener, ...] = ()
+
+    def publish(self, event: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                self._bus.report_error(_component_of(listener), exc)
+
+
+class _FailureLog:
+    """Per component: how many failures were logged, and the ones not logged since the last summary."""
+
+    __slots__ = ("last_summary", "logged", "unreported")
+
+    def __init__(self) -> None:
+        self.logged = 0
+        self.unreported = 0
+        self.last_summary = 0.0
+
+
+class EventBus:
+    """Delivers events to listeners by event type; isolates, counts and logs listener failures.
+
+    `subscribe(listener, events=...)` names the event types a listener wants (all by default).
+    Each type has a `Channel` whose `listeners` tuple is replaced on (un)subscribe, so the hot path
+    reads it without a lock: `if channel.listeners: channel.publish(Event(...))`.
+
+    A listener that raises (anything but KeyboardInterrupt, SystemExit, GeneratorExit and
+    cancellation) never reaches the caller: the failure is counted once in
+    `instrumentation_errors()`, the first few per component are logged with their traceback, later
+    ones as one summary line per `SUMMARY_INTERVAL`, and `InstrumentationFailed` goes to the
+    listeners of that type (a failure there is counted, never reported again).
+    """
+
+    __slots__ = ("_channels", "_errors", "_failure_logs", "_lock", "_subscriptions", "clock")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._channels: dict[type, Channel] = {kind: Channel(self, kind) for kind in EVENT_TYPES}
+        self._subscriptions: list[tuple[Listener, frozenset[type]]] = []
+        self._errors: dict[str, int] = {}
+        self._failure_logs: dict[str, _FailureLog] = {}
+        self.clock = clock
+
+    def channel(self, event_type: type) -> Channel:
+        """The channel of `event_type` (made on first use for event types of other packages)."""
+        channel = self._channels.get(event_type)
+        if channel is None:
+            with self._lock:
+                channel = self._channels.setdefault(event_type, Channel(self, event_type))
+                channel.listeners = self._listeners_of(event_type)
+        return channel
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        """Every subscribed listener, whatever it listens to."""
+        return tuple(listener for listener, _ in self._subscriptions)
+
+    def subscribe(self, listener: Listener, events: Iterable[type] | None = None) -> Callable[[], None]:
+        """Deliver the events of the given types (every type when None) to `listener`; returns a
+        function that removes it again."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        if events is None:
+            wanted = frozenset(EVENT_TYPES)
+        else:
+            wanted = frozenset(events)
+            odd = [kind for kind in wanted if not isinstance(kind, type)]
+            if odd:
+                raise TypeError(f"events must be event classes, got {odd[0]!r}")
+        entry = (listener, wanted)
+        with self._lock:
+            self._subscriptions.append(entry)
+            for kind in wanted:
+                self._channels.setdefault(kind, Channel(self, kind))
+            self._rebuild()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscriptions = [item for item in self._subscriptions if item is not entry]
+                self._rebuild()
+
+        return unsubscribe
+
+    def _listeners_of(self, event_type: type) -> tuple[Listener, ...]:
+        return tuple(listener for listener, wanted in self._subscriptions if event_type in wanted)
+
+    def _rebuild(self) -> None:
+        for kind, channel in self._channels.items():
+            channel.listeners = self._listeners_of(kind)
+
+    def publish(self, event: Event) -> None:
+        """Deliver `event` to the listeners of its type (primitives use their channel directly)."""
+        self.channel(type(event)).publish(event)
+
+    def report_error(self, component: str, exc: BaseException) -> None:
+        """Count and log a failure of instrumentation (once), and tell the listeners that asked."""
+        self._count(component, exc)
+        failed = self._channels[InstrumentationFailed]
+        if not failed.listeners:
+            return
+        report = InstrumentationFailed(component=component, error_type=type(exc).__name__)
+        for listener in failed.listeners:
+            try:
+                listener(report)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as nested:
+                self._count(_component_of(listener), nested)
+
+    def _count(self, component: str, exc: BaseException) -> None:
+        with self._lock:
+            self._errors[component] = self._errors.get(component, 0) + 1
+            state = self._failure_logs.get(component)
+            if state is None:
+                state = self._failure_logs[component] = _FailureLog()
+            if state.logged < LOGGED_FAILURES_PER_COMPONENT:
+                state.logged += 1
+                full, summary = True, 0
+            else:
+                state.unreported += 1
+                now = self.clock()
+                full, summary = False, 0
+                if now - state.last_summary >= SUMMARY_INTERVAL:
+                    summary, state.unreported, state.last_summary = state.unreported, 0, now
+        if full:
+            log.error(
+                "seawall instrumentation %r failed (%s); the call it observed went on",
+                component,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            if state.logged == LOGGED_FAILURES_PER_COMPONENT:
+                log.error(
+                    "seawall instrumentation %r: further failures are logged once per %.0fs "
+                    "(all are counted in seawall_instrumentation_errors_total)",
+                    component,
+                    SUMMARY_INTERVAL,
+                )
+        elif summary:
+            log.error(
+                "seawall instrumentation %r failed %d more times (latest: %s)",
+                component,
+                summary,
+                type(exc).__name__,
+            )
+
+    def instrumentation_errors(self) -> dict[str, int]:
+        """Failures counted so far, by component (what seawall_instrumentation_errors_total shows)."""
+        with self._lock:
+            return dict(self._errors)
+
+
+def _component_of(listener: object) -> str:
+    component = getattr(listener, "component", None)
+    if isinstance(component, str) and component:
+        return component
+    return type(listener).__name__
