@@ -1,233 +1,260 @@
-"""seawall.prometheus against the event contract: scripted events in, parsed expositions out."""
+"""seawall.prometheus reads the primitives: real calls in, parsed expositions out, equal to snapshots."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 import seawall
-from exposition import scrape
+from conftest import FakeClock
+from exposition import get, scrape
 from seawall import otel
 from seawall import prometheus as sp
-from seawall.events import (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    ErrorRecorded,
-    FallbackUsed,
-    FeatureToggled,
-    PrimitiveRegistered,
-    RetryAttemptFinished,
-    RetryAttemptStarted,
-    RetryCompleted,
-)
 from seawall._labels import OTHER, LabelGuard
-from seawall._snapshots import BreakerSnapshot
+from seawall.prometheus._collector import WORST_FIRST
 
 S = seawall.BreakerState
-OC = seawall.CallOutcome
 
 
-def value(prom: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return scrape(prom).get((name, tuple(sorted(labels.items()))))
+def boom() -> None:
+    raise OSError("down")
 
 
-def test_breaker_scenario_exact_series(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
-) -> None:
-    bus = registry.bus
-    bus.publish(PrimitiveRegistered("breaker", "db"))
-    # zero series exist before any call
-    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 0
-    assert value(prom, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
-    assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="db") == 0
-    bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.003, None))
-    bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.2, None))
-    bus.publish(BreakerCallCompleted("db", OC.FAILURE, 1.5, "TimeoutError"))
-    bus.publish(BreakerStateChanged("db", S.CLOSED, S.OPEN, "failures"))
-    bus.publish(BreakerCallRejected("db", S.OPEN, 4.0))
-    bus.publish(BreakerCallRejected("db", S.OPEN, 3.0))
+def call(target: Any, fn: Any) -> None:
+    try:
+        target.call(fn)
+    except Exception:
+        pass
+
+
+# -- the property: the exposition equals the primitives' snapshots, `_other` included ----------------
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["ok", "fail", "ignored", "tick", "reset", "force_open", "disable", "retry_ok", "retry_fail"]),
+        st.integers(min_value=0, max_value=3),
+    ),
+    max_size=60,
+)
+
+
+def expected_breaker_series(snapshots: list[seawall.BreakerSnapshot]) -> dict[str, Any]:
+    """What one label's series must show for the breakers folded into it."""
+    worst = min((snap.state for snap in snapshots), key=WORST_FIRST.index)
+    calls = {outcome: sum(snap.calls[outcome] for snap in snapshots) for outcome in snapshots[0].calls}
+    transitions: dict[tuple[str, str], int] = {}
+    for snap in snapshots:
+        for (frm, to), count in snap.transitions.items():
+            transitions[(frm.value, to.value)] = transitions.get((frm.value, to.value), 0) + count
+    successes = sum(snap.durations["success"].count for snap in snapshots)
+    return {"state": worst, "calls": calls, "transitions": transitions, "success_count": successes}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
+    clock = FakeClock()
+    registry = seawall.Registry()
+    prom = CollectorRegistry()
+    instrumentation = sp.instrument(prom, seawall_registry=registry, max_label_values=2)
+    breakers = [
+        seawall.CircuitBreaker(f"b{i}", failure_threshold=2, reset_timeout=5, clock=clock, registry=registry,
+                               ignore_on=KeyError)
+        for i in range(4)
+    ]
+    retries = [seawall.Retry(f"r{i}", attempts=2, sleep=lambda s: None, clock=clock, registry=registry)
+               for i in range(3)]
+    seen: list[object] = []
+    for kind, index in ops:
+        breaker, retry = breakers[index], retries[index % 3]
+        if kind == "ok":
+            call(breaker, lambda: 1)
+        elif kind == "fail":
+            call(breaker, boom)
+        elif kind == "ignored":
+            call(breaker, lambda: {}["missing"])
+        elif kind == "tick":
+            clock.advance(3)
+        elif kind == "reset":
+            breaker.reset()
+        elif kind == "force_open":
+            breaker.force_open()
+        elif kind == "disable":
+            breaker.disable()
+        elif kind == "retry_ok":
+            call(retry, lambda: 1)
+        else:
+            call(retry, boom)
+    before = [b.snapshot() for b in breakers]
+    unsubscribe = registry.bus.subscribe(seen.append)
     found = scrape(prom)
+    unsubscribe()
+    assert seen == [], "a scrape published events"
+    assert [b.snapshot().state for b in breakers] == [snap.state for snap in before], "a scrape moved a state"
+    # b0 and b1 have their own series; b2 and b3 are folded into _other
+    groups = {"b0": before[:1], "b1": before[1:2], OTHER: before[2:]}
+    for label, snaps in groups.items():
+        want = expected_breaker_series(snaps)
+        for state in S:
+            value = get(found, "seawall_circuit_breaker_state", breaker=label, state=state.value)
+            assert value == (1.0 if state is want["state"] else 0.0), (label, state)
+        for outcome, count in want["calls"].items():
+            assert get(found, "seawall_circuit_breaker_calls_total", breaker=label, outcome=outcome) == count
+        for (frm, to), count in want["transitions"].items():
+            got = get(found, "seawall_circuit_breaker_transitions_total", breaker=label, from_state=frm, to_state=to)
+            assert got == count
+        got = get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker=label, outcome="success")
+        assert got == want["success_count"]
+    retry_snaps = [r.snapshot() for r in retries]
+    for label, snaps in {"r0": retry_snaps[:1], "r1": retry_snaps[1:2], OTHER: retry_snaps[2:]}.items():
+        for outcome in seawall.RetryOutcome:
+            got = get(found, "seawall_retry_calls_total", retry=label, outcome=outcome.value)
+            assert got == sum(snap.calls[outcome.value] for snap in snaps)
+        got = get(found, "seawall_retries_total", retry=label, error_type="OSError")
+        assert (got or 0) == sum(snap.retries_by_error.get("OSError", 0) for snap in snaps)
+    instrumentation.close()
 
-    def get(name: str, **labels: str) -> float | None:
-        return found.get((name, tuple(sorted(labels.items()))))
 
-    assert get("seawall_circuit_breaker_calls_total", breaker="db", outcome="success") == 2
-    assert get("seawall_circuit_breaker_calls_total", breaker="db", outcome="failure") == 1
-    assert get("seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 2
-    assert get("seawall_circuit_breaker_calls_total", breaker="db", outcome="ignored") == 0
-    for state in S:
-        expected = 1.0 if state is S.OPEN else 0.0
-        assert get("seawall_circuit_breaker_state", breaker="db", state=state.value) == expected
-    assert (
-        get("seawall_circuit_breaker_transitions_total", breaker="db", from_state="closed", to_state="open")
-        == 1
-    )
-    hist = "seawall_circuit_breaker_call_duration_seconds"
-    assert get(f"{hist}_count", breaker="db", outcome="success") == 2
-    assert get(f"{hist}_sum", breaker="db", outcome="success") == pytest.approx(0.203)
-    assert get(f"{hist}_bucket", breaker="db", outcome="success", le="0.005") == 1
-    assert get(f"{hist}_bucket", breaker="db", outcome="success", le="0.25") == 2
-    assert get(f"{hist}_bucket", breaker="db", outcome="failure", le="1.0") == 0
-    assert get(f"{hist}_bucket", breaker="db", outcome="failure", le="2.5") == 1
-    assert get(f"{hist}_bucket", breaker="db", outcome="failure", le="30.0") == 1
-    assert get(f"{hist}_bucket", breaker="db", outcome="failure", le="+Inf") == 1
-    assert get("seawall_build_info", version=seawall.__version__) == 1
+# -- one behaviour each -----------------------------------------------------------------------------------
 
 
-def test_retry_error_feature_series(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+def test_zero_series_before_any_call(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
+                                      registry: seawall.Registry) -> None:
+    seawall.CircuitBreaker("db", registry=registry)
+    seawall.Retry("fetch", registry=registry)
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 0
+    assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
+    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="db") == 0
+    assert get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success") == 0
+    assert get(found, "seawall_retry_calls_total", retry="fetch", outcome="failed_with_retry") == 0
+
+
+def test_breakers_made_before_instrument_are_read(prom: CollectorRegistry, registry: seawall.Registry,
+                                                  fake_clock: FakeClock) -> None:
+    breaker = seawall.CircuitBreaker("early", failure_threshold=1, clock=fake_clock, registry=registry)
+    call(breaker, boom)
+    instrumentation = sp.instrument(prom, seawall_registry=registry)
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_state", breaker="early", state="open") == 1
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="early", outcome="failure") == 1
+    assert get(found, "seawall_circuit_breaker_transitions_total", breaker="early", from_state="closed",
+               to_state="open") == 1
+    instrumentation.close()
+
+
+def test_open_breaker_past_its_timeout_reads_open_until_a_call(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: FakeClock
 ) -> None:
-    bus = registry.bus
-    bus.publish(PrimitiveRegistered("retry", "fetch"))
-    assert value(prom, "seawall_retry_calls_total", retry="fetch", outcome="failed_with_retry") == 0
-    bus.publish(RetryAttemptStarted("fetch", 1))
-    bus.publish(
-        RetryAttemptFinished("fetch", 1, 0.1, "ConnectionError", seawall.ErrorCategory.TRANSIENT, True, 0.2)
-    )
-    bus.publish(RetryAttemptStarted("fetch", 2))
-    bus.publish(
-        RetryAttemptFinished("fetch", 2, 0.1, "TimeoutError", seawall.ErrorCategory.TRANSIENT, True, 0.4)
-    )
-    bus.publish(RetryAttemptStarted("fetch", 3))
-    bus.publish(RetryAttemptFinished("fetch", 3, 0.1, None, None, False, 0.0))
-    bus.publish(RetryCompleted("fetch", seawall.RetryOutcome.SUCCESS_WITH_RETRY, 3, 0.9, None))
-    bus.publish(ErrorRecorded("fetch", "ConnectionError", seawall.ErrorCategory.TRANSIENT))
-    bus.publish(FeatureToggled("recs", False, "failures"))
-    bus.publish(FallbackUsed("recs", seawall.FallbackReason.CIRCUIT_OPEN, None))
-    assert value(prom, "seawall_retry_calls_total", retry="fetch", outcome="success_with_retry") == 1
-    assert value(prom, "seawall_retry_calls_total", retry="fetch", outcome="success_without_retry") == 0
-    assert value(prom, "seawall_retries_total", retry="fetch", error_type="ConnectionError") == 1
-    assert value(prom, "seawall_retries_total", retry="fetch", error_type="TimeoutError") == 1
-    assert (
-        value(
-            prom, "seawall_errors_total", source="fetch", error_type="ConnectionError", category="transient"
-        )
-        == 1
-    )
-    assert value(prom, "seawall_feature_enabled", feature="recs") == 0
-    assert value(prom, "seawall_fallbacks_total", feature="recs", reason="circuit_open") == 1
-    assert value(prom, "seawall_fallbacks_total", feature="recs", reason="error") == 0
-    bus.publish(FeatureToggled("recs", True, "recovered"))
-    assert value(prom, "seawall_feature_enabled", feature="recs") == 1
+    breaker = seawall.CircuitBreaker("db", failure_threshold=1, reset_timeout=10, clock=fake_clock,
+                                     registry=registry)
+    call(breaker, boom)
+    fake_clock.advance(11)
+    for _ in range(3):  # scraping does not perform the transition, and does not count one
+        found = scrape(prom)
+        assert get(found, "seawall_circuit_breaker_state", breaker="db", state="open") == 1
+        assert get(found, "seawall_circuit_breaker_transitions_total", breaker="db", from_state="open",
+                   to_state="half_open") is None
+    call(breaker, lambda: 1)  # the probe
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
+    assert get(found, "seawall_circuit_breaker_transitions_total", breaker="db", from_state="open",
+               to_state="half_open") == 1
 
 
-def test_instrumentation_errors_counted(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
-) -> None:
+def test_other_shows_the_worst_state(prom: CollectorRegistry, registry: seawall.Registry,
+                                     fake_clock: FakeClock) -> None:
+    instrumentation = sp.instrument(prom, seawall_registry=registry, max_label_values=1)
+    seawall.CircuitBreaker("first", registry=registry)
+    seawall.CircuitBreaker("closed", registry=registry)
+    tripped = seawall.CircuitBreaker("tripped", failure_threshold=1, clock=fake_clock, registry=registry)
+    call(tripped, boom)  # the last writer is not what decides: the worst state is shown
+    seawall.CircuitBreaker("later", registry=registry).disable()
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_state", breaker=OTHER, state="open") == 1
+    assert get(found, "seawall_circuit_breaker_state", breaker=OTHER, state="disabled") == 0
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker=OTHER, outcome="failure") == 1
+    assert get(found, "seawall_label_overflow_total", metric="seawall_circuit_breaker_state", label="breaker") == 3
+    instrumentation.close()
+
+
+def test_errors_and_fallbacks_are_read(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
+                                       registry: seawall.Registry) -> None:
+    registry.errors.record(TimeoutError("slow"), source="payments")
+    registry.errors.record(TimeoutError("slow"), source="payments")
+    own = seawall.ErrorAggregator(registry=registry)
+    own.record(PermissionError("no"), source="auth")
+    feature = seawall.Feature("recs", fallback=[], registry=registry)
+    feature.call(boom)
+    feature.disable()
+    feature.call(lambda: [1])
+    registry.errors.clear()  # the window forgets; counters must not
+    found = scrape(prom)
+    assert get(found, "seawall_errors_total", source="payments", error_type="TimeoutError", category="transient") == 2
+    assert get(found, "seawall_errors_total", source="auth", error_type="PermissionError", category="auth") == 1
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="error") == 1
+    assert get(found, "seawall_fallbacks_total", feature="recs", reason="disabled") == 1
+    assert get(found, "seawall_feature_enabled", feature="recs") == 0
+
+
+def test_listener_failures_one_count_for_bus_and_metric(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
+                                                        registry: seawall.Registry) -> None:
+    def broken(event: object) -> None:
+        raise RuntimeError("listener bug")
+
+    broken.component = "broken-listener"  # type: ignore[attr-defined]
+    registry.bus.subscribe(broken)
+    reports: list[object] = []
+    registry.bus.subscribe(reports.append, events=[seawall.events.InstrumentationFailed])
+    breaker = seawall.CircuitBreaker("db", registry=registry)
+    for _ in range(3):
+        breaker.call(lambda: 1)  # the call goes on
+    counted = registry.bus.instrumentation_errors()["broken-listener"]
+    assert counted == get(scrape(prom), "seawall_instrumentation_errors_total", component="broken-listener")
+    assert counted == len(reports)
+
+
+def test_raising_base_exception_listener_never_reaches_the_caller(registry: seawall.Registry) -> None:
+    class Odd(BaseException):
+        pass
+
+    def broken(event: object) -> None:
+        raise Odd
+
+    registry.bus.subscribe(broken)
+    assert seawall.CircuitBreaker("db", registry=registry).call(lambda: 7) == 7
+    assert registry.bus.instrumentation_errors() == {"function": 2}  # registration and the call
+
+
+def test_broken_snapshot_is_counted_not_raised(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
+                                               registry: seawall.Registry) -> None:
     class Broken:
-        component = "broken-listener"
+        kind, name, config = "breaker", "broken", {}
 
-        def __call__(self, event: object) -> None:
-            raise RuntimeError("boom")
+        def snapshot(self) -> None:
+            raise RuntimeError("bad")
 
-    registry.bus.subscribe(Broken())
-    registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.01, None))
-    registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.01, None))
-    assert value(prom, "seawall_instrumentation_errors_total", component="broken-listener") == 2
-    # the failing listener never stopped ours
-    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="db", outcome="success") == 2
-
-
-def test_earlier_errors_are_carried_over(prom: CollectorRegistry, registry: seawall.Registry) -> None:
-    registry.bus.report_error("otlp", ConnectionError("down"))
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    try:
-        assert value(prom, "seawall_instrumentation_errors_total", component="otlp") == 1
-    finally:
-        instrumentation.close()
-
-
-@dataclass
-class FakeBreaker:
-    """Just what the registry and the exporter read: kind, name, config, snapshot()."""
-
-    name: str
-    state: seawall.BreakerState = S.CLOSED
-    failure_rate: float | None = None
-    kind: str = "breaker"
-    reads: int = 0
-
-    @property
-    def config(self) -> dict[str, object]:
-        return {}
-
-    def snapshot(self) -> BreakerSnapshot:
-        self.reads += 1
-        return BreakerSnapshot(
-            name=self.name,
-            state=self.state,
-            failure_threshold=5,
-            reset_timeout=30.0,
-            consecutive_failures=0,
-            failure_rate=self.failure_rate,
-            failure_rate_threshold=0.5,
-            window_calls=10,
-            retry_after=None,
-            seconds_in_state=1.0,
-            half_open_in_flight=0,
-        )
-
-
-def test_state_of_breakers_made_before_instrument_and_at_scrape(
-    prom: CollectorRegistry, registry: seawall.Registry
-) -> None:
-    early = FakeBreaker("early", state=S.OPEN, failure_rate=0.75)
-    registry.add(early)
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    try:
-        assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="open") == 1
-        assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="closed") == 0
-        assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="early") == 0.75
-        # a state read at scrape time sees what the breaker says now (the lazy open -> half_open)
-        early.state = S.HALF_OPEN
-        early.failure_rate = 0.5
-        assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="half_open") == 1
-        assert value(prom, "seawall_circuit_breaker_state", breaker="early", state="open") == 0
-        assert value(prom, "seawall_circuit_breaker_failure_ratio", breaker="early") == 0.5
-        late = FakeBreaker("late", state=S.FORCED_OPEN)
-        registry.add(late)  # PrimitiveRegistered: series at once
-        assert value(prom, "seawall_circuit_breaker_state", breaker="late", state="forced_open") == 1
-    finally:
-        instrumentation.close()
-
-
-def test_broken_snapshot_is_counted_not_raised(prom: CollectorRegistry, registry: seawall.Registry) -> None:
-    class Broken(FakeBreaker):
-        def snapshot(self) -> BreakerSnapshot:
-            raise RuntimeError("snapshot failed")
-
-    registry.add(Broken("bad"))
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    try:
-        generate_latest(prom)
-        assert (value(prom, "seawall_instrumentation_errors_total", component="prometheus") or 0) >= 2
-    finally:
-        instrumentation.close()
+    registry.add(Broken())  # type: ignore[arg-type]
+    text = generate_latest(prom).decode()
+    assert "seawall_build_info" in text
+    assert registry.bus.instrumentation_errors()["prometheus"] == 1
 
 
 def test_idempotent_and_close(prom: CollectorRegistry, registry: seawall.Registry) -> None:
     first = sp.instrument(prom, seawall_registry=registry)
     assert sp.instrument(prom, seawall_registry=registry) is first
-    assert len(registry.bus.listeners) == 1
     with pytest.raises(ValueError, match="already instrumented"):
-        sp.instrument(prom, seawall_registry=seawall.Registry())
-    with pytest.raises(ValueError, match="already instrumented"):
-        sp.instrument(prom, seawall_registry=registry, buckets=(0.1, 1.0))
-    registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.01, None))
-    text = generate_latest(prom).decode()
-    assert text.count("# TYPE seawall_circuit_breaker_calls_total counter") == 1
+        sp.instrument(prom, seawall_registry=registry, max_label_values=5)
+    assert registry.bus.listeners == ()  # reading needs no listener
     first.close()
     first.close()
-    assert registry.bus.listeners == ()
     assert "seawall_" not in generate_latest(prom).decode()
-    second = sp.instrument(prom, seawall_registry=registry)
-    assert second is not first
-    second.close()
 
 
 @pytest.mark.parametrize(
@@ -246,102 +273,70 @@ def test_bad_settings(kwargs: dict[str, object], error: type[Exception], match: 
         sp.instrument(CollectorRegistry(), **kwargs)  # type: ignore[arg-type]
 
 
-def test_custom_buckets(prom: CollectorRegistry, registry: seawall.Registry) -> None:
+def test_custom_buckets(prom: CollectorRegistry, registry: seawall.Registry, fake_clock: FakeClock) -> None:
     instrumentation = sp.instrument(prom, seawall_registry=registry, buckets=(0.5, 2))
-    try:
-        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 1.0, None))
-        les = {
-            labels["le"]
-            for (name, items) in scrape(prom)
-            if name.endswith("_bucket")
-            for labels in [dict(items)]
-            if labels.get("outcome") == "success"
-        }
-        assert les == {"0.5", "2.0", "+Inf"}
-    finally:
-        instrumentation.close()
+    breaker = seawall.CircuitBreaker("db", clock=fake_clock, registry=registry)
 
+    def slow() -> None:
+        fake_clock.advance(1.0)
 
-def test_cardinality_cap_collapses_to_other(prom: CollectorRegistry, registry: seawall.Registry) -> None:
-    instrumentation = sp.instrument(prom, seawall_registry=registry, max_label_values=3)
-    try:
-        for index in range(5):
-            registry.bus.publish(BreakerCallCompleted(f"b{index}", OC.SUCCESS, 0.01, None))
-        registry.bus.publish(BreakerCallCompleted("b4", OC.SUCCESS, 0.01, None))
-        found = scrape(prom)
-        breakers = {
-            dict(labels)["breaker"]
-            for (name, labels) in found
-            if name == "seawall_circuit_breaker_calls_total"
-        }
-        assert breakers == {"b0", "b1", "b2", OTHER}
-        assert value(prom, "seawall_circuit_breaker_calls_total", breaker=OTHER, outcome="success") == 3
-        overflow = "seawall_label_overflow_total"
-        # two distinct names refused, counted once each per metric
-        assert value(prom, overflow, metric="seawall_circuit_breaker_calls_total", label="breaker") == 2
-        assert value(prom, overflow, metric="seawall_circuit_breaker_state", label="breaker") == 2
-        for index in range(5):
-            registry.bus.publish(ErrorRecorded("svc", f"Error{index}", seawall.ErrorCategory.UNKNOWN))
-        assert value(prom, overflow, metric="seawall_errors_total", label="error_type") == 2
-        assert value(prom, "seawall_errors_total", source="svc", error_type=OTHER, category="unknown") == 2
-    finally:
-        instrumentation.close()
+    breaker.call(slow)
+    found = scrape(prom)
+    bounds = {labels[1][1] for (name, labels) in found if name.endswith("_bucket")}
+    assert bounds == {"0.5", "2.0", "+Inf"}
+    assert get(found, "seawall_circuit_breaker_call_duration_seconds_bucket", breaker="db", le="0.5",
+               outcome="success") == 0
+    assert get(found, "seawall_circuit_breaker_call_duration_seconds_bucket", breaker="db", le="2.0",
+               outcome="success") == 1
+    assert get(found, "seawall_circuit_breaker_call_duration_seconds_sum", breaker="db", outcome="success") == 1.0
+    snapshot = breaker.snapshot().durations["success"]
+    assert snapshot.quantile(0.5) == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="already records durations"):
+        sp.instrument(CollectorRegistry(), seawall_registry=registry, buckets=(1, 3))
+    instrumentation.close()
 
 
 def test_label_guard_unit() -> None:
-    counted: list[tuple[str, str]] = []
-    guard = LabelGuard("m", "l", 2, lambda metric, label: counted.append((metric, label)))
-    assert [guard.admit(v) for v in ["a", "b", "c", "a", "c", "d"]] == ["a", "b", OTHER, "a", OTHER, OTHER]
-    assert counted == [("m", "l"), ("m", "l")]
-    assert guard.admitted() == frozenset({"a", "b"})
-    # memory stays bounded: past 10x the cap, refusals are counted each time
-    for index in range(30):
-        guard.admit(f"x{index}")
-    assert len(counted) == 32
-    with pytest.raises(ValueError, match="got -1"):
-        LabelGuard("m", "l", -1)
+    refused: list[tuple[str, str]] = []
+    guard = LabelGuard("m", "l", 2, lambda metric, label: refused.append((metric, label)))
+    assert [guard.admit(v) for v in ("a", "b", "a", "c", "c", "d")] == ["a", "b", "a", OTHER, OTHER, OTHER]
+    assert refused == [("m", "l"), ("m", "l")]
 
 
 @pytest.mark.parametrize("name", ['quo"te', "new\nline", "back\\slash", "ünïcødé ✓", "sp ace{}=,"])
 def test_awkward_names_round_trip(prom: CollectorRegistry, registry: seawall.Registry, name: str) -> None:
     instrumentation = sp.instrument(prom, seawall_registry=registry)
-    try:
-        registry.bus.publish(BreakerCallCompleted(name, OC.FAILURE, 0.01, "ValueError"))
-        assert value(prom, "seawall_circuit_breaker_calls_total", breaker=name, outcome="failure") == 1
-        text = generate_openmetrics(prom).decode()
-        families = {f.name: f for f in parse_openmetrics(text)}
-        calls = families["seawall_circuit_breaker_calls"]
-        assert any(
-            s.labels == {"breaker": name, "outcome": "failure"} and s.value == 1 for s in calls.samples
-        )
-    finally:
-        instrumentation.close()
+    breaker = seawall.CircuitBreaker(name, failure_threshold=5, registry=registry)
+    call(breaker, boom)
+    assert get(scrape(prom), "seawall_circuit_breaker_calls_total", breaker=name, outcome="failure") == 1
+    text = sp.generate_openmetrics(prom).decode()
+    families = {family.name: family for family in parse_openmetrics(text)}
+    calls = families["seawall_circuit_breaker_calls"].samples
+    assert any(s.labels == {"breaker": name, "outcome": "failure"} and s.value == 1 for s in calls)
+    instrumentation.close()
 
 
-def test_exemplars_with_sampled_span(
-    prom: CollectorRegistry, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_exemplars_only_while_tracing(prom: CollectorRegistry, registry: seawall.Registry,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    # Whether tracing is active is process-wide (other tests may have traced the default registry):
-    # start from "not active" explicitly.
-    monkeypatch.setattr(sp, "_tracing_active", lambda trace: False)
+    import seawall.prometheus as prometheus_module
+
+    monkeypatch.setattr(prometheus_module, "_tracing_active", lambda trace, registry: False)
     inst = sp.instrument(prom, seawall_registry=registry)
-    monkeypatch.undo()
+    breaker = seawall.CircuitBreaker("db", registry=registry)
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("early"):  # tracing not active yet: no lookup, no exemplar
-        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 7.0, None))
+    with tracer.start_as_current_span("early"):
+        breaker.call(lambda: 1)  # tracing not active yet: no listener, no exemplar
+    assert registry.bus.listeners == ()
+    monkeypatch.undo()
     tracing = otel.instrument(provider, seawall_registry=registry)
-    inst.refresh()  # every scrape re-checks whether tracing became active
+    sp.generate_latest(prom)  # every scrape re-checks whether tracing became active
     with tracer.start_as_current_span("op") as span:
-        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.02, None))
+        breaker.call(lambda: 1)
         context = span.get_span_context()
-    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
-    with unsampled.start_as_current_span("op"):
-        registry.bus.publish(BreakerCallCompleted("db", OC.FAILURE, 0.02, "E"))
-    text = generate_openmetrics(prom).decode()
+    text = sp.generate_openmetrics(prom).decode()
     families = {f.name: f for f in parse_openmetrics(text)}
     buckets = [
         s
@@ -349,55 +344,42 @@ def test_exemplars_with_sampled_span(
         if s.name.endswith("_bucket") and s.exemplar is not None
     ]
     assert len(buckets) == 1
-    assert buckets[0].labels["outcome"] == "success"
-    assert buckets[0].labels["le"] == "0.025"
+    assert buckets[0].labels["le"] == "0.005"
     assert buckets[0].exemplar.labels == {
         "trace_id": format(context.trace_id, "032x"),
         "span_id": format(context.span_id, "016x"),
     }
-    assert buckets[0].exemplar.value == 0.02
-    # the plain text format carries no exemplars
-    assert "trace_id" not in generate_latest(prom).decode()
+    assert "trace_id" not in sp.generate_latest(prom).decode()  # the text format has no exemplars
     tracing.close()
     provider.shutdown()
     inst.close()
 
 
-def test_concurrent_calls_are_counted_exactly(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
-) -> None:
-    import threading
+def test_concurrent_calls_are_counted_exactly(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
+                                              registry: seawall.Registry) -> None:
+    breaker = seawall.CircuitBreaker("db", registry=registry)
+    retry = seawall.Retry("r", registry=registry)
+    wrapped = retry(breaker(lambda: 1))
 
     def worker() -> None:
-        for index in range(2000):
-            outcome = OC.SUCCESS if index % 4 else OC.FAILURE
-            registry.bus.publish(BreakerCallCompleted("shared", outcome, 0.001 * (index % 50), None))
+        for _ in range(2000):
+            wrapped()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="shared", outcome="success") == 6000
-    assert value(prom, "seawall_circuit_breaker_calls_total", breaker="shared", outcome="failure") == 2000
-    hist = "seawall_circuit_breaker_call_duration_seconds"
-    assert value(prom, f"{hist}_count", breaker="shared", outcome="success") == 6000
-    assert value(prom, f"{hist}_bucket", breaker="shared", outcome="success", le="+Inf") == 6000
+    found = scrape(prom)
+    assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="success") == 16000
+    assert get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success") == 16000
+    assert get(found, "seawall_retry_calls_total", retry="r", outcome="success_without_retry") == 16000
 
 
-def test_refresh_all(prom: CollectorRegistry, registry: seawall.Registry) -> None:
-    breaker = FakeBreaker("lazy", state=S.OPEN)
-    registry.add(breaker)
-    instrumentation = sp.instrument(prom, seawall_registry=registry)
-    try:
-        reads = breaker.reads
-        sp.refresh_all()
-        assert breaker.reads == reads + 1
-    finally:
-        instrumentation.close()
-    sp.refresh_all()  # closed instrumentations are skipped
-    assert breaker.reads == reads + 1
+def test_refresh_all_is_harmless(inst: sp.PrometheusInstrumentation, registry: seawall.Registry) -> None:
+    seawall.CircuitBreaker("db", registry=registry)
+    sp.refresh_all()
+    assert registry.bus.instrumentation_errors() == {}
 
 
 def test_works_without_opentelemetry(monkeypatch: pytest.MonkeyPatch, registry: seawall.Registry) -> None:
@@ -408,8 +390,8 @@ def test_works_without_opentelemetry(monkeypatch: pytest.MonkeyPatch, registry: 
     prom = CollectorRegistry()
     instrumentation = sp.instrument(prom, seawall_registry=registry)
     try:
-        registry.bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.01, None))
-        text = generate_openmetrics(prom).decode()
+        seawall.CircuitBreaker("db", registry=registry).call(lambda: 1)
+        text = sp.generate_openmetrics(prom).decode()
         assert 'seawall_circuit_breaker_calls_total{breaker="db",outcome="success"} 1.0' in text
         assert "trace_id" not in text
     finally:

@@ -95,8 +95,10 @@ def test_open_breaker_degrades_but_keeps_200(
     body = response.json()
     assert body["status"] == "degraded"
     assert body["breakers"]["open"] == ["payments"]
-    fake_clock.advance(61)  # past reset_timeout: half_open still counts as degraded
-    assert client.get("/health/ready").json()["breakers"]["half_open"] == ["payments"]
+    fake_clock.advance(61)  # past reset_timeout: reads stay open (no call has probed yet), still degraded
+    body = client.get("/health/ready").json()
+    assert body["breakers"]["open"] == ["payments"]
+    assert breaker.retry_after == 0.0
 
 
 def test_open_critical_breaker_is_unhealthy_503(

@@ -270,6 +270,8 @@ class EventBus:
             return
         report = InstrumentationFailed(component=component, error_type=type(exc).__name__)
         for listener in failed.listeners:
+            if _component_of(listener) == component:
+                continue  # a listener is not told of its own failure: it would fail again, counted twice
             try:
                 listener(report)
             except _PASS_THROUGH:

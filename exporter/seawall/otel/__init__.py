@@ -20,7 +20,7 @@ import contextvars
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -57,9 +57,27 @@ _FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
 _ERROR = Status(StatusCode.ERROR)
 
 
-# An open attempt span, as a tuple (cheaper than an object): (retry, attempt, span, token, parent,
-# recording). The parent link makes a stack, so nested retries close in order.
-_Open = tuple[str, int, Span, object, Any, bool]
+class _Open(NamedTuple):
+    """An open attempt span; the parent link makes a stack, so nested retries close in order."""
+
+    retry: str
+    attempt: int
+    span: Span
+    token: object  # the context token to detach
+    parent: _Open | None
+    recording: bool
+
+
+# What the listener handles; every other event type is never built for it.
+TRACED_EVENTS = (
+    RetryAttemptStarted,
+    RetryAttemptFinished,
+    RetryCompleted,
+    BreakerCallRejected,
+    BreakerStateChanged,
+    FallbackUsed,
+    FeatureToggled,
+)
 
 
 class OtelInstrumentation:
@@ -83,7 +101,9 @@ class OtelInstrumentation:
             FeatureToggled: self._on_feature_toggled,
         }
         self.listener = self._make_listener()
-        self._unsubscribe = seawall_registry.bus.subscribe(self.listener) if self.active else None
+        self._unsubscribe = (
+            seawall_registry.bus.subscribe(self.listener, events=TRACED_EVENTS) if self.active else None
+        )
 
     def _make_listener(self) -> Any:
         """The function subscribed to the bus. Attempt spans are opened and closed inline (a
@@ -115,17 +135,17 @@ class OtelInstrumentation:
                         attributes["http.request.resend_count"] = attempt - 1
                     span.set_attributes(attributes)
                 token = attach(in_context(span))
-                open_spans.set((retry, attempt, span, token, open_spans.get(), recording))
+                open_spans.set(_Open(retry, attempt, span, token, open_spans.get(), recording))
             elif cls is finished:
                 node = open_spans.get()
                 attempt, retry = event.attempt, event.retry  # type: ignore[union-attr]
-                while node is not None and (node[1] != attempt or node[0] != retry):
-                    node = node[4]
+                while node is not None and (node.attempt != attempt or node.retry != retry):
+                    node = node.parent
                 if node is None:  # started before instrument() or in another context: nothing to end
                     return
-                open_spans.set(node[4])
-                span = node[2]
-                if node[5]:
+                open_spans.set(node.parent)
+                span = node.span
+                if node.recording:
                     if event.error_type is not None:  # type: ignore[union-attr]
                         attributes = {"error.type": event.error_type}  # type: ignore[union-attr]
                         if event.category is not None:  # type: ignore[union-attr]
@@ -140,7 +160,7 @@ class OtelInstrumentation:
                             {"seawall.retry.will_retry": True, "seawall.retry.delay": event.delay}  # type: ignore[union-attr]
                         )
                 span.end()
-                detach(node[3])  # type: ignore[arg-type]
+                detach(node.token)  # type: ignore[arg-type]
             elif cls is completed:
                 if event.outcome in _FAILED:  # type: ignore[union-attr,operator]
                     on_completed(event)  # type: ignore[arg-type]

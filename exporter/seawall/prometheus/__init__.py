@@ -1,14 +1,13 @@
-"""Prometheus metrics for seawall: a listener on the registry's event bus that keeps the metric contract.
+"""Prometheus metrics for seawall: the metric contract read from the primitives.
 
-`instrument()` subscribes to a seawall registry and exposes the series dashboards and alerts are
-built on (see docs/exporter.md). The labelled children are cached per name, because `.labels()`
-costs more than the increment; events are dispatched on their type through a dict (`_listener`).
-State gauges are kept from events and refreshed from snapshots at scrape time, because the
-breaker's open -> half_open transition happens lazily on the next call or state read.
+`instrument()` exposes the series dashboards and alerts are built on (see docs/exporter.md) for
+the primitives of a seawall registry. Single-process mode registers one collector that reads every
+primitive's snapshot at scrape time (`_collector`); calls do no metric work, and the only per-call
+listener is the exemplar recorder, subscribed while tracing is on. `render()` (`_exposition`) is
+the one exposition path: text or OpenMetrics as negotiated, gzip when asked.
 
-Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) works: only standard metric objects are used
-(custom collectors are not read by `MultiProcessCollector`), counters and histograms sum across
-workers, and each gauge has a multiprocess mode chosen for what it means (see `_GAUGE_MODES`).
+Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) writes each event through to prometheus_client's
+metric objects, whose files `MultiProcessCollector` sums across workers (`_multiprocess`).
 """
 
 from __future__ import annotations
@@ -16,24 +15,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
 
 from .._labels import DEFAULT_MAX_LABEL_VALUES, check_max_label_values
+from .._latency import DEFAULT_DURATION_BUCKETS, check_buckets
 from .._registry import Registry, default_registry
-from ._families import (
-    DEFAULT_BUCKETS,
-    _check_buckets,
-    _exemplar_function,
-    _Metrics,
-    _multiprocess_enabled,
-    _tracing_active,
-)
-from ._listener import EventListener
-from ._render import generate_latest, generate_openmetrics, render
+from ..events import BreakerCallCompleted
+from ._collector import ExemplarRecorder, SnapshotCollector
+from ._exposition import generate_latest, generate_openmetrics, negotiate, render
+from ._families import _Metrics, _multiprocess_enabled
+from ._multiprocess import COUNTED_EVENTS, MultiprocessWriter
+
+DEFAULT_BUCKETS = DEFAULT_DURATION_BUCKETS
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -41,13 +38,15 @@ __all__ = [
     "generate_latest",
     "generate_openmetrics",
     "instrument",
+    "negotiate",
     "refresh_all",
     "render",
 ]
 
 
 class _Refresher(Collector):
-    """Registered before the metrics, so each scrape first brings state from snapshots up to date."""
+    """Multiprocess mode: registered before the metrics, so each scrape of this worker first brings
+    its gauges up to date from snapshots."""
 
     def __init__(self, instrumentation: PrometheusInstrumentation) -> None:
         self._instrumentation = weakref.ref(instrumentation)
@@ -62,8 +61,8 @@ class _Refresher(Collector):
         return []
 
 
-class PrometheusInstrumentation(EventListener):
-    """The listener `instrument()` returns; `close()` unsubscribes and unregisters its metrics."""
+class PrometheusInstrumentation(MultiprocessWriter):
+    """What `instrument()` returns; `close()` unregisters its metrics (and unsubscribes)."""
 
     component = "prometheus"
 
@@ -75,50 +74,52 @@ class PrometheusInstrumentation(EventListener):
         max_label_values: int,
         exemplars: bool = True,
     ) -> None:
+        from .. import __version__
+
         self.registry = registry
         self.seawall_registry = seawall_registry
         self.buckets = buckets
         self.max_label_values = max_label_values
         self.multiprocess = _multiprocess_enabled()
+        self.exemplars = exemplars
         self._lock = threading.RLock()
         self._closed = False
-        self._refresher = _Refresher(self)
-        registry.register(self._refresher)
-        self._metrics = m = _Metrics(registry, buckets, self.multiprocess)
-        # Exemplars: only in single-process mode (the multiprocess files hold none), and looked up
-        # only once tracing is active, so an untraced service pays one attribute check per call.
-        self.exemplars = exemplars
-        self._trace: Any = None
-        if exemplars and not self.multiprocess:
-            try:
-                from opentelemetry import trace
+        self._unsubscribers: list[Callable[[], None]] = []
+        self._collectors: list[Any] = []
+        self.collector: SnapshotCollector | None = None
+        if self.multiprocess:
+            self._start_multiprocess(__version__)
+        else:
+            seawall_registry.record_durations(buckets)
+            self._trace = _import_trace() if exemplars else None
+            self.collector = SnapshotCollector(seawall_registry, max_label_values, __version__)
+            self.collector.before_collect = self._watch_tracing
+            registry.register(self.collector)  # type: ignore[arg-type]
+            self._collectors.append(self.collector)
+            self.refresh()
 
-                self._trace = trace
-            except ImportError:
-                self._trace = None
-        self._exemplar = None
-        self._update_exemplars()
+    def _start_multiprocess(self, version: str) -> None:
+        refresher = _Refresher(self)
+        self.registry.register(refresher)
+        self._metrics = metrics = _Metrics(self.registry, self.buckets)
+        self._collectors.extend((refresher, *metrics.collectors))
         self._init_listener()
-        from .. import __version__
-
-        m.build_info.labels(__version__).set(1)
-        for component, count in seawall_registry.bus.instrumentation_errors().items():
+        metrics.build_info.labels(version).set(1)
+        for component, count in self.seawall_registry.bus.instrumentation_errors().items():
             self._instrumentation_error_child(component).inc(count)
-        self.listener = self._make_listener()
-        self._unsubscribe = seawall_registry.bus.subscribe(self.listener)
+        self._unsubscribers.append(self.seawall_registry.bus.subscribe(self, events=COUNTED_EVENTS))
         self.refresh()
 
-    # -- snapshots ---------------------------------------------------------------------------
+    # -- scrape time ---------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Bring breaker states, failure rates and feature states up to date from snapshots.
-
-        Runs at every scrape of the registry this instrumentation lives in. Reading a snapshot
-        also performs a breaker's lazy open -> half_open transition. In multiprocess mode call it
-        from the /metrics handler before collecting, so the serving worker is current too.
-        """
+        """Single-process: start recording exemplars once tracing is active (checked at every
+        scrape). Multiprocess: bring this worker's gauges up to date from snapshots (call it from
+        the /metrics handler before collecting, so the serving worker is current too)."""
         if self._closed:
             return
-        self._update_exemplars()
+        if not self.multiprocess:
+            self._watch_tracing()
+            return
         registry = self.seawall_registry
         for breaker in registry.breakers():
             self._refresh_breaker(breaker.name, breaker)
@@ -127,9 +128,16 @@ class PrometheusInstrumentation(EventListener):
         for feature in registry.features():
             self._refresh_feature(feature.name, feature)
 
-    def _update_exemplars(self) -> None:
-        if self._exemplar is None and self._trace is not None and _tracing_active(self._trace):
-            self._exemplar = _exemplar_function(self._trace)
+    def _watch_tracing(self) -> None:
+        collector = self.collector
+        if collector is None or collector.exemplars is not None or self._trace is None:
+            return
+        if not _tracing_active(self._trace, self.seawall_registry):
+            return
+        recorder = ExemplarRecorder(self.buckets, _sampled_ids(self._trace))
+        collector.exemplars = recorder
+        unsubscribe = self.seawall_registry.bus.subscribe(recorder, events=(BreakerCallCompleted,))
+        self._unsubscribers.append(unsubscribe)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -138,8 +146,9 @@ class PrometheusInstrumentation(EventListener):
             if self._closed:
                 return
             self._closed = True
-            self._unsubscribe()
-            for collector in (self._refresher, *self._metrics.collectors):
+            for unsubscribe in self._unsubscribers:
+                unsubscribe()
+            for collector in self._collectors:
                 with contextlib.suppress(KeyError):
                     self.registry.unregister(collector)
             if _instances.get(self.registry) is self:
@@ -148,6 +157,35 @@ class PrometheusInstrumentation(EventListener):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _import_trace() -> Any:
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace
+
+
+def _tracing_active(trace: Any, registry: Registry) -> bool:
+    """True once spans can be sampled: an SDK global provider, or seawall.otel traces this registry."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return True
+    return any(getattr(listener, "component", None) == "otel" for listener in registry.bus.listeners)
+
+
+def _sampled_ids(trace: Any) -> Callable[[], tuple[str, str] | None]:
+    """Trace and span ids of the current span when it is sampled, else None."""
+    get_current_span = trace.get_current_span
+
+    def current() -> tuple[str, str] | None:
+        context = get_current_span().get_span_context()
+        if context.trace_flags.sampled:
+            return format(context.trace_id, "032x"), format(context.span_id, "016x")
+        return None
+
+    return current
 
 
 _instances: weakref.WeakKeyDictionary[CollectorRegistry, PrometheusInstrumentation] = (
@@ -176,7 +214,7 @@ def instrument(
         seawall_registry = default_registry()
     elif not isinstance(seawall_registry, Registry):
         raise TypeError(f"seawall_registry must be a seawall.Registry, got {seawall_registry!r}")
-    checked_buckets = _check_buckets(buckets)
+    checked_buckets = check_buckets(buckets)
     limit = check_max_label_values(max_label_values)
     with _instances_lock:
         existing = _instances.get(registry)

@@ -1,24 +1,20 @@
-"""The metric families of the contract and the cached children of one breaker.
+"""Multiprocess mode's metric objects: the contract as prometheus_client metrics, and the cached
+children of one breaker.
 
-Single-process mode stores values in `FastMetric`s (see `_store`); multiprocess mode uses
-prometheus_client's metric objects, which write the files MultiProcessCollector reads. Both offer
-`.labels(...)` children with `inc`/`set`/`observe`, so the exporter does not care which.
+In multiprocess mode (gunicorn/uvicorn workers) `MultiProcessCollector` reads only the files that
+live prometheus_client metric objects write, so the exporter writes through them on each event
+(`_multiprocess`); single-process mode reads the primitives at scrape time instead (`_collector`).
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .._enums import BreakerState, CallOutcome
-from ._store import FastCollector, FastMetric
-
-# RPC latencies: 5 ms .. 30 s.
-DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # Gauge modes in multiprocess mode. Per-state 0/1 gauges take the max over live workers: "open" is 1
 # when any worker's breaker is open (the alert should fire), and a dead worker's last state is
@@ -42,39 +38,6 @@ _DURATION_OUTCOMES = (CallOutcome.SUCCESS,)  # pre-created; failure and ignored 
 
 def _multiprocess_enabled() -> bool:
     return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
-
-
-def _check_buckets(buckets: object) -> tuple[float, ...]:
-    if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Iterable):
-        raise TypeError(f"buckets must be a sequence of numbers, got {buckets!r}")
-    values = tuple(buckets)
-    if not values or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in values):
-        raise ValueError(f"buckets must be a non-empty sequence of numbers, got {buckets!r}")
-    if any(b <= 0 for b in values) or list(values) != sorted(set(values)):
-        raise ValueError(f"buckets must be positive and strictly increasing, got {buckets!r}")
-    return tuple(float(b) for b in values)
-
-
-def _exemplar_function(trace: Any) -> Callable[[], dict[str, str] | None]:
-    """Trace and span ids of the current span when it is sampled, else None."""
-    get_current_span = trace.get_current_span
-
-    def current() -> dict[str, str] | None:
-        context = get_current_span().get_span_context()
-        if context.trace_flags.sampled:
-            return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
-        return None
-
-    return current
-
-
-def _tracing_active(trace: Any) -> bool:
-    """True once spans can be sampled: an SDK global provider, or seawall.otel traced a registry."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
-        return True
-    otel = sys.modules.get("seawall.otel")
-    return bool(otel is not None and getattr(otel, "_instances", None))
 
 
 def _windowless(breaker: Any) -> bool:
@@ -117,19 +80,13 @@ class _BreakerSeries:
 class _Metrics:
     """The metric families of one instrumentation, registered in one prometheus registry.
 
-    Single-process: `FastMetric`s behind one collector. Multiprocess: prometheus_client metrics,
-    which write to the mmap files MultiProcessCollector reads.
+    prometheus_client metrics, which write to the mmap files MultiProcessCollector reads.
     """
 
-    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...], multiprocess: bool) -> None:
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
         self.collectors: list[Any] = []  # what close() unregisters
-        fast: list[FastMetric] = []
 
         def make(kind: str, name: str, doc: str, labels: Sequence[str]) -> Any:
-            if not multiprocess:
-                metric = FastMetric(name, doc, labels, kind, buckets if kind == "histogram" else ())
-                fast.append(metric)
-                return metric
             made: Any
             if kind == "counter":
                 made = Counter(name, doc, labels, registry=registry)
@@ -204,7 +161,3 @@ class _Metrics:
             "Label values collapsed into _other by the cardinality cap",
             ["metric", "label"],
         )
-        if not multiprocess:
-            collector = FastCollector(fast)
-            registry.register(collector)
-            self.collectors.append(collector)

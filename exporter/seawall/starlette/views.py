@@ -68,6 +68,16 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
         value = data[name]
         if isinstance(value, float) and not math.isfinite(value):
             data[name] = None
+    transitions = data.get("transitions")
+    if transitions:
+        data["transitions"] = [
+            {"from": frm.value, "to": to.value, "count": count} for (frm, to), count in transitions.items()
+        ]
+    elif transitions is not None:
+        data["transitions"] = []
+    durations = data.get("durations")
+    if durations is not None:
+        data["durations"] = {outcome: hist.to_dict() for outcome, hist in durations.items()}
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 

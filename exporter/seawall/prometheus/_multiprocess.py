@@ -1,11 +1,12 @@
-"""The event side of the Prometheus instrumentation: the listener on the bus and its handlers.
+"""Multiprocess mode: the exporter writes each event through to prometheus_client's metric objects.
 
-`EventListener` turns events into increments of cached labelled children: the per-call cases (a
-successful breaker call, a retry's completion) are done inline in the function subscribed to the
-bus, everything else goes through a dispatch dict on the event's type. It also keeps the series
-cache those handlers count into (labels admitted through the cardinality guard, children created
-once per name) and refreshes one primitive's gauges from its snapshot. `PrometheusInstrumentation`
-(in `__init__`) builds on it: construction, the scrape-time refresh of every primitive, close().
+Why not read the primitives at scrape time here too: `MultiProcessCollector` reads only the files
+that live metric objects write, and the worker that is scraped cannot read another worker's
+primitives. Writing through on each event keeps the sums across workers exact at every scrape, and
+a worker that dies (OOM, max_requests recycling) has lost nothing; a periodic copy of each worker's
+counts would lag and lose the last interval. The cost is prometheus_client's per increment.
+
+`MultiprocessWriter` subscribes to the event types it counts; a dict dispatches on the type.
 """
 
 from __future__ import annotations
@@ -34,26 +35,32 @@ from ..events import (
 )
 from .._labels import LabelGuard
 from .._registry import Registry
-from ._families import (
-    _MULTIPROCESS_REFRESH_SECONDS,
-    _SUCCESS,
-    _BreakerSeries,
-    _Metrics,
-    _windowless,
-)
-from ._store import _FOLD_AT
+from ._collector import _SEVERITY
+from ._families import _MULTIPROCESS_REFRESH_SECONDS, _SUCCESS, _BreakerSeries, _Metrics, _windowless
 
-__all__ = ["EventListener"]
+__all__ = ["COUNTED_EVENTS", "MultiprocessWriter"]
 
 log = logging.getLogger("seawall")
 
 
-class EventListener:
-    """Events in, metric children counted; the base of `PrometheusInstrumentation`.
+COUNTED_EVENTS = (
+    BreakerCallCompleted,
+    BreakerCallRejected,
+    BreakerStateChanged,
+    RetryAttemptFinished,
+    RetryCompleted,
+    ErrorRecorded,
+    FeatureToggled,
+    FallbackUsed,
+    InstrumentationFailed,
+    PrimitiveRegistered,
+)
 
-    The subclass sets the attributes declared here, then calls `_init_listener()` before any
-    event can arrive and subscribes `_make_listener()`'s function.
-    """
+
+class MultiprocessWriter:
+    """Events in, prometheus_client children counted; the base of `PrometheusInstrumentation`
+    in multiprocess mode. The subclass sets the attributes declared here, then calls
+    `_init_listener()` before subscribing itself for `COUNTED_EVENTS`."""
 
     component: str
     seawall_registry: Registry
@@ -61,7 +68,6 @@ class EventListener:
     multiprocess: bool
     _metrics: _Metrics
     _lock: threading.RLock
-    _exemplar: Callable[[], dict[str, str] | None] | None
 
     def _init_listener(self) -> None:
         """The series caches and the dispatch table (once, from the subclass's __init__)."""
@@ -72,12 +78,11 @@ class EventListener:
         ] = {}  # by label value; names past the cap share _other
         self._retries: dict[str, tuple[str, dict[RetryOutcome, Any]]] = {}
         self._features: dict[str, tuple[str, Any, dict[FallbackReason, Any]]] = {}
+        self._folded: dict[str, list[str]] = {}  # breaker names per label (several only for _other)
         self._overflow_children: dict[tuple[str, str], Any] = {}
         self._overflow_logged: set[tuple[str, str]] = set()
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            BreakerCallCompleted: (
-                self._on_call_completed if self.multiprocess else self._on_call_completed_fast
-            ),
+            BreakerCallCompleted: self._on_call_completed,
             BreakerCallRejected: self._on_call_rejected,
             BreakerStateChanged: self._on_state_changed,
             RetryAttemptFinished: self._on_attempt_finished,
@@ -89,73 +94,10 @@ class EventListener:
             PrimitiveRegistered: self._on_registered,
         }
 
-    # -- the listener ------------------------------------------------------------------------
-    def _make_listener(self) -> Callable[[Event], None]:
-        """The function subscribed to the bus. The per-call cases (a successful breaker call, a
-        retry's attempt and completion), with their series cached and no exemplar wanted, are done
-        inline: a call to `observe_counting`/`inc` would be a Python frame, a fifth of the cost.
-        Everything else goes through the dispatch dict."""
-        dispatch = self._dispatch
-        breakers, retries = self._breakers, self._retries
-        completed, started, finished, retried = (
-            BreakerCallCompleted,
-            RetryAttemptStarted,
-            RetryAttemptFinished,
-            RetryCompleted,
-        )
-        success, fold_at = _SUCCESS, _FOLD_AT
-        fast = not self.multiprocess  # FastMetric children (HistogramChild, ValueChild) only
-        instrumentation = self
-
-        def listener(event: Event, /) -> None:
-            cls = event.__class__
-            if fast:
-                if cls is completed:
-                    if event.outcome is success and instrumentation._exemplar is None:  # type: ignore[union-attr]
-                        series = breakers.get(event.breaker)  # type: ignore[union-attr]
-                        if series is not None:
-                            # HistogramChild.observe_counting, inline (lock-free, see _store)
-                            histogram = series.success_duration
-                            amount = event.duration  # type: ignore[union-attr]
-                            bounds = histogram._bounds
-                            next(series.success_calls.ticks)
-                            next(histogram.ticks[0 if amount <= bounds[0] else bisect_left(bounds, amount)])
-                            pending = histogram.pending
-                            pending.append(amount)
-                            if len(pending) >= fold_at:
-                                histogram.fold()
-                            return
-                elif cls is started:
-                    return  # no metric counts attempt starts
-                elif cls is finished:
-                    if not event.will_retry:  # type: ignore[union-attr]
-                        return  # only re-attempts are counted
-                elif cls is retried:
-                    calls = retries.get(event.retry)  # type: ignore[union-attr]
-                    if calls is not None:
-                        next(calls[1][event.outcome].ticks)  # type: ignore[union-attr,index]
-                        return
-            handler = dispatch.get(cls)
-            if handler is not None:
-                handler(event)
-
-        listener.component = self.component  # type: ignore[attr-defined]
-        return listener
-
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(event.__class__)
         if handler is not None:
             handler(event)
-
-    def _on_call_completed_fast(self, event: BreakerCallCompleted) -> None:
-        series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
-        outcome = event.outcome
-        exemplar = None if self._exemplar is None else self._exemplar()
-        if outcome is _SUCCESS:
-            series.success_duration.observe_counting(event.duration, series.success_calls, exemplar)
-        else:
-            histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
-            histogram.observe_counting(event.duration, series.calls[outcome], exemplar)
 
     def _on_call_completed(self, event: BreakerCallCompleted) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
@@ -166,16 +108,11 @@ class EventListener:
         else:
             series.calls[outcome].inc()
             histogram = series.durations.get(outcome) or self._duration_child(series, outcome)
-        exemplar = self._exemplar() if self._exemplar is not None else None
-        if exemplar is None:
-            histogram.observe(event.duration)
-        else:
-            histogram.observe(event.duration, exemplar)
-        if self.multiprocess:
-            now = time.monotonic()
-            if now - series.refreshed_at >= _MULTIPROCESS_REFRESH_SECONDS:
-                series.refreshed_at = now
-                self._refresh_breaker(event.breaker)
+        histogram.observe(event.duration)
+        now = time.monotonic()
+        if now - series.refreshed_at >= _MULTIPROCESS_REFRESH_SECONDS:
+            series.refreshed_at = now
+            self._refresh_breaker(event.breaker)
 
     def _on_call_rejected(self, event: BreakerCallRejected) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
@@ -271,6 +208,7 @@ class EventListener:
                     series = _BreakerSeries(label, self._metrics)
                     self._breaker_labels[label] = series
                 self._breakers[name] = series
+                self._folded.setdefault(label, []).append(name)
                 if series.state is None:
                     self._set_state(series, BreakerState.CLOSED)
             return series
@@ -313,6 +251,14 @@ class EventListener:
         return self._metrics.instrumentation_errors.labels(label)
 
     def _set_state(self, series: _BreakerSeries, state: BreakerState) -> None:
+        names = self._folded.get(series.label, ())
+        if len(names) > 1:  # `_other` shows the worst state of the breakers folded into it
+            states = [state]
+            for name in names:
+                breaker = self.seawall_registry.get("breaker", name)
+                if breaker is not None:
+                    states.append(breaker.state)
+            state = min(states, key=_SEVERITY.__getitem__)
         previous = series.state
         if previous is state:
             return

@@ -1,0 +1,265 @@
+"""The scrape-time collector: the metric contract read from the primitives' own counts.
+
+prometheus_client's advice for values owned elsewhere is a custom collector that yields metric
+families at scrape time; Resilience4j's Micrometer binders do the same over `cb.getMetrics()`.
+The primitives already count everything for their snapshots, so a call does no metric work: at
+each scrape this collector reads `snapshot()` of every primitive in the registry (which never
+changes state or publishes), folds names past the label cap into `_other` truthfully (counters
+and histograms sum, a state series takes the worst state folded into it) and yields `Family`s.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from .._labels import LabelGuard
+from .._registry import Registry
+from .._snapshots import BreakerSnapshot, HistogramSnapshot
+from ..events import BreakerCallCompleted
+from ._exposition import ExemplarIds, Family
+
+__all__ = ["ExemplarRecorder", "SnapshotCollector"]
+
+log = logging.getLogger("seawall")
+
+# Which state an `_other` series shows when breakers in different states are folded into it:
+# the one an operator must see first.
+WORST_FIRST = (
+    BreakerState.OPEN,
+    BreakerState.HALF_OPEN,
+    BreakerState.FORCED_OPEN,
+    BreakerState.CLOSED,
+    BreakerState.DISABLED,
+)
+_SEVERITY = {state: rank for rank, state in enumerate(WORST_FIRST)}
+
+
+class ExemplarRecorder:
+    """Remembers, per breaker, outcome and bucket, the trace of the last sampled call.
+
+    The only per-call work of the Prometheus exporter, and only while tracing is on: it listens to
+    `BreakerCallCompleted` alone, so without it no breaker call builds an event.
+    """
+
+    component = "prometheus"
+
+    def __init__(self, bounds: tuple[float, ...], current: Callable[[], tuple[str, str] | None]) -> None:
+        self._bounds = bounds
+        self._current = current
+        self.by_series: dict[tuple[str, str], dict[int, ExemplarIds]] = {}
+
+    def __call__(self, event: Any, /) -> None:
+        ids = self._current()
+        if ids is None:
+            return
+        key = (event.breaker, event.outcome.value)
+        buckets = self.by_series.get(key)
+        if buckets is None:
+            buckets = self.by_series.setdefault(key, {})
+        buckets[bisect_left(self._bounds, event.duration)] = (ids[0], ids[1], event.duration)
+
+
+class SnapshotCollector:
+    """Yields seawall's families for one registry, read at scrape time."""
+
+    def __init__(self, registry: Registry, max_label_values: int, version: str) -> None:
+        self.registry = registry
+        self.max_label_values = max_label_values
+        self.version = version
+        self.exemplars: ExemplarRecorder | None = None
+        self.before_collect: Callable[[], None] | None = None  # the instrumentation's tracing check
+        self._guards: dict[tuple[str, str], LabelGuard] = {}
+        self._overflow: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[Any]:
+        return []  # names are fixed by the contract; nothing to check at register time
+
+    # -- labels ---------------------------------------------------------------------------------
+    def _admit(self, metric: str, label: str, value: str) -> str:
+        guard = self._guards.get((metric, label))
+        if guard is None:
+            with self._lock:
+                guard = self._guards.setdefault(
+                    (metric, label), LabelGuard(metric, label, self.max_label_values, self._count_overflow)
+                )
+        return guard.admit(value)
+
+    def _count_overflow(self, metric: str, label: str) -> None:
+        key = (metric, label)
+        first = key not in self._overflow
+        self._overflow[key] = self._overflow.get(key, 0) + 1
+        if first:
+            log.warning(
+                "seawall: more than %d values of label %r on %s; new ones become _other "
+                "(counted in seawall_label_overflow_total)",
+                self.max_label_values,
+                label,
+                metric,
+            )
+
+    # -- collection -----------------------------------------------------------------------------
+    def collect(self) -> Iterator[Family]:
+        registry = self.registry
+        families: list[Family] = []
+        if self.before_collect is not None:
+            self.before_collect()
+        try:
+            families.extend(self._breakers([item.snapshot() for item in registry.breakers()]))
+            families.extend(self._retries([item.snapshot() for item in registry.retries()]))
+            families.extend(self._features([item.snapshot() for item in registry.features()]))
+            families.append(self._errors())
+        except Exception as exc:  # a broken primitive must not break the scrape
+            registry.bus.report_error("prometheus", exc)
+        families.append(self._instrumentation_errors())
+        build = Family("seawall_build_info", "seawall version", "gauge", ("version",))
+        build.rows.append(((self.version,), 1.0))
+        families.append(build)
+        overflow = Family(
+            "seawall_label_overflow",
+            "Label values collapsed into _other by the cardinality cap",
+            "counter",
+            ("metric", "label"),
+        )
+        overflow.rows.extend(((metric, label), count) for (metric, label), count in self._overflow.items())
+        families.append(overflow)
+        return iter(families)
+
+    def _breakers(self, snapshots: list[BreakerSnapshot]) -> Iterable[Family]:
+        state = Family(
+            "seawall_circuit_breaker_state",
+            "1 for the breaker's current state, 0 for the others",
+            "gauge",
+            ("breaker", "state"),
+        )
+        calls = Family(
+            "seawall_circuit_breaker_calls", "Calls through the breaker by outcome", "counter", ("breaker", "outcome")
+        )
+        durations = Family(
+            "seawall_circuit_breaker_call_duration_seconds",
+            "Duration of calls the breaker let through",
+            "histogram",
+            ("breaker", "outcome"),
+        )
+        transitions = Family(
+            "seawall_circuit_breaker_transitions",
+            "Breaker state transitions",
+            "counter",
+            ("breaker", "from_state", "to_state"),
+        )
+        ratio = Family(
+            "seawall_circuit_breaker_failure_ratio",
+            "Failure ratio (0..1) of the breaker's current window",
+            "gauge",
+            ("breaker",),
+        )
+        grouped: dict[str, list[BreakerSnapshot]] = {}
+        for snap in snapshots:
+            label = snap.name
+            for metric in ("seawall_circuit_breaker_state", "seawall_circuit_breaker_calls_total"):
+                label = self._admit(metric, "breaker", snap.name)
+            grouped.setdefault(label, []).append(snap)
+        recorded = self.exemplars.by_series if self.exemplars is not None else {}
+        for label, group in grouped.items():
+            worst = min((snap.state for snap in group), key=_SEVERITY.__getitem__)
+            state.rows.extend(((label, value.value), 1.0 if value is worst else 0.0) for value in BreakerState)
+            for outcome in CallOutcome:
+                calls.rows.append(((label, outcome.value), sum(snap.calls.get(outcome.value, 0) for snap in group)))
+            moved: dict[tuple[BreakerState, BreakerState], int] = {}
+            for snap in group:
+                for key, count in snap.transitions.items():
+                    moved[key] = moved.get(key, 0) + count
+            transitions.rows.extend(((label, frm.value, to.value), count) for (frm, to), count in moved.items())
+            ratio.rows.append(((label,), max(snap.failure_rate or 0.0 for snap in group)))
+            for outcome_name in ("success", "failure", "ignored"):
+                hists = [snap.durations[outcome_name] for snap in group if outcome_name in snap.durations]
+                if not hists:
+                    continue
+                merged = merge_all(hists)
+                exemplars: dict[int, ExemplarIds] = {}
+                for snap in group:
+                    exemplars.update(recorded.get((snap.name, outcome_name), {}))
+                durations.histograms.append(((label, outcome_name), merged, exemplars or None))
+        return (state, calls, durations, transitions, ratio)
+
+    def _retries(self, snapshots: list[Any]) -> Iterable[Family]:
+        calls = Family("seawall_retry_calls", "Retried operations by outcome", "counter", ("retry", "outcome"))
+        retries = Family(
+            "seawall_retries", "Re-attempts, by the error that caused them", "counter", ("retry", "error_type")
+        )
+        by_label: dict[str, dict[str, int]] = {}
+        retried: dict[tuple[str, str], int] = {}
+        for snap in snapshots:
+            label = self._admit("seawall_retry_calls_total", "retry", snap.name)
+            self._admit("seawall_retries_total", "retry", snap.name)
+            totals = by_label.setdefault(label, {outcome.value: 0 for outcome in RetryOutcome})
+            for outcome, count in snap.calls.items():
+                totals[outcome] = totals.get(outcome, 0) + count
+            for error_type, count in snap.retries_by_error.items():
+                key = (label, self._admit("seawall_retries_total", "error_type", error_type))
+                retried[key] = retried.get(key, 0) + count
+        for label, totals in by_label.items():
+            calls.rows.extend(((label, outcome), count) for outcome, count in totals.items())
+        retries.rows.extend(retried.items())
+        return (calls, retries)
+
+    def _features(self, snapshots: list[Any]) -> Iterable[Family]:
+        enabled = Family("seawall_feature_enabled", "1 while the feature answers from its primary", "gauge", ("feature",))
+        fallbacks = Family("seawall_fallbacks", "Fallback answers by reason", "counter", ("feature", "reason"))
+        on: dict[str, float] = {}
+        used: dict[str, dict[str, int]] = {}
+        for snap in snapshots:
+            label = self._admit("seawall_feature_enabled", "feature", snap.name)
+            self._admit("seawall_fallbacks_total", "feature", snap.name)
+            on[label] = min(on.get(label, 1.0), 1.0 if snap.enabled else 0.0)
+            totals = used.setdefault(label, {reason.value: 0 for reason in FallbackReason})
+            for reason, count in snap.fallbacks.items():
+                totals[reason] = totals.get(reason, 0) + count
+        enabled.rows.extend(((label,), value) for label, value in on.items())
+        for label, totals in used.items():
+            fallbacks.rows.extend(((label, reason), count) for reason, count in totals.items())
+        return (enabled, fallbacks)
+
+    def _errors(self) -> Family:
+        errors = Family(
+            "seawall_errors", "Errors recorded, by source and class", "counter", ("source", "error_type", "category")
+        )
+        summed: dict[tuple[str, str, str], int] = {}
+        for aggregator in self.registry.aggregators():
+            for (source, error_type, category), count in aggregator.totals().items():
+                key = (
+                    self._admit("seawall_errors_total", "source", source),
+                    self._admit("seawall_errors_total", "error_type", error_type),
+                    category.value,
+                )
+                summed[key] = summed.get(key, 0) + count
+        errors.rows.extend(summed.items())
+        return errors
+
+    def _instrumentation_errors(self) -> Family:
+        family = Family(
+            "seawall_instrumentation_errors",
+            "Failures of seawall's own instrumentation",
+            "counter",
+            ("component",),
+        )
+        summed: dict[str, int] = {}
+        for component, count in self.registry.bus.instrumentation_errors().items():
+            label = self._admit("seawall_instrumentation_errors_total", "component", component)
+            summed[label] = summed.get(label, 0) + count
+        family.rows.extend(((label,), count) for label, count in summed.items())
+        return family
+
+
+
+def merge_all(hists: list[HistogramSnapshot]) -> HistogramSnapshot:
+    """The sum of histograms with the same buckets (breakers folded into `_other`)."""
+    merged = hists[0]
+    for other in hists[1:]:
+        merged = merged.merged(other)
+    return merged
