@@ -95,8 +95,8 @@ def test_open_rejects_until_timeout_then_probes(fake_clock: FakeClock) -> None:
     assert isinstance(err, Exception)
     assert pickle.loads(pickle.dumps(err)).retry_after == 6.0
     fake_clock.advance(6.0)
-    assert cb.state is BreakerState.HALF_OPEN
-    assert cb.retry_after is None  # a probe may go now
+    assert cb.state is BreakerState.OPEN  # reads never move the state: the next call does
+    assert cb.retry_after == 0.0  # a probe may go now
     assert cb.call(ok) == "ok"
     assert cb.state is BreakerState.CLOSED
     assert transitions(events) == [
@@ -486,7 +486,9 @@ def test_snapshot_fields(fake_clock: FakeClock) -> None:
     assert (snap.state, snap.retry_after, snap.seconds_in_state) == (BreakerState.OPEN, 6.0, 4.0)
     assert snap.to_dict()["state"] == "open"
     fake_clock.advance(6.0)
-    assert cb.snapshot().state is BreakerState.HALF_OPEN  # the lazy check runs on snapshots too
+    snap = cb.snapshot()  # reading never moves the state; a probe is due
+    assert (snap.state, snap.retry_after) == (BreakerState.OPEN, 0.0)
+    assert snap.transitions == {(BreakerState.CLOSED, BreakerState.OPEN): 1}
 
 
 BAD: list[tuple[dict[str, Any], type[Exception], str]] = [

@@ -1,7 +1,11 @@
-"""seawall.prometheus.generate_latest / generate_openmetrics / render: byte for byte prometheus_client's."""
+"""seawall.prometheus.render: one exposition path, byte for byte prometheus_client's encoders of the same
+families, checked by the real `promtool check metrics`, negotiated leniently, gzip when asked."""
 
 from __future__ import annotations
 
+import gzip
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import prometheus_client
@@ -13,18 +17,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 import seawall
 from seawall import otel
 from seawall import prometheus as sp
-from seawall.events import (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    ErrorRecorded,
-    PrimitiveRegistered,
-    RetryAttemptFinished,
-    RetryCompleted,
-)
 
-S = seawall.BreakerState
-OC = seawall.CallOutcome
+AWKWARD = 'quo"te\nnew\\line ✓'
 
 
 @pytest.fixture
@@ -37,20 +31,23 @@ def scenario() -> Iterator[CollectorRegistry]:
     Gauge("app_temperature", "after seawall", registry=prom).set(1e7)
     provider = TracerProvider()
     tracing = otel.instrument(provider, seawall_registry=registry)
-    instrumentation.refresh()  # tracing is active now: exemplars
-    bus = registry.bus
-    for name in ("db", 'quo"te\nnew\\line ✓', "c", "d", "e"):
-        bus.publish(PrimitiveRegistered("breaker", name))
+    sp.generate_latest(prom)  # a scrape notices tracing: exemplars from now on
+    breakers = [seawall.CircuitBreaker(name, failure_threshold=2, registry=registry)
+                for name in ("db", AWKWARD, "c", "d", "e")]
     with provider.get_tracer("t").start_as_current_span("op"):
-        bus.publish(BreakerCallCompleted("db", OC.SUCCESS, 0.004, None))
-    bus.publish(BreakerCallCompleted("db", OC.FAILURE, 12.0, "TimeoutError"))
-    bus.publish(BreakerCallCompleted("db", OC.IGNORED, 2e6, "KeyError"))
-    bus.publish(BreakerStateChanged("db", S.CLOSED, S.OPEN, "failures"))
-    bus.publish(BreakerCallRejected("db", S.OPEN, 3.0))
-    bus.publish(BreakerCallCompleted('quo"te\nnew\\line ✓', OC.SUCCESS, 0.3, None))
-    bus.publish(RetryAttemptFinished("r", 1, 0.1, "OSError", seawall.ErrorCategory.TRANSIENT, True, 0.1))
-    bus.publish(RetryCompleted("r", seawall.RetryOutcome.FAILED_WITH_RETRY, 2, 0.3, "OSError"))
-    bus.publish(ErrorRecorded("r", "OSError", seawall.ErrorCategory.TRANSIENT))
+        breakers[0].call(lambda: 1)
+    for _ in range(3):
+        try:
+            breakers[0].call(lambda: 1 / 0)
+        except Exception:
+            pass
+    breakers[1].call(lambda: 1)
+    breakers[4].force_open()
+    retry = seawall.Retry("r", attempts=2, sleep=lambda s: None, registry=registry, errors=registry.errors)
+    try:
+        retry.call(lambda: (_ for _ in ()).throw(OSError("x")))
+    except OSError:
+        pass
     yield prom
     tracing.close()
     provider.shutdown()
@@ -73,18 +70,49 @@ def test_openmetrics_is_byte_identical(scenario: CollectorRegistry) -> None:
     assert b"trace_id=" in ours
 
 
-def test_render_picks_the_format(scenario: CollectorRegistry) -> None:
-    body, content_type = sp.render(scenario, "application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
-    assert content_type.startswith("application/openmetrics-text")
-    assert body.endswith(b"# EOF\n")
-    body, content_type = sp.render(scenario, "text/plain")
-    assert content_type.startswith("text/plain")
-    assert body == prometheus_client.generate_latest(scenario)
-    assert sp.render(scenario)[1].startswith("text/plain")
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by make setup")
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_promtool_accepts_both_formats(scenario: CollectorRegistry, openmetrics: bool) -> None:
+    body = sp.generate_openmetrics(scenario) if openmetrics else sp.generate_latest(scenario)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+    )
+    # promtool exits 1 for lint warnings too; seawall's own families must draw none
+    problems = [line for line in checked.stderr.decode().splitlines() if "seawall_" in line]
+    assert problems == []
+    assert b"error parsing" not in checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8,text/plain;version=0.0.4;q=0.5", True),
+        ("application/openmetrics-text;version=0.0.1;q=0.75,text/plain;q=0.5,*/*;q=0.1", True),
+        ("text/plain;q=1,application/openmetrics-text;q=0.5", False),
+        ("application/openmetrics-text; version=abc", False),
+        ("application/openmetrics-text; q=zero", False),
+        ("application/openmetrics-text; q=0", False),
+        (";;;,,=,", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_render_negotiates_leniently(scenario: CollectorRegistry, accept: str | None, openmetrics: bool) -> None:
+    body, headers = sp.render(scenario, accept)
+    assert headers["Content-Type"].startswith("application/openmetrics-text" if openmetrics else "text/plain")
+    assert body.endswith(b"# EOF\n") is openmetrics
+    assert "Content-Encoding" not in headers
+
+
+def test_render_gzips_when_asked(scenario: CollectorRegistry) -> None:
+    body, headers = sp.render(scenario, "application/openmetrics-text; version=1.0.0", "gzip, deflate")
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == sp.generate_openmetrics(scenario)
+    assert "Content-Encoding" not in sp.render(scenario, None, "gzip;q=0")[1]
+    assert "Content-Encoding" not in sp.render(scenario, None, "br")[1]
 
 
 def test_prometheus_client_still_reads_the_families(scenario: CollectorRegistry) -> None:
-    value = scenario.get_sample_value(
-        "seawall_circuit_breaker_calls_total", {"breaker": "db", "outcome": "rejected"}
-    )
+    value = scenario.get_sample_value("seawall_circuit_breaker_calls_total", {"breaker": "db", "outcome": "rejected"})
     assert value == 1
+    assert scenario.get_sample_value("seawall_retries_total", {"retry": "r", "error_type": "OSError"}) == 1

@@ -69,16 +69,16 @@ def test_breaker_lifecycle(
     )
     transition = {"breaker": "payments", "from_state": "closed", "to_state": "open"}
     assert get(found, "seawall_circuit_breaker_transitions_total", **transition) == 1
-    # the reset timeout passes with no call: the scrape itself reads the state, so it shows half_open
+    # the reset timeout passes with no call: a scrape never moves the state, so it still reads open
     fake_clock.advance(31)
     found = scrape(prom)
-    assert states(found, "payments")["half_open"] == 1
-    assert states(found, "payments")["open"] == 0
+    assert states(found, "payments")["open"] == 1
     to_half_open = {"breaker": "payments", "from_state": "open", "to_state": "half_open"}
-    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) == 1
-    assert breaker.call(ok) == "ok"  # the probe succeeds
+    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) is None
+    assert breaker.call(ok) == "ok"  # the probe: open -> half_open -> closed
     found = scrape(prom)
     assert states(found, "payments")["closed"] == 1
+    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) == 1
     breaker.force_open()
     assert states(scrape(prom), "payments")["forced_open"] == 1
     breaker.disable()
@@ -99,11 +99,11 @@ def test_breakers_made_before_instrument(
     )
     with pytest.raises(ConnectionError):
         early.call(fail)
-    fake_clock.advance(11)  # lazily half_open: nobody has read the state yet
+    fake_clock.advance(11)  # a probe is due, but only a call moves the state
     instrumentation = sp.instrument(prom, seawall_registry=registry)
     try:
         found = scrape(prom)
-        assert states(found, "early")["half_open"] == 1
+        assert states(found, "early")["open"] == 1
         assert get(found, "seawall_circuit_breaker_calls_total", breaker="early", outcome="success") == 0
     finally:
         instrumentation.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import re
 import shutil
 import subprocess
@@ -176,39 +178,34 @@ def _exported_samples() -> dict[str, list[dict[str, str]]]:
 
     import seawall
     from seawall import prometheus as sp
-    from seawall.events import (
-        BreakerCallCompleted,
-        BreakerCallRejected,
-        BreakerStateChanged,
-        ErrorRecorded,
-        FallbackUsed,
-        FeatureToggled,
-        InstrumentationFailed,
-        PrimitiveRegistered,
-        RetryAttemptFinished,
-        RetryCompleted,
-    )
-
-    S, OC, EC = seawall.BreakerState, seawall.CallOutcome, seawall.ErrorCategory
+    S, EC = seawall.BreakerState, seawall.ErrorCategory
     registry = seawall.Registry()
     prom = CollectorRegistry()
     inst = sp.instrument(prom, seawall_registry=registry, max_label_values=2)
     try:
-        bus = registry.bus
-        bus.publish(PrimitiveRegistered("breaker", "payments"))
-        bus.publish(BreakerCallCompleted("payments", OC.SUCCESS, 0.01, None))
-        bus.publish(BreakerCallCompleted("payments", OC.FAILURE, 0.02, "TimeoutError"))
-        bus.publish(BreakerStateChanged("payments", S.CLOSED, S.OPEN, "failures"))
-        bus.publish(BreakerCallRejected("payments", S.OPEN, 30.0))
-        bus.publish(BreakerStateChanged("payments", S.OPEN, S.HALF_OPEN, "timeout"))
-        for outcome in seawall.RetryOutcome:
-            bus.publish(RetryCompleted("search", outcome, 2, 0.1, None))
-        bus.publish(RetryAttemptFinished("search", 1, 0.1, "TimeoutError", EC.TRANSIENT, True, 0.5))
+        clock = [0.0]
+        payments = seawall.CircuitBreaker(
+            "payments", failure_threshold=1, reset_timeout=1, clock=lambda: clock[0], registry=registry
+        )
+        payments.call(lambda: None)
+        with contextlib.suppress(TimeoutError):
+            payments.call(lambda: (_ for _ in ()).throw(TimeoutError()))
+        with contextlib.suppress(seawall.CircuitOpenError):
+            payments.call(lambda: None)
+        clock[0] = 2.0
+        with contextlib.suppress(TimeoutError):  # open -> half_open (probe) -> open
+            payments.call(lambda: (_ for _ in ()).throw(TimeoutError()))
+        search = seawall.Retry("search", attempts=2, sleep=lambda s: None, registry=registry)
+        search.call(lambda: None)
+        with contextlib.suppress(TimeoutError):
+            search.call(lambda: (_ for _ in ()).throw(TimeoutError()))
         for source in ("payments", "search", "inventory"):  # the third overflows max_label_values=2
-            bus.publish(ErrorRecorded(source, "TimeoutError", EC.AUTH))
-        bus.publish(FeatureToggled("recommendations", False, "manual"))
-        bus.publish(FallbackUsed("recommendations", seawall.FallbackReason.DISABLED, None))
-        bus.publish(InstrumentationFailed("otlp", "ConnectionError"))
+            registry.errors.record(PermissionError(), source=source)
+        recommendations = seawall.Feature("recommendations", fallback=None, registry=registry)
+        recommendations.disable()
+        recommendations.call(lambda: None)
+        registry.bus.report_error("otlp", ConnectionError())
+        assert (S, EC)  # the enums' values are checked below
         text = generate_latest(prom).decode()
     finally:
         inst.close()

@@ -106,7 +106,7 @@ def test_zero_ttl_builds_every_time_and_bad_ttls_are_refused(registry: seawall.R
             BodyCache(registry, bad)  # type: ignore[arg-type]
 
 
-def test_fingerprints_follow_registration_state_and_lazy_half_open(
+def test_fingerprints_follow_registration_and_state(
     registry: seawall.Registry, fake_clock: Any
 ) -> None:
     breaker = CircuitBreaker("db", failure_threshold=1, reset_timeout=10, registry=registry, clock=fake_clock)
@@ -119,8 +119,8 @@ def test_fingerprints_follow_registration_state_and_lazy_half_open(
     opened = breakers_fingerprint(registry)
     assert opened != first
     fake_clock.advance(10)
-    assert breakers_fingerprint(registry) != opened  # reading it moved open -> half_open
-    assert breaker.snapshot().state is seawall.BreakerState.HALF_OPEN
+    assert breakers_fingerprint(registry) == opened  # reading never moves open -> half_open
+    assert breaker.snapshot().state is seawall.BreakerState.OPEN
     before = breakers_fingerprint(registry)
     CircuitBreaker("cache", registry=registry)
     assert breakers_fingerprint(registry) != before
@@ -156,7 +156,7 @@ def test_breaker_trip_shows_in_the_next_response_while_counters_stay_cached(
     assert body["calls"]["failure"] == 2
 
 
-def test_lazy_half_open_shows_without_any_call(registry: seawall.Registry, fake_clock: Any) -> None:
+def test_open_breaker_stays_open_until_a_call_probes(registry: seawall.Registry, fake_clock: Any) -> None:
     breaker = CircuitBreaker("db", failure_threshold=1, reset_timeout=5, registry=registry, clock=fake_clock)
     app = create_app(registry=registry, metrics=False, status_cache_seconds=LONG)
     with TestClient(app) as test_client:
@@ -164,7 +164,9 @@ def test_lazy_half_open_shows_without_any_call(registry: seawall.Registry, fake_
             breaker.call(fail)
         assert breakers(test_client)["db"]["state"] == "open"
         fake_clock.advance(5)
-        assert breakers(test_client)["db"]["state"] == "half_open"
+        assert breakers(test_client)["db"]["state"] == "open"  # a read is no probe
+        breaker.call(ok)
+        assert breakers(test_client)["db"]["state"] == "closed"
 
 
 def test_new_primitives_show_at_once(client: TestClient, registry: seawall.Registry) -> None:

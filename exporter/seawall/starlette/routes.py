@@ -68,33 +68,24 @@ def parse_limit(
 
 def _metrics_endpoint(prometheus_registry: Any) -> Any:
     from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import choose_encoder
-    from prometheus_client.exposition import generate_latest as prometheus_generate_latest
 
-    fast_text: Any = None
-    with contextlib.suppress(ImportError):
-        from ..prometheus import generate_latest as fast_text
+    from ..prometheus import refresh_all, render
 
-    def render(accept: str) -> tuple[bytes, str]:
+    def respond(accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
         registry = prometheus_registry
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             from prometheus_client import multiprocess
 
-            with contextlib.suppress(ImportError):
-                from ..prometheus import refresh_all
-
-                refresh_all()  # bring this worker's lazy breaker transitions into its files first
+            refresh_all()  # bring this worker's gauges into its files first
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        encoder, content_type = choose_encoder(accept)
-        if encoder is prometheus_generate_latest and fast_text is not None:
-            return fast_text(registry), content_type  # same bytes, rendered from cached line prefixes
-        return encoder(registry), content_type
+        return render(registry, accept, accept_encoding)
 
     async def metrics(request: Request) -> Response:
         # Rendering a large registry takes milliseconds: keep it off the event loop.
-        body, content_type = await anyio.to_thread.run_sync(render, request.headers.get("accept", ""))
-        return Response(body, headers={"content-type": content_type, "cache-control": "no-store"})
+        accept, accept_encoding = request.headers.get("accept"), request.headers.get("accept-encoding")
+        body, headers = await anyio.to_thread.run_sync(respond, accept, accept_encoding)
+        return Response(body, headers={**headers, "cache-control": "no-store"})
 
     return metrics
 
