@@ -37,7 +37,9 @@ def call(target: Any, fn: Any) -> None:
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["ok", "fail", "ignored", "tick", "reset", "force_open", "disable", "retry_ok", "retry_fail"]),
+        st.sampled_from(
+            ["ok", "fail", "ignored", "tick", "reset", "force_open", "disable", "retry_ok", "retry_fail"]
+        ),
         st.integers(min_value=0, max_value=3),
     ),
     max_size=60,
@@ -64,12 +66,15 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
     prom = CollectorRegistry()
     instrumentation = sp.instrument(prom, seawall_registry=registry, max_label_values=2)
     breakers = [
-        seawall.CircuitBreaker(f"b{i}", failure_threshold=2, reset_timeout=5, clock=clock, registry=registry,
-                               ignore_on=KeyError)
+        seawall.CircuitBreaker(
+            f"b{i}", failure_threshold=2, reset_timeout=5, clock=clock, registry=registry, ignore_on=KeyError
+        )
         for i in range(4)
     ]
-    retries = [seawall.Retry(f"r{i}", attempts=2, sleep=lambda s: None, clock=clock, registry=registry)
-               for i in range(3)]
+    retries = [
+        seawall.Retry(f"r{i}", attempts=2, sleep=lambda s: None, clock=clock, registry=registry)
+        for i in range(3)
+    ]
     seen: list[object] = []
     for kind, index in ops:
         breaker, retry = breakers[index], retries[index % 3]
@@ -107,9 +112,13 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
         for outcome, count in want["calls"].items():
             assert get(found, "seawall_circuit_breaker_calls_total", breaker=label, outcome=outcome) == count
         for (frm, to), count in want["transitions"].items():
-            got = get(found, "seawall_circuit_breaker_transitions_total", breaker=label, from_state=frm, to_state=to)
+            got = get(
+                found, "seawall_circuit_breaker_transitions_total", breaker=label, from_state=frm, to_state=to
+            )
             assert got == count
-        got = get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker=label, outcome="success")
+        got = get(
+            found, "seawall_circuit_breaker_call_duration_seconds_count", breaker=label, outcome="success"
+        )
         assert got == want["success_count"]
     retry_snaps = [r.snapshot() for r in retries]
     for label, snaps in {"r0": retry_snaps[:1], "r1": retry_snaps[1:2], OTHER: retry_snaps[2:]}.items():
@@ -124,52 +133,86 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
 # -- one behaviour each -----------------------------------------------------------------------------------
 
 
-def test_zero_series_before_any_call(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
-                                      registry: seawall.Registry) -> None:
+def test_zero_series_before_any_call(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
     seawall.CircuitBreaker("db", registry=registry)
     seawall.Retry("fetch", registry=registry)
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 0
     assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
     assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="db") == 0
-    assert get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success") == 0
+    assert (
+        get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success")
+        == 0
+    )
     assert get(found, "seawall_retry_calls_total", retry="fetch", outcome="failed_with_retry") == 0
 
 
-def test_breakers_made_before_instrument_are_read(prom: CollectorRegistry, registry: seawall.Registry,
-                                                  fake_clock: FakeClock) -> None:
+def test_breakers_made_before_instrument_are_read(
+    prom: CollectorRegistry, registry: seawall.Registry, fake_clock: FakeClock
+) -> None:
     breaker = seawall.CircuitBreaker("early", failure_threshold=1, clock=fake_clock, registry=registry)
     call(breaker, boom)
     instrumentation = sp.instrument(prom, seawall_registry=registry)
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_state", breaker="early", state="open") == 1
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="early", outcome="failure") == 1
-    assert get(found, "seawall_circuit_breaker_transitions_total", breaker="early", from_state="closed",
-               to_state="open") == 1
+    assert (
+        get(
+            found,
+            "seawall_circuit_breaker_transitions_total",
+            breaker="early",
+            from_state="closed",
+            to_state="open",
+        )
+        == 1
+    )
     instrumentation.close()
 
 
 def test_open_breaker_past_its_timeout_reads_open_until_a_call(
-    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: FakeClock
+    inst: sp.PrometheusInstrumentation,
+    prom: CollectorRegistry,
+    registry: seawall.Registry,
+    fake_clock: FakeClock,
 ) -> None:
-    breaker = seawall.CircuitBreaker("db", failure_threshold=1, reset_timeout=10, clock=fake_clock,
-                                     registry=registry)
+    breaker = seawall.CircuitBreaker(
+        "db", failure_threshold=1, reset_timeout=10, clock=fake_clock, registry=registry
+    )
     call(breaker, boom)
     fake_clock.advance(11)
     for _ in range(3):  # scraping does not perform the transition, and does not count one
         found = scrape(prom)
         assert get(found, "seawall_circuit_breaker_state", breaker="db", state="open") == 1
-        assert get(found, "seawall_circuit_breaker_transitions_total", breaker="db", from_state="open",
-                   to_state="half_open") is None
+        assert (
+            get(
+                found,
+                "seawall_circuit_breaker_transitions_total",
+                breaker="db",
+                from_state="open",
+                to_state="half_open",
+            )
+            is None
+        )
     call(breaker, lambda: 1)  # the probe
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
-    assert get(found, "seawall_circuit_breaker_transitions_total", breaker="db", from_state="open",
-               to_state="half_open") == 1
+    assert (
+        get(
+            found,
+            "seawall_circuit_breaker_transitions_total",
+            breaker="db",
+            from_state="open",
+            to_state="half_open",
+        )
+        == 1
+    )
 
 
-def test_other_shows_the_worst_state(prom: CollectorRegistry, registry: seawall.Registry,
-                                     fake_clock: FakeClock) -> None:
+def test_other_shows_the_worst_state(
+    prom: CollectorRegistry, registry: seawall.Registry, fake_clock: FakeClock
+) -> None:
     instrumentation = sp.instrument(prom, seawall_registry=registry, max_label_values=1)
     seawall.CircuitBreaker("first", registry=registry)
     seawall.CircuitBreaker("closed", registry=registry)
@@ -180,12 +223,16 @@ def test_other_shows_the_worst_state(prom: CollectorRegistry, registry: seawall.
     assert get(found, "seawall_circuit_breaker_state", breaker=OTHER, state="open") == 1
     assert get(found, "seawall_circuit_breaker_state", breaker=OTHER, state="disabled") == 0
     assert get(found, "seawall_circuit_breaker_calls_total", breaker=OTHER, outcome="failure") == 1
-    assert get(found, "seawall_label_overflow_total", metric="seawall_circuit_breaker_state", label="breaker") == 3
+    assert (
+        get(found, "seawall_label_overflow_total", metric="seawall_circuit_breaker_state", label="breaker")
+        == 3
+    )
     instrumentation.close()
 
 
-def test_errors_and_fallbacks_are_read(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
-                                       registry: seawall.Registry) -> None:
+def test_errors_and_fallbacks_are_read(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
     registry.errors.record(TimeoutError("slow"), source="payments")
     registry.errors.record(TimeoutError("slow"), source="payments")
     own = seawall.ErrorAggregator(registry=registry)
@@ -196,15 +243,21 @@ def test_errors_and_fallbacks_are_read(inst: sp.PrometheusInstrumentation, prom:
     feature.call(lambda: [1])
     registry.errors.clear()  # the window forgets; counters must not
     found = scrape(prom)
-    assert get(found, "seawall_errors_total", source="payments", error_type="TimeoutError", category="transient") == 2
-    assert get(found, "seawall_errors_total", source="auth", error_type="PermissionError", category="auth") == 1
+    assert (
+        get(found, "seawall_errors_total", source="payments", error_type="TimeoutError", category="transient")
+        == 2
+    )
+    assert (
+        get(found, "seawall_errors_total", source="auth", error_type="PermissionError", category="auth") == 1
+    )
     assert get(found, "seawall_fallbacks_total", feature="recs", reason="error") == 1
     assert get(found, "seawall_fallbacks_total", feature="recs", reason="disabled") == 1
     assert get(found, "seawall_feature_enabled", feature="recs") == 0
 
 
-def test_listener_failures_one_count_for_bus_and_metric(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
-                                                        registry: seawall.Registry) -> None:
+def test_listener_failures_one_count_for_bus_and_metric(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
     def broken(event: object) -> None:
         raise RuntimeError("listener bug")
 
@@ -232,8 +285,9 @@ def test_raising_base_exception_listener_never_reaches_the_caller(registry: seaw
     assert registry.bus.instrumentation_errors() == {"function": 2}  # registration and the call
 
 
-def test_broken_snapshot_is_counted_not_raised(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
-                                               registry: seawall.Registry) -> None:
+def test_broken_snapshot_is_counted_not_raised(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
     class Broken:
         kind, name, config = "breaker", "broken", {}
 
@@ -284,11 +338,30 @@ def test_custom_buckets(prom: CollectorRegistry, registry: seawall.Registry, fak
     found = scrape(prom)
     bounds = {labels[1][1] for (name, labels) in found if name.endswith("_bucket")}
     assert bounds == {"0.5", "2.0", "+Inf"}
-    assert get(found, "seawall_circuit_breaker_call_duration_seconds_bucket", breaker="db", le="0.5",
-               outcome="success") == 0
-    assert get(found, "seawall_circuit_breaker_call_duration_seconds_bucket", breaker="db", le="2.0",
-               outcome="success") == 1
-    assert get(found, "seawall_circuit_breaker_call_duration_seconds_sum", breaker="db", outcome="success") == 1.0
+    assert (
+        get(
+            found,
+            "seawall_circuit_breaker_call_duration_seconds_bucket",
+            breaker="db",
+            le="0.5",
+            outcome="success",
+        )
+        == 0
+    )
+    assert (
+        get(
+            found,
+            "seawall_circuit_breaker_call_duration_seconds_bucket",
+            breaker="db",
+            le="2.0",
+            outcome="success",
+        )
+        == 1
+    )
+    assert (
+        get(found, "seawall_circuit_breaker_call_duration_seconds_sum", breaker="db", outcome="success")
+        == 1.0
+    )
     snapshot = breaker.snapshot().durations["success"]
     assert snapshot.quantile(0.5) == pytest.approx(1.25)
     with pytest.raises(ValueError, match="already records durations"):
@@ -316,8 +389,9 @@ def test_awkward_names_round_trip(prom: CollectorRegistry, registry: seawall.Reg
     instrumentation.close()
 
 
-def test_exemplars_only_while_tracing(prom: CollectorRegistry, registry: seawall.Registry,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exemplars_only_while_tracing(
+    prom: CollectorRegistry, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
     import seawall.prometheus as prometheus_module
@@ -355,8 +429,9 @@ def test_exemplars_only_while_tracing(prom: CollectorRegistry, registry: seawall
     inst.close()
 
 
-def test_concurrent_calls_are_counted_exactly(inst: sp.PrometheusInstrumentation, prom: CollectorRegistry,
-                                              registry: seawall.Registry) -> None:
+def test_concurrent_calls_are_counted_exactly(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
     breaker = seawall.CircuitBreaker("db", registry=registry)
     retry = seawall.Retry("r", registry=registry)
     wrapped = retry(breaker(lambda: 1))
@@ -372,7 +447,10 @@ def test_concurrent_calls_are_counted_exactly(inst: sp.PrometheusInstrumentation
         thread.join(timeout=60)
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="success") == 16000
-    assert get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success") == 16000
+    assert (
+        get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success")
+        == 16000
+    )
     assert get(found, "seawall_retry_calls_total", retry="r", outcome="success_without_retry") == 16000
 
 

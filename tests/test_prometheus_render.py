@@ -32,8 +32,10 @@ def scenario() -> Iterator[CollectorRegistry]:
     provider = TracerProvider()
     tracing = otel.instrument(provider, seawall_registry=registry)
     sp.generate_latest(prom)  # a scrape notices tracing: exemplars from now on
-    breakers = [seawall.CircuitBreaker(name, failure_threshold=2, registry=registry)
-                for name in ("db", AWKWARD, "c", "d", "e")]
+    breakers = [
+        seawall.CircuitBreaker(name, failure_threshold=2, registry=registry)
+        for name in ("db", AWKWARD, "c", "d", "e")
+    ]
     with provider.get_tracer("t").start_as_current_span("op"):
         breakers[0].call(lambda: 1)
     for _ in range(3):
@@ -97,7 +99,9 @@ def test_promtool_accepts_both_formats(scenario: CollectorRegistry, openmetrics:
         (None, False),
     ],
 )
-def test_render_negotiates_leniently(scenario: CollectorRegistry, accept: str | None, openmetrics: bool) -> None:
+def test_render_negotiates_leniently(
+    scenario: CollectorRegistry, accept: str | None, openmetrics: bool
+) -> None:
     body, headers = sp.render(scenario, accept)
     assert headers["Content-Type"].startswith("application/openmetrics-text" if openmetrics else "text/plain")
     assert body.endswith(b"# EOF\n") is openmetrics
@@ -113,6 +117,8 @@ def test_render_gzips_when_asked(scenario: CollectorRegistry) -> None:
 
 
 def test_prometheus_client_still_reads_the_families(scenario: CollectorRegistry) -> None:
-    value = scenario.get_sample_value("seawall_circuit_breaker_calls_total", {"breaker": "db", "outcome": "rejected"})
+    value = scenario.get_sample_value(
+        "seawall_circuit_breaker_calls_total", {"breaker": "db", "outcome": "rejected"}
+    )
     assert value == 1
     assert scenario.get_sample_value("seawall_retries_total", {"retry": "r", "error_type": "OSError"}) == 1

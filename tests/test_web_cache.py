@@ -106,9 +106,7 @@ def test_zero_ttl_builds_every_time_and_bad_ttls_are_refused(registry: seawall.R
             BodyCache(registry, bad)  # type: ignore[arg-type]
 
 
-def test_fingerprints_follow_registration_and_state(
-    registry: seawall.Registry, fake_clock: Any
-) -> None:
+def test_fingerprints_follow_registration_and_state(registry: seawall.Registry, fake_clock: Any) -> None:
     breaker = CircuitBreaker("db", failure_threshold=1, reset_timeout=10, registry=registry, clock=fake_clock)
     first = breakers_fingerprint(registry)
     assert breakers_fingerprint(registry) == first

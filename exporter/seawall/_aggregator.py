@@ -103,9 +103,7 @@ class ErrorAggregator:
         self._totals: dict[tuple[str, str, ErrorCategory], int] = {}
         self._total_sources: set[str] = set()
         self._total_types: set[str] = set()
-        self._recorded = (
-            None if registry is None else registry.bus.channel(ErrorRecorded)
-        )
+        self._recorded = None if registry is None else registry.bus.channel(ErrorRecorded)
         if registry is not None:
             registry.add_aggregator(self)
 

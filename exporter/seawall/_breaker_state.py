@@ -121,7 +121,9 @@ class BreakerStateMachine:
         self._rejected = bus.channel(BreakerCallRejected)
         self._changed = bus.channel(BreakerStateChanged)
         self._lock = Lock()
-        needs_window = settings.failure_rate_threshold is not None or settings.slow_call_rate_threshold is not None
+        needs_window = (
+            settings.failure_rate_threshold is not None or settings.slow_call_rate_threshold is not None
+        )
         self._window: CountWindow | TimeWindow | None = (
             make_window(settings.window_type, settings.window_size) if needs_window else None
         )
@@ -162,7 +164,9 @@ class BreakerStateMachine:
                 if have != bounds:
                     raise ValueError(f"breaker {self.name!r} already records durations in buckets {have!r}")
                 return
-            self._durations = {outcome: DurationHistogram(bounds) for outcome in (_SUCCESS, _FAILURE, _IGNORED)}
+            self._durations = {
+                outcome: DurationHistogram(bounds) for outcome in (_SUCCESS, _FAILURE, _IGNORED)
+            }
             self._update_timed()
 
     # -- transitions (lock held) ------------------------------------------------------------------
@@ -273,7 +277,9 @@ class BreakerStateMachine:
                     self._probes -= 1
                     self._probe_successes += 1
                     if self._probe_successes >= self.settings.success_threshold:
-                        changed = self._move(_CLOSED, "probe_success", now if start is not None else self._clock())
+                        changed = self._move(
+                            _CLOSED, "probe_success", now if start is not None else self._clock()
+                        )
         if self._completed.listeners:  # (duration 0.0 for a listener that arrived during an untimed call)
             self._completed.publish(BreakerCallCompleted(self.name, _SUCCESS, duration, None))
         if changed is not None:
@@ -340,9 +346,15 @@ class BreakerStateMachine:
         calls, failures, slow = window.totals(now)
         if calls < settings.minimum_calls:
             return None
-        if settings.failure_rate_threshold is not None and failures >= settings.failure_rate_threshold * calls:
+        if (
+            settings.failure_rate_threshold is not None
+            and failures >= settings.failure_rate_threshold * calls
+        ):
             return self._move(_OPEN, "failure_rate", now)
-        if settings.slow_call_rate_threshold is not None and slow >= settings.slow_call_rate_threshold * calls:
+        if (
+            settings.slow_call_rate_threshold is not None
+            and slow >= settings.slow_call_rate_threshold * calls
+        ):
             return self._move(_OPEN, "slow_calls", now)
         return None
 

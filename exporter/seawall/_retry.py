@@ -220,7 +220,9 @@ class Retry:
         if finished.listeners or completed.listeners:
             name, now = self._name, self._clock()
             if finished.listeners:
-                finished.publish(RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0))
+                finished.publish(
+                    RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
+                )
             if completed.listeners:
                 completed.publish(RetryCompleted(name, outcome, attempt, now - start, None))
 

@@ -80,7 +80,8 @@ class BreakerSnapshot:
         data["state"] = self.state.value
         data["calls"] = dict(self.calls)
         data["transitions"] = [
-            {"from": frm.value, "to": to.value, "count": count} for (frm, to), count in self.transitions.items()
+            {"from": frm.value, "to": to.value, "count": count}
+            for (frm, to), count in self.transitions.items()
         ]
         data["durations"] = {outcome: hist.to_dict() for outcome, hist in self.durations.items()}
         return data

@@ -94,7 +94,7 @@ class PrometheusInstrumentation(MultiprocessWriter):
             self._trace = _import_trace() if exemplars else None
             self.collector = SnapshotCollector(seawall_registry, max_label_values, __version__)
             self.collector.before_collect = self._watch_tracing
-            registry.register(self.collector)  # type: ignore[arg-type]
+            registry.register(self.collector)
             self._collectors.append(self.collector)
             self.refresh()
 

@@ -138,7 +138,10 @@ class SnapshotCollector:
             ("breaker", "state"),
         )
         calls = Family(
-            "seawall_circuit_breaker_calls", "Calls through the breaker by outcome", "counter", ("breaker", "outcome")
+            "seawall_circuit_breaker_calls",
+            "Calls through the breaker by outcome",
+            "counter",
+            ("breaker", "outcome"),
         )
         durations = Family(
             "seawall_circuit_breaker_call_duration_seconds",
@@ -167,14 +170,20 @@ class SnapshotCollector:
         recorded = self.exemplars.by_series if self.exemplars is not None else {}
         for label, group in grouped.items():
             worst = min((snap.state for snap in group), key=_SEVERITY.__getitem__)
-            state.rows.extend(((label, value.value), 1.0 if value is worst else 0.0) for value in BreakerState)
+            state.rows.extend(
+                ((label, value.value), 1.0 if value is worst else 0.0) for value in BreakerState
+            )
             for outcome in CallOutcome:
-                calls.rows.append(((label, outcome.value), sum(snap.calls.get(outcome.value, 0) for snap in group)))
+                calls.rows.append(
+                    ((label, outcome.value), sum(snap.calls.get(outcome.value, 0) for snap in group))
+                )
             moved: dict[tuple[BreakerState, BreakerState], int] = {}
             for snap in group:
                 for key, count in snap.transitions.items():
                     moved[key] = moved.get(key, 0) + count
-            transitions.rows.extend(((label, frm.value, to.value), count) for (frm, to), count in moved.items())
+            transitions.rows.extend(
+                ((label, frm.value, to.value), count) for (frm, to), count in moved.items()
+            )
             ratio.rows.append(((label,), max(snap.failure_rate or 0.0 for snap in group)))
             for outcome_name in ("success", "failure", "ignored"):
                 hists = [snap.durations[outcome_name] for snap in group if outcome_name in snap.durations]
@@ -188,9 +197,14 @@ class SnapshotCollector:
         return (state, calls, durations, transitions, ratio)
 
     def _retries(self, snapshots: list[Any]) -> Iterable[Family]:
-        calls = Family("seawall_retry_calls", "Retried operations by outcome", "counter", ("retry", "outcome"))
+        calls = Family(
+            "seawall_retry_calls", "Retried operations by outcome", "counter", ("retry", "outcome")
+        )
         retries = Family(
-            "seawall_retries", "Re-attempts, by the error that caused them", "counter", ("retry", "error_type")
+            "seawall_retries",
+            "Re-attempts, by the error that caused them",
+            "counter",
+            ("retry", "error_type"),
         )
         by_label: dict[str, dict[str, int]] = {}
         retried: dict[tuple[str, str], int] = {}
@@ -209,8 +223,12 @@ class SnapshotCollector:
         return (calls, retries)
 
     def _features(self, snapshots: list[Any]) -> Iterable[Family]:
-        enabled = Family("seawall_feature_enabled", "1 while the feature answers from its primary", "gauge", ("feature",))
-        fallbacks = Family("seawall_fallbacks", "Fallback answers by reason", "counter", ("feature", "reason"))
+        enabled = Family(
+            "seawall_feature_enabled", "1 while the feature answers from its primary", "gauge", ("feature",)
+        )
+        fallbacks = Family(
+            "seawall_fallbacks", "Fallback answers by reason", "counter", ("feature", "reason")
+        )
         on: dict[str, float] = {}
         used: dict[str, dict[str, int]] = {}
         for snap in snapshots:
@@ -227,7 +245,10 @@ class SnapshotCollector:
 
     def _errors(self) -> Family:
         errors = Family(
-            "seawall_errors", "Errors recorded, by source and class", "counter", ("source", "error_type", "category")
+            "seawall_errors",
+            "Errors recorded, by source and class",
+            "counter",
+            ("source", "error_type", "category"),
         )
         summed: dict[tuple[str, str, str], int] = {}
         for aggregator in self.registry.aggregators():
@@ -254,7 +275,6 @@ class SnapshotCollector:
             summed[label] = summed.get(label, 0) + count
         family.rows.extend(((label,), count) for label, count in summed.items())
         return family
-
 
 
 def merge_all(hists: list[HistogramSnapshot]) -> HistogramSnapshot:

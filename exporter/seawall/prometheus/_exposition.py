@@ -88,7 +88,7 @@ class Family(Metric):
         self.rows: list[tuple[tuple[str, ...], float]] = []
         self.histograms: list[tuple[tuple[str, ...], HistogramSnapshot, dict[int, ExemplarIds] | None]] = []
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Any]:
         if self._built is None:
             self._built = list(self._samples())
