@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 import seawall
 from seawall import otel
 from seawall import prometheus as sp
+from seawall.adapters.pybreaker import SeawallListener, instrument_breaker
+from seawall.adapters.tenacity import RETRYABLE_RESULT, instrument_retrying
 from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
@@ -27,8 +29,6 @@ from seawall.events import (
     RetryAttemptStarted,
     RetryCompleted,
 )
-from seawall.adapters.pybreaker import SeawallListener, instrument_breaker
-from seawall.adapters.tenacity import RETRYABLE_RESULT, instrument_retrying
 
 S = seawall.BreakerState
 OC = seawall.CallOutcome

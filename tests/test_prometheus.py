@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -27,10 +28,8 @@ def boom() -> None:
 
 
 def call(target: Any, fn: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         target.call(fn)
-    except Exception:
-        pass
 
 
 # -- the property: the exposition equals the primitives' snapshots, `_other` included ----------------

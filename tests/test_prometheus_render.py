@@ -3,6 +3,7 @@ families, checked by the real `promtool check metrics`, negotiated leniently, gz
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import shutil
 import subprocess
@@ -39,17 +40,13 @@ def scenario() -> Iterator[CollectorRegistry]:
     with provider.get_tracer("t").start_as_current_span("op"):
         breakers[0].call(lambda: 1)
     for _ in range(3):
-        try:
+        with contextlib.suppress(Exception):
             breakers[0].call(lambda: 1 / 0)
-        except Exception:
-            pass
     breakers[1].call(lambda: 1)
     breakers[4].force_open()
     retry = seawall.Retry("r", attempts=2, sleep=lambda s: None, registry=registry, errors=registry.errors)
-    try:
+    with contextlib.suppress(OSError):
         retry.call(lambda: (_ for _ in ()).throw(OSError("x")))
-    except OSError:
-        pass
     yield prom
     tracing.close()
     provider.shutdown()

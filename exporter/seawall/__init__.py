@@ -13,11 +13,11 @@ from ._breaker import CircuitBreaker, CircuitOpenError, breaker
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
-from .events import EventBus, Listener
 from ._redact import redact
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
 from ._snapshots import BreakerSnapshot, FeatureSnapshot, RegistrySnapshot, RetrySnapshot
+from .events import EventBus, Listener
 
 try:
     __version__ = version("seawall")

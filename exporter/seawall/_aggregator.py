@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._classify import classify, to_category
 from ._enums import ErrorCategory
-from .events import ErrorRecorded
 from ._redact import redact
+from .events import ErrorRecorded
 
 if TYPE_CHECKING:
     from ._registry import Registry

@@ -19,9 +19,9 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from ._breaker import CircuitBreaker, CircuitOpenError
 from ._enums import BreakerState, FallbackReason
-from .events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
 from ._registry import Registry, default_registry
 from ._snapshots import FeatureSnapshot
+from .events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
 
 P = ParamSpec("P")
 T = TypeVar("T")

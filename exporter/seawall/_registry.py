@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .events import EventBus, PrimitiveRegistered
 from ._snapshots import RegistrySnapshot
+from .events import EventBus, PrimitiveRegistered
 
 if TYPE_CHECKING:
     from ._aggregator import ErrorAggregator

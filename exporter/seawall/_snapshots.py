@@ -44,7 +44,7 @@ class HistogramSnapshot:
         """The sum of two histograms with the same bounds (for series folded into `_other`)."""
         if other.bounds != self.bounds:
             raise ValueError(f"cannot merge histograms with bounds {self.bounds!r} and {other.bounds!r}")
-        counts = tuple(a + b for a, b in zip(self.counts, other.counts))
+        counts = tuple(a + b for a, b in zip(self.counts, other.counts, strict=True))
         return HistogramSnapshot(self.bounds, counts, self.sum + other.sum, self.count + other.count)
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import pybreaker
 
 from .._enums import BreakerState, CallOutcome
+from .._registry import Registry, default_registry
 from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
@@ -24,7 +25,6 @@ from ..events import (
     Event,
     PrimitiveRegistered,
 )
-from .._registry import Registry, default_registry
 
 __all__ = ["SeawallListener", "instrument_breaker"]
 

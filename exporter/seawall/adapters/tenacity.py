@@ -18,8 +18,8 @@ from typing import Any
 import tenacity
 
 from .._enums import ErrorCategory, RetryOutcome
-from ..events import PrimitiveRegistered, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 from .._registry import Registry, default_registry
+from ..events import PrimitiveRegistered, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 
 __all__ = ["RETRYABLE_RESULT", "instrument_retrying"]
 

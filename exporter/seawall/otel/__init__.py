@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
 
 from .._enums import RetryOutcome
+from .._registry import Registry, default_registry
 from ..events import (
     BreakerCallRejected,
     BreakerStateChanged,
@@ -37,7 +38,6 @@ from ..events import (
     RetryAttemptStarted,
     RetryCompleted,
 )
-from .._registry import Registry, default_registry
 from ._metrics import OtelMetricsInstrumentation, instrument_metrics
 from ._otlp import PROTOCOLS, OTLPExportError, configure_otlp
 

@@ -18,6 +18,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 
 from .._enums import BreakerState
+from .._registry import Registry, default_registry
 from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
@@ -30,7 +31,6 @@ from ..events import (
     RetryAttemptFinished,
     RetryCompleted,
 )
-from .._registry import Registry, default_registry
 
 __all__ = ["OtelMetricsInstrumentation", "instrument_metrics"]
 

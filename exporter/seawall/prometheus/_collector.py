@@ -20,7 +20,6 @@ from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
 from .._labels import LabelGuard
 from .._registry import Registry
 from .._snapshots import BreakerSnapshot, HistogramSnapshot
-from ..events import BreakerCallCompleted
 from ._exposition import ExemplarIds, Family
 
 __all__ = ["ExemplarRecorder", "SnapshotCollector"]

@@ -73,7 +73,7 @@ def _escape_value(value: str) -> str:
 
 def _labels(names: Sequence[str], values: Sequence[str]) -> str:
     """`{a="x",b="y"}` with the labels sorted by name, as both formats require."""
-    pairs = sorted(zip(names, values))
+    pairs = sorted(zip(names, values, strict=True))
     return "{" + ",".join(f'{name}="{_escape_value(value)}"' for name, value in pairs) + "}"
 
 
@@ -102,7 +102,7 @@ class Family(Metric):
         names = self.labelnames
         if self.type == "histogram":
             for values, hist, exemplars in self.histograms:
-                base = dict(zip(names, values))
+                base = dict(zip(names, values, strict=True))
                 for index, (bound, cumulative) in enumerate(_cumulative(hist)):
                     exemplar = None
                     if exemplars and index in exemplars:
@@ -115,7 +115,7 @@ class Family(Metric):
             return
         sample_name = self.name + "_total" if self.type == "counter" else self.name
         for values, value in self.rows:
-            yield Sample(sample_name, dict(zip(names, values)), float(value), None, None)
+            yield Sample(sample_name, dict(zip(names, values, strict=True)), float(value), None, None)
 
     def write(self, out: list[str], openmetrics: bool) -> None:
         name, typ = self.name, self.type
@@ -148,7 +148,7 @@ class Family(Metric):
 def _cumulative(hist: HistogramSnapshot) -> Iterable[tuple[str, float]]:
     """(le, cumulative count) per bucket, +Inf last."""
     running = 0
-    for bound, count in zip((*hist.bounds, math.inf), hist.counts):
+    for bound, count in zip((*hist.bounds, math.inf), hist.counts, strict=True):
         running += count
         yield go_float(bound), float(running)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from .._labels import LabelGuard
+from .._registry import Registry
 from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,
@@ -30,11 +31,8 @@ from ..events import (
     InstrumentationFailed,
     PrimitiveRegistered,
     RetryAttemptFinished,
-    RetryAttemptStarted,
     RetryCompleted,
 )
-from .._labels import LabelGuard
-from .._registry import Registry
 from ._collector import _SEVERITY
 from ._families import _MULTIPROCESS_REFRESH_SECONDS, _SUCCESS, _BreakerSeries, _Metrics, _windowless
 

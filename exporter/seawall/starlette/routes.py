@@ -6,7 +6,6 @@ including unknown names and bad parameters, uses the standard body from `_proble
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
