@@ -26,11 +26,11 @@ PASS = "PASS"
 MISS = "MISS"
 NOT_AVAILABLE = "N/A"
 
-NOT_YET = "not yet available"
+NOT_MEASURED = "not measured"
 
 
 class Unavailable(Exception):
-    """A seawall piece a case needs cannot be imported or built yet."""
+    """A seawall piece a case needs cannot be imported (a missing optional extra)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class CaseResult:
         if top is None or bottom is None:
             missing = numerator if top is None else denominator
             found = self.get(missing)
-            note = found.note if found is not None and found.note else NOT_YET
+            note = found.note if found is not None and found.note else NOT_MEASURED
             target = Target(text, None, limit, "x", NOT_AVAILABLE, note)
         elif bottom <= 0:
             target = Target(
@@ -154,7 +154,7 @@ class CaseResult:
         actual = self.value(subject)
         if actual is None:
             found = self.get(subject)
-            note = found.note if found is not None and found.note else NOT_YET
+            note = found.note if found is not None and found.note else NOT_MEASURED
             target = Target(text, None, limit, unit, NOT_AVAILABLE, note)
         else:
             target = Target(text, actual, limit, unit, PASS if actual <= limit else MISS)
@@ -312,7 +312,7 @@ def render_table(results: Sequence[CaseResult]) -> str:
             continue
         for item in case.measurements:
             raw = "" if item.raw is None else f"{item.raw:,.0f} ns"
-            value = _fmt(item.value, item.unit) if item.value is not None else NOT_YET
+            value = _fmt(item.value, item.unit) if item.value is not None else NOT_MEASURED
             if item.value is None and item.note:
                 value = "-"
             lines.append(
@@ -376,7 +376,7 @@ def to_json(results: Sequence[CaseResult], config: Config) -> str:
 
 
 def seawall_attr(path: str) -> Any:
-    """`seawall.X` or `seawall.sub.X`, or raise `Unavailable` while that piece has not landed yet."""
+    """`seawall.X` or `seawall.sub.X`, or raise `Unavailable` when its extra is not installed."""
     import importlib
 
     module_name, _, attr = path.rpartition(".")
@@ -384,11 +384,11 @@ def seawall_attr(path: str) -> Any:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
     except (ImportError, AttributeError) as exc:
-        raise Unavailable(f"{NOT_YET}: {path} ({type(exc).__name__})") from exc
+        raise Unavailable(f"{path} cannot be imported ({type(exc).__name__}: {exc})") from exc
 
 
 def attempt_build(build: Callable[[], Any]) -> tuple[Any, str]:
-    """Run `build`; return (result, "") or (None, why) when seawall is not there or not working yet.
+    """Run `build`; return (result, "") or (None, why) when a piece cannot be imported or built.
 
     A seawall constructor that raises something else is reported on its row (not a harness crash),
     so one broken piece does not hide the rest of the run.

@@ -34,9 +34,10 @@ async def awork() -> int:
     return 1
 
 
-def seawall_retry(name: str, **settings: Any) -> Any:
+def seawall_retry(name: str, registry: Any = None, **settings: Any) -> Any:
     """A seawall Retry in a private registry, with injected sleeps (never used on the success path)."""
-    registry = seawall_attr("seawall.Registry")()
+    if registry is None:
+        registry = seawall_attr("seawall.Registry")()
     retry_type = seawall_attr("seawall.Retry")
     return retry_type(name, attempts=ATTEMPTS, initial=0.1, registry=registry, **settings)
 
@@ -68,12 +69,29 @@ def success_sync(config: Config) -> CaseResult:
         unavailable["seawall"] = why
     else:
         subjects["seawall"] = wrapped
+    metered, why = attempt_build(lambda: instrumented_retry("bench-retry-metrics")(work))
+    if metered is None:
+        unavailable["seawall + prometheus"] = why
+    else:
+        subjects["seawall + prometheus"] = metered
     subjects["tenacity"] = tenacity_retry(work)
     subjects["stamina"] = stamina_retry(work)
     subjects["backoff"] = backoff_retry(work)
     result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
     result.ratio_target("seawall / tenacity.retry overhead", "seawall", "tenacity", 0.1)
+    result.ratio_target(
+        "seawall + prometheus / tenacity.retry overhead", "seawall + prometheus", "tenacity", 0.1
+    )
     return result
+
+
+def instrumented_retry(name: str) -> Any:
+    """A retry whose registry is exported by `seawall.prometheus.instrument` (metrics read at scrape)."""
+    from prometheus_client import CollectorRegistry
+
+    registry = seawall_attr("seawall.Registry")()
+    seawall_attr("seawall.prometheus.instrument")(CollectorRegistry(), seawall_registry=registry)
+    return seawall_retry(name, registry=registry)
 
 
 def success_async(config: Config) -> CaseResult:

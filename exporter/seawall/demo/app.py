@@ -127,10 +127,7 @@ class Demo:
         self._sleep = sleep
         self._traffic_sleep = traffic_sleep  # paces the generator (real time, unlike `sleep`)
         rng = random.Random(seed)
-        try:
-            errors: Any = registry.errors
-        except ImportError:  # the error aggregator module is not there yet
-            errors = None
+        errors = registry.errors
         self.guarded: dict[str, Guarded] = {}
         self.features = Features(registry=registry)
         for name, (latency, fallback) in DEPENDENCIES.items():

@@ -36,6 +36,10 @@ WORST_FIRST = (
     BreakerState.DISABLED,
 )
 _SEVERITY = {state: rank for rank, state in enumerate(WORST_FIRST)}
+_STATES = tuple(BreakerState)
+_OUTCOMES = tuple(CallOutcome)
+_RETRY_OUTCOMES = tuple(outcome.value for outcome in RetryOutcome)
+_FALLBACK_REASONS = tuple(reason.value for reason in FallbackReason)
 
 
 class ExemplarRecorder:
@@ -172,7 +176,7 @@ class SnapshotCollector:
             state.rows.extend(
                 ((label, value.value), 1.0 if value is worst else 0.0) for value in BreakerState
             )
-            for outcome in CallOutcome:
+            for outcome in _OUTCOMES:
                 calls.rows.append(
                     ((label, outcome.value), sum(snap.calls.get(outcome.value, 0) for snap in group))
                 )
@@ -210,7 +214,7 @@ class SnapshotCollector:
         for snap in snapshots:
             label = self._admit("seawall_retry_calls_total", "retry", snap.name)
             self._admit("seawall_retries_total", "retry", snap.name)
-            totals = by_label.setdefault(label, {outcome.value: 0 for outcome in RetryOutcome})
+            totals = by_label.setdefault(label, dict.fromkeys(_RETRY_OUTCOMES, 0))
             for outcome, count in snap.calls.items():
                 totals[outcome] = totals.get(outcome, 0) + count
             for error_type, count in snap.retries_by_error.items():
@@ -234,7 +238,7 @@ class SnapshotCollector:
             label = self._admit("seawall_feature_enabled", "feature", snap.name)
             self._admit("seawall_fallbacks_total", "feature", snap.name)
             on[label] = min(on.get(label, 1.0), 1.0 if snap.enabled else 0.0)
-            totals = used.setdefault(label, {reason.value: 0 for reason in FallbackReason})
+            totals = used.setdefault(label, dict.fromkeys(_FALLBACK_REASONS, 0))
             for reason, count in snap.fallbacks.items():
                 totals[reason] = totals.get(reason, 0) + count
         enabled.rows.extend(((label,), value) for label, value in on.items())
