@@ -150,7 +150,7 @@ def test_get_or_create_breaker_and_async(
 def test_features_and_fallbacks(
     inst: Any, prom: CollectorRegistry, registry: seawall.Registry, fake_clock: Any
 ) -> None:
-    from seawall._degrade import Features
+    from seawall import Features
 
     features = Features(registry=registry)
     recs = features.register("recs", fallback=[], failure_threshold=2, reset_timeout=10.0, clock=fake_clock)

@@ -17,8 +17,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
-from seawall._breaker import CircuitBreaker
-from seawall._degrade import Feature
+from seawall import CircuitBreaker, Feature
 from seawall.starlette import Check, create_app, resilience_routes
 from seawall.starlette.middleware import route_template
 
@@ -223,7 +222,7 @@ def test_features_list(client: TestClient, registry: seawall.Registry) -> None:
 
 
 def test_retries_list(client: TestClient, registry: seawall.Registry) -> None:
-    from seawall._retry import Retry
+    from seawall import Retry
 
     assert client.get("/api/resilience/retries").json() == {"retries": []}
     retry = Retry("search", attempts=3, retry_on=Boom, sleep=lambda seconds: None, registry=registry)

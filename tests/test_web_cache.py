@@ -11,9 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 import seawall
-from seawall._breaker import CircuitBreaker
-from seawall._degrade import Feature
-from seawall._retry import Retry
+from seawall import CircuitBreaker, Feature, Retry
 from seawall.starlette import create_app, resilience_routes
 from seawall.starlette.cache import BodyCache, breakers_fingerprint, features_fingerprint
 

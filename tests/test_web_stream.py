@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import seawall
-from seawall._breaker import CircuitBreaker
+from seawall import CircuitBreaker
 from seawall.starlette import SnapshotStream, close_all_streams
 
 SCOPE = {"type": "http", "method": "GET", "path": "/api/resilience/stream", "headers": []}

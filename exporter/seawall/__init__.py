@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import events
 from ._aggregator import ErrorAggregator, record_error
-from ._breaker import CircuitBreaker, CircuitOpenError, breaker
+from ._breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, breaker
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._latency import DEFAULT_DURATION_BUCKETS
 from ._redact import redact
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
-from ._snapshots import BreakerSnapshot, FeatureSnapshot, RegistrySnapshot, RetrySnapshot
+from ._snapshots import BreakerSnapshot, FeatureSnapshot, HistogramSnapshot, RegistrySnapshot, RetrySnapshot
 from .events import EventBus, Listener
 
 try:
@@ -25,6 +27,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "DEFAULT_DURATION_BUCKETS",
+    "BreakerSettings",
     "BreakerSnapshot",
     "BreakerState",
     "CallOutcome",
@@ -39,6 +43,7 @@ __all__ = [
     "FeatureSnapshot",
     "FeatureUnavailableError",
     "Features",
+    "HistogramSnapshot",
     "Listener",
     "Registry",
     "RegistrySnapshot",
@@ -49,6 +54,7 @@ __all__ = [
     "breaker",
     "classify",
     "default_registry",
+    "events",
     "record_error",
     "redact",
     "register_classifier",
