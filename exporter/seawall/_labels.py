@@ -9,8 +9,11 @@ the loss is visible instead of silent.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger("seawall")
 
 OTHER = "_other"
 DEFAULT_MAX_LABEL_VALUES = 100
@@ -76,3 +79,14 @@ class LabelGuard:
         """The values admitted so far."""
         with self._lock:
             return frozenset(self._seen)
+
+
+def warn_overflow(limit: int, metric: str, label: str) -> None:
+    """Log the first collapse of a label (once per metric and label, by the caller's bookkeeping)."""
+    log.warning(
+        "seawall: more than %d values of label %r on %s; new ones become _other "
+        "(counted in seawall_label_overflow_total)",
+        limit,
+        label,
+        metric,
+    )

@@ -10,21 +10,18 @@ and histograms sum, a state series takes the worst state folded into it) and yie
 
 from __future__ import annotations
 
-import logging
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from .._labels import LabelGuard
+from .._labels import LabelGuard, warn_overflow
 from .._registry import Registry
 from .._snapshots import BreakerSnapshot, HistogramSnapshot
 from ._exposition import ExemplarIds, Family
 
 __all__ = ["ExemplarRecorder", "SnapshotCollector"]
-
-log = logging.getLogger("seawall")
 
 # Which state an `_other` series shows when breakers in different states are folded into it:
 # the one an operator must see first.
@@ -98,13 +95,7 @@ class SnapshotCollector:
         first = key not in self._overflow
         self._overflow[key] = self._overflow.get(key, 0) + 1
         if first:
-            log.warning(
-                "seawall: more than %d values of label %r on %s; new ones become _other "
-                "(counted in seawall_label_overflow_total)",
-                self.max_label_values,
-                label,
-                metric,
-            )
+            warn_overflow(self.max_label_values, metric, label)
 
     # -- collection -----------------------------------------------------------------------------
     def collect(self) -> Iterator[Family]:

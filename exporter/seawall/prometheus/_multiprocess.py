@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from .._labels import LabelGuard
+from .._labels import LabelGuard, warn_overflow
 from .._registry import Registry
 from ..events import (
     BreakerCallCompleted,
@@ -180,13 +180,7 @@ class MultiprocessWriter:
         child.inc()
         if (metric, label) not in self._overflow_logged:
             self._overflow_logged.add((metric, label))
-            log.warning(
-                "seawall: more than %d values of label %r on %s; new ones become _other "
-                "(counted in seawall_label_overflow_total)",
-                self.max_label_values,
-                label,
-                metric,
-            )
+            warn_overflow(self.max_label_values, metric, label)
 
     def _breaker_series(self, name: str) -> _BreakerSeries:
         with self._lock:
