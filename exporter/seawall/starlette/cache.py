@@ -7,10 +7,10 @@ seconds, but each request first computes a fingerprint of what the body must nev
 manual switch) and reuses a body only while the fingerprint it was built under is unchanged. So
 states are always current; only counters may lag by up to `ttl`. `ttl=0` turns it off.
 
-Why not listen on the registry's bus for state changes: primitives build events only while
-`bus.listeners` is non-empty, and every listener receives every event, so a subscribed cache made
-each breaker call ~0.9 us dearer in every service that merely mounted the routes. Reading 1,000
-breaker states costs tens of microseconds, and only when someone asks for a status body.
+Why not listen on the registry's bus for state changes: a listener costs every call that publishes
+an event of the types it takes (building and delivering it), in every service that merely mounted
+the routes, while reading 1,000 breaker states costs tens of microseconds, and only when someone
+asks for a status body.
 """
 
 from __future__ import annotations
