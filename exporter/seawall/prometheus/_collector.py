@@ -18,8 +18,9 @@ from typing import Any
 from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
 from .._labels import LabelGuard, warn_overflow
 from .._registry import Registry
-from .._snapshots import BreakerSnapshot, HistogramSnapshot
+from .._snapshots import BreakerSnapshot
 from ._exposition import ExemplarIds, Family
+from ._kinds import LimitAndTaskFamilies, merge_all
 
 __all__ = ["ExemplarRecorder", "SnapshotCollector"]
 
@@ -64,7 +65,7 @@ class ExemplarRecorder:
         buckets[bisect_left(self._bounds, event.duration)] = (ids[0], ids[1], event.duration)
 
 
-class SnapshotCollector:
+class SnapshotCollector(LimitAndTaskFamilies):
     """Yields seawall's families for one registry, read at scrape time."""
 
     def __init__(self, registry: Registry, max_label_values: int, version: str) -> None:
@@ -108,6 +109,8 @@ class SnapshotCollector:
             families.extend(self._retries([item.snapshot() for item in registry.retries()]))
             families.extend(self._features([item.snapshot() for item in registry.features()]))
             families.append(self._errors())
+            families.extend(self._limits())
+            families.extend(self._tasks())
         except Exception as exc:  # a broken primitive must not break the scrape
             registry.bus.report_error("prometheus", exc)
         families.append(self._instrumentation_errors())
@@ -269,11 +272,3 @@ class SnapshotCollector:
             summed[label] = summed.get(label, 0) + count
         family.rows.extend(((label,), count) for label, count in summed.items())
         return family
-
-
-def merge_all(hists: list[HistogramSnapshot]) -> HistogramSnapshot:
-    """The sum of histograms with the same buckets (breakers folded into `_other`)."""
-    merged = hists[0]
-    for other in hists[1:]:
-        merged = merged.merged(other)
-    return merged
