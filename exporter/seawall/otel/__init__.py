@@ -176,67 +176,64 @@ class OtelInstrumentation:
         self.listener(event)
 
     # -- span events on the current span -----------------------------------------------------
+    @staticmethod
+    def _annotate(name: str, attributes: dict[str, Any]) -> None:
+        """Add a span event to the caller's current span, when it records."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(name, attributes)
+
     def _on_retry_completed(self, event: RetryCompleted) -> None:
         if event.outcome in _FAILED:  # a success adds nothing to the caller's span
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.add_event(
-                    "seawall.retry.gave_up",
-                    {
-                        "seawall.retry.name": event.retry,
-                        "seawall.retry.outcome": event.outcome.value,
-                        "seawall.retry.attempts": event.attempts,
-                        "error.type": event.error_type or "_OTHER",
-                    },
-                )
+            self._annotate(
+                "seawall.retry.gave_up",
+                {
+                    "seawall.retry.name": event.retry,
+                    "seawall.retry.outcome": event.outcome.value,
+                    "seawall.retry.attempts": event.attempts,
+                    "error.type": event.error_type or "_OTHER",
+                },
+            )
 
     def _on_rejected(self, event: BreakerCallRejected) -> None:
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(
-                "seawall.breaker.rejected",
-                {
-                    "seawall.breaker.name": event.breaker,
-                    "seawall.breaker.state": event.state.value,
-                    "seawall.breaker.retry_after": event.retry_after,
-                },
-            )
+        self._annotate(
+            "seawall.breaker.rejected",
+            {
+                "seawall.breaker.name": event.breaker,
+                "seawall.breaker.state": event.state.value,
+                "seawall.breaker.retry_after": event.retry_after,
+            },
+        )
 
     def _on_state_changed(self, event: BreakerStateChanged) -> None:
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(
-                "seawall.breaker.state_change",
-                {
-                    "seawall.breaker.name": event.breaker,
-                    "seawall.breaker.from_state": event.from_state.value,
-                    "seawall.breaker.to_state": event.to_state.value,
-                    "seawall.breaker.reason": event.reason,
-                },
-            )
+        self._annotate(
+            "seawall.breaker.state_change",
+            {
+                "seawall.breaker.name": event.breaker,
+                "seawall.breaker.from_state": event.from_state.value,
+                "seawall.breaker.to_state": event.to_state.value,
+                "seawall.breaker.reason": event.reason,
+            },
+        )
 
     def _on_fallback(self, event: FallbackUsed) -> None:
-        span = trace.get_current_span()
-        if span.is_recording():
-            attributes = {
-                "seawall.feature.name": event.feature,
-                "seawall.fallback.reason": event.reason.value,
-            }
-            if event.error_type is not None:
-                attributes["error.type"] = event.error_type
-            span.add_event("seawall.fallback", attributes)
+        attributes: dict[str, Any] = {
+            "seawall.feature.name": event.feature,
+            "seawall.fallback.reason": event.reason.value,
+        }
+        if event.error_type is not None:
+            attributes["error.type"] = event.error_type
+        self._annotate("seawall.fallback", attributes)
 
     def _on_feature_toggled(self, event: FeatureToggled) -> None:
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(
-                "seawall.feature.toggled",
-                {
-                    "seawall.feature.name": event.feature,
-                    "seawall.feature.enabled": event.enabled,
-                    "seawall.feature.reason": event.reason,
-                },
-            )
+        self._annotate(
+            "seawall.feature.toggled",
+            {
+                "seawall.feature.name": event.feature,
+                "seawall.feature.enabled": event.enabled,
+                "seawall.feature.reason": event.reason,
+            },
+        )
 
     def close(self) -> None:
         """Unsubscribe; idempotent."""
