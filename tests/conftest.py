@@ -15,12 +15,14 @@ from seawall.events import Event
 
 
 class FakeClock:
-    """A monotonic clock the test moves by hand: `clock()` returns `now`, `advance(s)` moves it on."""
+    """A monotonic clock the test moves by hand: `clock()` returns `now`, `advance(s)` moves it on.
+    Its sleeps (sync `sleep_sync`, async `sleep`) only advance it, and are recorded in `slept`."""
 
-    __slots__ = ("now",)
+    __slots__ = ("now", "slept")
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
@@ -31,9 +33,14 @@ class FakeClock:
         self.now += seconds
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
-        """An async sleep that only advances the clock (for code that takes an injected sleep)."""
+    def sleep_sync(self, seconds: float) -> None:
+        """A sync sleep that only advances the clock (for code that takes an injected sleep)."""
+        self.slept.append(seconds)
         self.advance(max(0.0, seconds))
+
+    async def sleep(self, seconds: float) -> None:
+        """An async sleep that only advances the clock."""
+        self.sleep_sync(seconds)
 
 
 @pytest.fixture

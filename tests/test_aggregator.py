@@ -7,24 +7,17 @@ import threading
 import pytest
 
 import seawall
+from conftest import FakeClock
 from seawall import ErrorAggregator, ErrorCategory, Registry
 from seawall.events import ErrorRecorded, Event
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(clock: Clock, **kw: object) -> ErrorAggregator:
+def make(clock: FakeClock, **kw: object) -> ErrorAggregator:
     return ErrorAggregator(60.0, buckets=6, clock=clock, **kw)  # type: ignore[arg-type]
 
 
 def test_stats_shape_and_counts() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     agg = make(clock)
     assert agg.record(ConnectionError("x"), source="db") is ErrorCategory.TRANSIENT
     agg.record(ValueError("bad"), source="api")
@@ -42,7 +35,7 @@ def test_stats_shape_and_counts() -> None:
 
 
 def test_window_expiry_and_bucket_rotation() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     agg = make(clock)
     agg.record(ConnectionError())
     clock.now += 30
@@ -61,7 +54,7 @@ def test_window_expiry_and_bucket_rotation() -> None:
 
 
 def test_recent_order_limit_redaction_truncation() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     agg = make(clock, max_recent=5, message_limit=40)
     for i in range(8):
         clock.now += 1
@@ -84,7 +77,7 @@ def test_recent_order_limit_redaction_truncation() -> None:
 
 
 def test_context_is_bounded() -> None:
-    agg = make(Clock())
+    agg = make(FakeClock(1_000_000.0))
     agg.record(RuntimeError(), context={f"k{i}": "v" * 1000 for i in range(100)})
     ctx = agg.recent(1)[0]["context"]
     assert len(ctx) <= 20
@@ -92,7 +85,7 @@ def test_context_is_bounded() -> None:
 
 
 def test_bounded_memory_with_many_types() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     agg = ErrorAggregator(3600.0, buckets=60, max_recent=100, clock=clock)
     kinds = [type(f"E{i}", (Exception,), {}) for i in range(1000)]
     for i in range(200_000):

@@ -9,16 +9,9 @@ from typing import Any
 import pytest
 
 import seawall
+from conftest import FakeClock
 from seawall import FallbackReason, Features, FeatureUnavailableError, Registry
 from seawall.events import Event, FallbackUsed, FeatureToggled
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Boom(Exception):
@@ -65,7 +58,7 @@ def test_error_answers_fallback_and_counts(registry: Registry, events: list[Even
 def test_switches_off_after_failures_and_back_on_through_probe(
     registry: Registry, events: list[Event]
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     features = Features(registry=registry)
     feature = features.register(
         "recs", fallback="cached", failure_threshold=3, reset_timeout=10.0, clock=clock
@@ -106,7 +99,7 @@ def test_manual_disable_and_enable(registry: Registry, events: list[Event]) -> N
 
 
 def test_stale_value_served_with_age_until_ttl(registry: Registry) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     feature = Features(registry=registry).register(
         "prices", fallback="default", stale=True, stale_ttl=60.0, clock=clock
     )

@@ -10,21 +10,9 @@ from typing import Any
 import pytest
 
 import seawall
+from conftest import FakeClock
 from seawall import ErrorAggregator, ErrorCategory, Registry, Retry, RetryOutcome
 from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def flaky(failures: list[BaseException], result: Any = "ok") -> Callable[[], Any]:
@@ -46,14 +34,14 @@ class HTTPError(Exception):
         self.status_code = status
 
 
-def make(clock: Clock, **kw: Any) -> Retry:
+def make(clock: FakeClock, **kw: Any) -> Retry:
     kw.setdefault("registry", Registry())
     kw.setdefault("rng", random.Random(1))
-    return Retry("r", sleep=clock.sleep, clock=clock, **kw)
+    return Retry("r", sleep=clock.sleep_sync, clock=clock, **kw)
 
 
 def test_success_first_time() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     assert r.call(lambda: 42) == 42
     assert clock.slept == []
@@ -61,7 +49,7 @@ def test_success_first_time() -> None:
 
 
 def test_success_after_retries_with_backoff() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, attempts=4, initial=1.0, jitter=0.0)
     fn = flaky([ConnectionError(), TimeoutError()])
     assert r.call(fn) == "ok"
@@ -72,7 +60,7 @@ def test_success_after_retries_with_backoff() -> None:
 
 
 def test_give_up_reraises_original_with_traceback() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, attempts=3)
     errors = [ConnectionError(str(i)) for i in range(3)]
     last = errors[-1]
@@ -87,7 +75,7 @@ def test_give_up_reraises_original_with_traceback() -> None:
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 def test_http_categories_never_retried_by_default(status: int) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     fn = flaky([HTTPError(status)])
     with pytest.raises(HTTPError):
@@ -97,7 +85,7 @@ def test_http_categories_never_retried_by_default(status: int) -> None:
 
 @pytest.mark.parametrize("exc", [ValueError(), PermissionError(), KeyError()])
 def test_categories_never_retried_by_default(exc: Any) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     fn = flaky([exc])
     with pytest.raises(type(exc)):
@@ -121,7 +109,7 @@ def test_categories_never_retried_by_default(exc: Any) -> None:
     ],
 )
 def test_retry_on_variants(retry_on: Any, exc: BaseException, retried: bool) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, retry_on=retry_on)
     fn = flaky([exc])
     if retried:
@@ -133,7 +121,7 @@ def test_retry_on_variants(retry_on: Any, exc: BaseException, retried: bool) -> 
 
 
 def test_deadline_never_slept_past() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, attempts=100, initial=1.0, jitter=0.0, deadline=5.0)
     fn = flaky([ConnectionError() for _ in range(100)])
     with pytest.raises(ConnectionError):
@@ -150,14 +138,14 @@ def test_retry_after_hint_honoured() -> None:
             super().__init__()
             self.headers = {"Retry-After": "3"}
 
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, initial=0.01)
     assert r.call(flaky([TooMany(), seawall.CircuitOpenError("b", seawall.BreakerState.OPEN, 1.5)])) == "ok"
     assert clock.slept == [3.0, 1.5]
 
 
 def test_hint_over_max_delay_gives_up() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, max_delay=2.0)
     with pytest.raises(seawall.CircuitOpenError):
         r.call(flaky([seawall.CircuitOpenError("b", seawall.BreakerState.OPEN, 30.0)]))
@@ -165,7 +153,7 @@ def test_hint_over_max_delay_gives_up() -> None:
 
 
 def test_cancellation_not_retried() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     fn = flaky([KeyboardInterrupt()])
     with pytest.raises(KeyboardInterrupt):
@@ -174,7 +162,7 @@ def test_cancellation_not_retried() -> None:
 
 
 def test_events_bracket_attempts() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     reg = Registry()
     r = make(clock, registry=reg, initial=1.0, jitter=0.0)
     log: list[Any] = []
@@ -215,7 +203,7 @@ def test_events_bracket_attempts() -> None:
 
 
 def test_events_on_cancellation_close_attempt() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     reg = Registry()
     r = make(clock, registry=reg)
     log: list[Event] = []
@@ -226,7 +214,7 @@ def test_events_on_cancellation_close_attempt() -> None:
 
 
 def test_failed_attempts_recorded_in_aggregator() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     agg = ErrorAggregator()
     r = make(clock, errors=agg)
     with pytest.raises(ConnectionError):
@@ -235,7 +223,7 @@ def test_failed_attempts_recorded_in_aggregator() -> None:
 
 
 def test_decorator_keeps_metadata() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
 
     @r

@@ -9,31 +9,18 @@ from typing import Any
 import pytest
 
 import seawall
+from conftest import FakeClock
 from seawall import Registry, Retry, RetryOutcome
 from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def sync_sleep(self, seconds: float) -> None:
-        raise AssertionError("async retry must not use the sync sleep")
+def no_sync_sleep(seconds: float) -> None:
+    raise AssertionError("async retry must not use the sync sleep")
 
 
-def make(clock: Clock, **kw: Any) -> Retry:
+def make(clock: FakeClock, **kw: Any) -> Retry:
     kw.setdefault("registry", Registry())
-    return Retry(
-        "ra", async_sleep=clock.sleep, sleep=clock.sync_sleep, clock=clock, rng=random.Random(2), **kw
-    )
+    return Retry("ra", async_sleep=clock.sleep, sleep=no_sync_sleep, clock=clock, rng=random.Random(2), **kw)
 
 
 class Flaky:
@@ -50,7 +37,7 @@ class Flaky:
 
 
 def test_success_first_time() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     assert asyncio.run(r.call_async(Flaky([]), 7)) == 7
     assert clock.slept == []
@@ -58,7 +45,7 @@ def test_success_first_time() -> None:
 
 
 def test_success_after_retries() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, initial=0.5, jitter=0.0)
     fn = Flaky([ConnectionError(), TimeoutError()])
     assert asyncio.run(r.call_async(fn, value=3)) == 3
@@ -67,7 +54,7 @@ def test_success_after_retries() -> None:
 
 
 def test_give_up_reraises_original() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, attempts=2)
     last = ConnectionError("last")
     fn = Flaky([ConnectionError("first"), last])
@@ -78,7 +65,7 @@ def test_give_up_reraises_original() -> None:
 
 
 def test_permanent_not_retried() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     fn = Flaky([ValueError("bad data")])
     with pytest.raises(ValueError, match="bad data"):
@@ -87,7 +74,7 @@ def test_permanent_not_retried() -> None:
 
 
 def test_deadline_and_hint() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock, attempts=10, initial=1.0, jitter=0.0, deadline=4.0)
     fn = Flaky([seawall.CircuitOpenError("b", seawall.BreakerState.OPEN, 2.5)] + [ConnectionError()] * 9)
     with pytest.raises(ConnectionError):
@@ -97,7 +84,7 @@ def test_deadline_and_hint() -> None:
 
 
 def test_cancellation_not_retried() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     r = make(clock)
     fn = Flaky([asyncio.CancelledError()])
     with pytest.raises(asyncio.CancelledError):
@@ -122,7 +109,7 @@ def test_task_cancel_during_backoff_propagates() -> None:
 
 
 def test_decorator_and_events() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     reg = Registry()
     r = make(clock, registry=reg, initial=1.0, jitter=0.0)
     log: list[Any] = []
@@ -157,7 +144,7 @@ def test_decorator_and_events() -> None:
 
 
 def test_events_on_cancellation() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     reg = Registry()
     r = make(clock, registry=reg)
     log: list[Event] = []
