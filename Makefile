@@ -27,10 +27,10 @@ test: setup
 test-fast: $(SETUP_STAMP)
 	$(PY) -m pytest -m "not stack and not browser"
 
-## lint: ruff and mypy --strict on the package
+## lint: ruff, and mypy --strict on the package and stacktools
 lint: $(SETUP_STAMP)
-	$(PY) -m ruff check exporter tests bench scripts grafana
-	$(PY) -m ruff format --check exporter tests bench scripts grafana
+	$(PY) -m ruff check exporter tests bench scripts grafana stacktools
+	$(PY) -m ruff format --check exporter tests bench scripts grafana stacktools
 	$(PY) -m mypy
 
 ## bench: per-call overhead against pybreaker, circuitbreaker, tenacity, stamina, backoff

@@ -3,7 +3,7 @@
 Runs the demo service, Debian's `prometheus` and `prometheus-alertmanager` with the shipped
 configs (substituted copies under `.stack/`: targets, receiver URLs, secret files; `--fast` also
 shortens intervals and `for:` durations as the end-to-end test does). The process handling lives in
-tests/stack_harness.py, shared with the test.
+stacktools/harness.py, shared with the tests.
 
 Notifications go to the real Slack/PagerDuty when `secrets/slack_webhook_url` and
 `secrets/pagerduty_routing_key` exist; otherwise to local fake receivers whose messages are printed.
@@ -20,10 +20,10 @@ from pathlib import Path
 from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # stacktools/ lives at the repository root
 
-from fake_receivers import FakePagerDuty, FakeReceiver, FakeSlack  # noqa: E402
-from stack_harness import FAST, SHIPPED, Receivers, Stack, binaries_missing  # noqa: E402
+from stacktools.harness import FAST, SHIPPED, Receivers, Stack, binaries_missing  # noqa: E402
+from stacktools.receivers import FakePagerDuty, FakeReceiver, FakeSlack  # noqa: E402
 
 
 def port_or_free(port: int, name: str) -> int:

@@ -292,9 +292,9 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     from prometheus_client import CollectorRegistry, generate_latest
 
     import seawall
-    from fake_receivers import closed_port_url, free_port
     from seawall import prometheus as sp
     from seawall._events import BreakerCallCompleted, BreakerStateChanged, PrimitiveRegistered
+    from stacktools.receivers import closed_port_url, free_port
 
     registry = seawall.Registry()
     prom = CollectorRegistry()

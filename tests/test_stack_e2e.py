@@ -1,6 +1,6 @@
 """End to end: demo -> Prometheus (shipped rules) -> Alertmanager (shipped routes) -> Slack/PagerDuty.
 
-Real binaries on 127.0.0.1 (tests/stack_harness.py), local fake receivers (tests/fake_receivers.py),
+Real binaries on 127.0.0.1 (stacktools/harness.py), local fake receivers (stacktools/receivers.py),
 1 s scrape/evaluation intervals, `for:` shortened to 1 s and group_wait 1 s. One scenario, in order:
 rules load and evaluate cleanly; an outage pages (PagerDuty) and tickets (Slack); every dashboard
 query returns data; healing resolves both; an unreachable receiver shows up in Alertmanager's
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from fake_receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
 from otlp_receiver import OTLPReceiver
-from stack_harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
+from stacktools.harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
+from stacktools.receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
 
 pytestmark = [
     pytest.mark.stack,
@@ -124,7 +124,7 @@ def check_rules_loaded(stack: Stack) -> None:
     expected = set(rules_by_name())
 
     def all_evaluated() -> dict[str, Any] | None:
-        from stack_harness import http
+        from stacktools.harness import http
 
         _, body = http("GET", f"{stack.prometheus_url}/api/v1/rules")
         rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack_harness import (
+from stacktools.harness import (
     FAST,
     ROOT,
     SHIPPED,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stack_harness import ROOT, binaries_missing, http
+from stacktools.harness import ROOT, binaries_missing, http
 
 pytestmark = [
     pytest.mark.stack,

@@ -1,6 +1,6 @@
 """The seawall stack without Docker: the demo service, Prometheus and Alertmanager as local processes.
 
-One implementation for two users: `scripts/stack.py` (`make stack`) and the end-to-end test
+One implementation for two users: `scripts/stack.py` (`make stack`) and the end-to-end tests
 (`tests/test_stack_e2e.py`). Both run the shipped `prometheus/prometheus.yml`, `rules/*.yml` and
 `alertmanager/alertmanager.yml` (+ templates); the copies written under the work directory differ
 only in targets (compose service names become 127.0.0.1 ports), receiver URLs, secret files and,
@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,23 +30,15 @@ from typing import Any, TypeVar
 
 import yaml
 
+from stacktools.receivers import PAGERDUTY_KEY_FILE, PAGERDUTY_URL, SLACK_URL_FILE, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or ""
-SLACK_URL_FILE = "/etc/alertmanager/secrets/slack_webhook_url"
-PAGERDUTY_KEY_FILE = "/etc/alertmanager/secrets/pagerduty_routing_key"
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 # compose host:port -> which local process answers it
 COMPOSE_TARGETS = {"demo:8000": "demo", "alertmanager:9093": "alertmanager", "localhost:9090": "prometheus"}
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def binaries_missing() -> list[str]:
