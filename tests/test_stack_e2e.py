@@ -65,12 +65,6 @@ def is_(status: str, alertname: str, breaker: str | None = None) -> Callable[[di
 
 
 @pytest.fixture
-def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
-    with FakeSlack() as slack, FakePagerDuty() as pagerduty:
-        yield slack, pagerduty
-
-
-@pytest.fixture
 def otlp() -> Iterator[OTLPReceiver]:
     receiver = OTLPReceiver().start()
     yield receiver

@@ -24,6 +24,7 @@ from stacktools.harness import (
     render_alertmanager,
     render_prometheus,
     render_rules,
+    render_targets,
     sum_samples,
     wait_until,
 )
@@ -42,12 +43,30 @@ def test_prometheus_targets_become_local_and_compose_only_jobs_go() -> None:
     original = yaml.safe_load(shipped("prometheus/prometheus.yml"))
     assert out["global"] == original["global"], "shipped timings are kept"
     assert out["rule_files"] == ["/x/rules/*.yml"]
-    assert out["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    assert out["alerting"] == original["alerting"], "Alertmanagers come from the file_sd target file"
     jobs = {job["job_name"]: job for job in out["scrape_configs"]}
     assert set(jobs) == {"seawall-demo", "prometheus", "alertmanager"}
     demo = jobs["seawall-demo"]["static_configs"][0]
     assert demo == {"targets": ["127.0.0.1:18000"], "labels": {"service": "seawall-demo"}}
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
+
+
+def test_alertmanager_target_files_become_local() -> None:
+    """Single and HA target files: every listed Alertmanager maps to a local port, none is left out."""
+    single = yaml.safe_load(render_targets(shipped("prometheus/alertmanagers.yml"), PORTS))
+    assert single == [{"targets": ["127.0.0.1:19093"]}]
+    ports = {"alertmanager": 19093, "alertmanager-b": 19095}
+    ha = yaml.safe_load(render_targets(shipped("prometheus/alertmanagers-ha.yml"), ports))
+    assert ha == [{"targets": ["127.0.0.1:19093", "127.0.0.1:19095"]}]
+    with pytest.raises(ValueError, match="alertmanager-b"):
+        render_targets(shipped("prometheus/alertmanagers-ha.yml"), PORTS)
+
+
+def test_replica_label_is_dropped_from_alerts() -> None:
+    """Identical replicas: `replica` tells their series apart and is dropped from what they send."""
+    config = yaml.safe_load(shipped("prometheus/prometheus.yml"))
+    assert config["global"]["external_labels"]["replica"] == "${PROMETHEUS_REPLICA}"
+    assert {"action": "labeldrop", "regex": "replica"} in config["alerting"]["alert_relabel_configs"]
 
 
 def test_fast_timings_change_intervals_and_for() -> None:
@@ -102,7 +121,7 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     assert (stack.secrets / "slack_webhook_url").read_text() == "http://127.0.0.1:9/slack\n"
     assert (stack.secrets / "slack_webhook_url").stat().st_mode & 0o077 == 0
     for argv in (
-        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        ["promtool", "check", "config", str(tmp_path / "prometheus" / "prometheus.yml")],
         ["amtool", "check-config", str(tmp_path / "alertmanager" / "alertmanager.yml")],
     ):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
