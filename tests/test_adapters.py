@@ -289,7 +289,9 @@ def test_tenacity_metrics_and_spans(registry: seawall.Registry, prom: CollectorR
     labels = {"retry": "fetch", "outcome": "success_with_retry"}
     assert prom.get_sample_value("seawall_retry_calls_total", labels) == 1
     assert (
-        prom.get_sample_value("seawall_retries_total", {"retry": "fetch", "error_type": "ConnectionError"})
+        prom.get_sample_value(
+            "seawall_retries_total", {"retry": "fetch", "error_type": "ConnectionError"}
+        )
         == 1
     )
     spans = sorted(exporter.get_finished_spans(), key=lambda s: s.attributes["seawall.retry.attempt"])
