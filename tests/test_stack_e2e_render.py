@@ -5,11 +5,13 @@ Fast (no processes); promtool/amtool, when installed, check that what the harnes
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,6 +30,7 @@ from stacktools.harness import (
     sum_samples,
     wait_until,
 )
+from stacktools.timings import time_to_fire, time_to_resolve
 
 PORTS = {"demo": 18000, "prometheus": 19090, "alertmanager": 19093}
 
@@ -169,3 +172,43 @@ def test_stack_script_helps_without_starting_anything() -> None:
     assert result.returncode == 0, result.stderr
     assert "--fast" in result.stdout
     assert "--fake-receivers" in result.stdout
+
+
+def load_stack_script() -> Any:
+    spec = importlib.util.spec_from_file_location("seawall_stack_script", ROOT / "scripts" / "stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stack_script_refuses_placeholder_secrets(tmp_path: Path) -> None:
+    """Missing or placeholder secrets mean the local fakes (and why); real values are used as they are."""
+    script = load_stack_script()
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert "no slack_webhook_url" in why
+    for example in (ROOT / "secrets").glob("*.example"):
+        shutil.copy(example, tmp_path / example.name)
+        shutil.copy(example, tmp_path / example.stem)  # what `make secrets` does
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert why.startswith("slack_webhook_url and pagerduty_routing_key")
+    assert "placeholder" in why
+    (tmp_path / "slack_webhook_url").write_text("https://hooks.slack.com/services/TREAL/BREAL/real\n")
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert why.startswith("pagerduty_routing_key")
+    (tmp_path / "pagerduty_routing_key").write_text("a-real-routing-key\n")
+    receivers, why = script.real_receivers(tmp_path)
+    assert why == ""
+    assert receivers.slack_url == "https://hooks.slack.com/services/TREAL/BREAL/real"
+    assert receivers.pagerduty_key == "a-real-routing-key"
+
+
+def test_shipped_note_matches_the_timing_formulas() -> None:
+    note = load_stack_script().shipped_note()
+    fastest, worst = time_to_fire(SHIPPED, "2m")
+    assert f"pages {fastest / 60:.1f}-{worst / 60:.1f} minutes" in note
+    assert f"up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing" in note

@@ -1,10 +1,12 @@
-"""`make stack` (scripts/stack.py) as a user runs it: prints URLs and notifications, stops all on Ctrl-C."""
+"""`make stack` (scripts/stack.py) as a user runs it: prints links that work and the notifications,
+refuses placeholder secrets (falls back to the local fakes, loudly), stops all on Ctrl-C."""
 
 from __future__ import annotations
 
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,12 +54,18 @@ class Lines:
 @pytest.fixture
 def script(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    secrets = tmp_path / "secrets"  # what `make secrets` leaves: the placeholders, copied
+    secrets.mkdir()
+    for example in (ROOT / "secrets").glob("*.example"):
+        shutil.copy(example, secrets / example.name)
+        shutil.copy(example, secrets / example.stem)
     process = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "scripts" / "stack.py"),
             "--fast",
-            "--fake-receivers",
+            "--secrets",
+            str(secrets),
             "--workdir",
             str(tmp_path / "stack"),
             "--demo-port",
@@ -100,13 +108,21 @@ def test_make_stack_prints_urls_and_notifications_and_stops_on_ctrl_c(
     script: tuple[subprocess.Popen[str], Lines],
 ) -> None:
     process, out = script
+    out.wait_for(r"WARNING: slack_webhook_url and pagerduty_routing_key .* \*\.example placeholder", 40)
     demo = out.wait_for(r"demo\s+(http://127\.0\.0\.1:\d+)/resilience", 40).group(1)
-    prometheus = out.wait_for(r"Prometheus\s+(http://127\.0\.0\.1:\d+)/alerts", 5).group(1)
-    alertmanager = out.wait_for(r"Alertmanager\s+(http://127\.0\.0\.1:\d+)", 5).group(1)
-    out.wait_for(r"notifications local fakes: Slack http://127\.0\.0\.1:\d+/", 5)
+    prometheus_link = out.wait_for(r"prometheus\s+(http://127\.0\.0\.1:\d+/\S*alerts)", 5).group(1)
+    am = out.wait_for(r"alertmanager\s+(http://127\.0\.0\.1:\d+)(/api/v2/alerts)?(.*amtool (.*))?", 5)
+    out.wait_for(r"notifications\s+local fakes \(.*placeholder\): Slack http://127\.0\.0\.1:\d+/", 5)
     out.wait_for(r"Ctrl-C stops everything", 5)
-    for url in (f"{demo}/health", f"{prometheus}/-/ready", f"{alertmanager}/-/ready"):
+    prometheus = prometheus_link[: prometheus_link.index("/", len("http://"))]
+    alertmanager = am.group(1)
+    # every printed link answers on the binaries installed (Debian's UI lives under /classic/)
+    for url in (f"{demo}/health", f"{demo}/resilience", prometheus_link, am.group(1) + (am.group(2) or "")):
         assert http("GET", url)[0] == 200, url
+    if am.group(4):  # no web UI: the printed amtool command works
+        argv = am.group(4).rstrip(")").split()
+        result = subprocess.run(["amtool", *argv], capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
 
     status, _ = http("POST", f"{demo}/chaos/payments", {"outage": True})
     assert status == 200
