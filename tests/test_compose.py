@@ -326,3 +326,58 @@ def test_collector_listens_on_all_interfaces_and_exports_otlp_to_tempo() -> None
     mount = next(v for v in raw()["services"]["otel-collector"]["volumes"] if v.startswith("./otel/"))
     command = raw()["services"]["otel-collector"]["command"]
     assert f"--config={mount.split(':')[1]}" in command
+
+
+# --------------------------------------------------------------------------------------------------
+# past one cluster: prometheus/scale/ (docs/scaling.md)
+# --------------------------------------------------------------------------------------------------
+SCALE = ROOT / "prometheus" / "scale"
+
+
+def promtool_check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+@pytest.mark.parametrize("fragment", ["remote-write-thanos.yml", "remote-write-mimir.yml"])
+def test_remote_write_fragments_merged_into_the_shipped_config_pass_promtool(
+    tmp_path: Path, fragment: str
+) -> None:
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    extra = yaml.safe_load((SCALE / fragment).read_text())
+    assert set(extra) == {"remote_write"}, "a fragment adds remote_write only"
+    config.update(extra)
+    config["rule_files"] = [str(ROOT / "rules" / "*.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "prometheus" / "alertmanagers.yml", tmp_path / "alertmanagers.yml")
+    result = promtool_check_config(tmp_path / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config["global"]["external_labels"]["replica"], "the store deduplicates on `replica`"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_federation_config_passes_promtool_and_federates_every_recording_rule() -> None:
+    result = promtool_check_config(SCALE / "federation.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = yaml.safe_load((SCALE / "federation.yml").read_text())["scrape_configs"]
+    assert job["honor_labels"] is True
+    assert job["metrics_path"] == "/federate"
+    assert "seawall" not in job["job_name"], "ExporterDown matches jobs named *seawall*"
+    patterns = [
+        re.compile(m.group(2) if m.group(1) == "=~" else re.escape(m.group(2)))
+        for selector in job["params"]["match[]"]
+        if (m := re.search(r'__name__(=~|=)"([^"]+)"', selector))
+    ]
+    records = [
+        rule["record"]
+        for path in sorted((ROOT / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    assert records
+    for name in records:
+        assert any(p.fullmatch(name) for p in patterns), f"{name} is not federated"
+    assert not any(p.fullmatch("seawall_circuit_breaker_calls_total") for p in patterns), "raw series stay"
