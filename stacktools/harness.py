@@ -143,7 +143,8 @@ def render_prometheus(text: str, ports: dict[str, int], rules_glob: str, timings
     for job in config["scrape_configs"]:
         for static in job.get("static_configs", []):
             static["targets"] = local(static["targets"])
-        if any(static["targets"] for static in job.get("static_configs", [])):
+        # kept: jobs with local targets, and file_sd jobs (their target files are rendered separately)
+        if "file_sd_configs" in job or any(s["targets"] for s in job.get("static_configs", [])):
             jobs.append(job)
     config["scrape_configs"] = jobs
     return str(yaml.safe_dump(config, sort_keys=False))

@@ -262,8 +262,9 @@ def test_prometheus_config_matches_the_compose_services() -> None:
     demo = jobs["seawall-demo"]["static_configs"][0]
     assert demo["targets"] == ["demo:8000"]
     assert demo["labels"]["service"] == "seawall-demo", "alerts and dashboards group by service"
+    assert jobs["alertmanager"]["file_sd_configs"] == [{"files": am_files}], "scrapes what it alerts"
     for job in jobs.values():
-        for target in job["static_configs"][0]["targets"]:
+        for target in job.get("static_configs", [{"targets": []}])[0]["targets"]:
             host = target.split(":")[0]
             assert host == "localhost" or host in services, f"{job['job_name']}: unknown host {host}"
 

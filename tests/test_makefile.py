@@ -82,3 +82,14 @@ def test_make_secrets_warns_about_placeholders(checkout: Path) -> None:
     again = make(checkout, "secrets")
     assert "slack_webhook_url is still" not in again.stdout
     assert "pagerduty_routing_key is still the placeholder" in again.stdout
+
+
+def test_first_install_says_what_it_is_doing(checkout: Path) -> None:
+    """pip -q is silent for ~15 s on a fresh machine: the setup rule prints a line per step."""
+    shutil.copy(ROOT / "pyproject.toml", checkout / "pyproject.toml")
+    dry = make(checkout, "-n", ".venv/.stamp-setup")
+    assert dry.returncode == 0, dry.stderr
+    steps = re.findall(r'echo "==> ([^"]+)"', dry.stdout)
+    assert any("creating the virtual environment" in s for s in steps), dry.stdout
+    assert any(s.startswith("installing seawall") and "15 s" in s for s in steps), dry.stdout
+    assert steps[-1] == ".venv is ready"

@@ -3,6 +3,7 @@ refuses placeholder secrets (falls back to the local fakes, loudly), stops all o
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stacktools.harness import ROOT, binaries_missing, http
+from stacktools.harness import ROOT, binaries_missing, http, wait_until
 
 pytestmark = [
     pytest.mark.stack,
@@ -52,7 +53,8 @@ class Lines:
 
 
 @pytest.fixture
-def script(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+def script(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    """scripts/stack.py --fast on free ports with placeholder secrets (plus `request.param` arguments)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     secrets = tmp_path / "secrets"  # what `make secrets` leaves: the placeholders, copied
     secrets.mkdir()
@@ -76,6 +78,7 @@ def script(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
             "0",
             "--traffic-rate",
             "10",
+            *getattr(request, "param", []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -133,3 +136,25 @@ def test_make_stack_prints_urls_and_notifications_and_stops_on_ctrl_c(
     assert process.wait(timeout=30) == 0
     for url in (demo, prometheus, alertmanager):
         assert refused(url), f"{url} still answers after Ctrl-C"
+
+
+@pytest.mark.parametrize("script", [["--ha", "--fake-receivers"]], indirect=True)
+def test_make_stack_ha_prints_every_replica_clusters_them_and_stops_them_all(
+    script: tuple[subprocess.Popen[str], Lines],
+) -> None:
+    process, out = script
+    out.wait_for(r"seawall HA stack is up", 60)
+    bases = {}
+    for name in ("prometheus", "prometheus-b", "alertmanager", "alertmanager-b"):
+        link = out.wait_for(rf"^\s+{name}\s+(http://127\.0\.0\.1:\d+)(/\S*)?", 5)
+        bases[name] = link.group(1)
+        assert http("GET", link.group(1) + (link.group(2) or ""))[0] == 200, name
+    out.wait_for(r"Ctrl-C stops everything", 5)
+    for name in ("alertmanager", "alertmanager-b"):
+        url = f"{bases[name]}/api/v2/status"
+        wait_until(lambda u=url: len(json.loads(http("GET", u)[1])["cluster"]["peers"]) == 2, 20, name)
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    for name, url in bases.items():
+        assert refused(url), f"{name} still answers after Ctrl-C"
