@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,16 @@ from typing import Any
 
 import pytest
 
-from stacktools.harness import FAST, Receivers, Stack, binaries_missing, http, sum_samples, wait_until
+from stacktools.harness import (
+    FAST,
+    REPLICAS,
+    Receivers,
+    Stack,
+    binaries_missing,
+    http,
+    sum_samples,
+    wait_until,
+)
 from stacktools.receivers import FakePagerDuty, FakeSlack, slack_text
 from stacktools.timings import seconds, time_to_fire, time_to_resolve
 
@@ -41,6 +51,7 @@ GROUP_INTERVAL = seconds(FAST.group_interval or "5m")
 # Long enough for a second, duplicate notification to arrive if deduplication failed: the last
 # cluster member waits (members - 1) x peer_timeout, then one more group_interval and some slack.
 DUPLICATE_WINDOW = 2 * PEER_TIMEOUT + GROUP_INTERVAL + 3.0
+BOTH_AMS_UP = 'count(up{job="alertmanager"} == 1) == 2'  # scraped from the same file_sd list
 TRIP = 3.0  # the demo's own time to trip the breaker, plus delivery (~1 s measured)
 
 
@@ -92,6 +103,13 @@ def cluster_peers(stack: Stack, name: str) -> list[str]:
     return [peer["name"] for peer in json.loads(body)["cluster"]["peers"]] if status == 200 else []
 
 
+def query(stack: Stack, name: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query against one Prometheus replica."""
+    _, body = http("GET", f"{stack.url(name)}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
+    return result
+
+
 def sent(stack: Stack, name: str) -> float:
     """Notifications Alertmanager `name` itself sent to Slack (deduplicated ones are not counted)."""
     _, body = http("GET", f"{stack.url(name)}/metrics")
@@ -105,13 +123,11 @@ def test_ha_alerting_survives_losing_a_prometheus_and_an_alertmanager(
     started = time.monotonic()
     for name in ha.alertmanager_names:
         wait_until(lambda n=name: len(cluster_peers(ha, n)) == 2, 20, f"{name} sees both cluster members")
-    for name in ha.prometheus_names:
-        url = f"{ha.url(name)}/api/v1/query?query=up%7Bjob%3D%22seawall-demo%22%7D%3D%3D1"
-        wait_until(lambda u=url: json.loads(http("GET", u)[1])["data"]["result"], 15, f"{name} scrapes")
-        ams = f"{ha.url(name)}/api/v1/query?query=up%7Bjob%3D%22alertmanager%22%7D%3D%3D1"
-        wait_until(lambda u=ams: len(json.loads(http("GET", u)[1])["data"]["result"]) == 2, 15, "both AMs")
+    for replica, name in zip(REPLICAS, ha.prometheus_names, strict=False):  # a, b
+        wait_until(lambda n=name: query(ha, n, 'up{job="seawall-demo"} == 1'), 15, f"{name} scrapes")
+        wait_until(lambda n=name: query(ha, n, BOTH_AMS_UP), 15, f"{name} scrapes both Alertmanagers")
         config = json.loads(http("GET", f"{ha.url(name)}/api/v1/status/config")[1])["data"]["yaml"]
-        assert f"replica: {name[-1] if name.endswith('-b') else 'a'}" in config, "replica label expanded"
+        assert f"replica: {replica}" in config, f"{name}: the replica label is expanded from the environment"
 
     # -- an outage: both replicas send it to both Alertmanagers; one notification per receiver ----------
     ha.chaos("payments", outage=True)
