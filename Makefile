@@ -69,11 +69,12 @@ dashboards: $(SETUP_STAMP)
 ## secrets: create missing secrets/* from the *.example files (placeholders: edit them for real alerts)
 # Mode 644: compose bind-mounts file secrets as they are, and the containers read them as non-root users.
 secrets:
-	@for f in secrets/*.example; do \
+	@left=0; for f in secrets/*.example; do \
 	  t="$${f%.example}"; \
 	  if [ ! -e "$$t" ]; then cp "$$f" "$$t"; chmod 644 "$$t"; echo "created $$t from its example: put the real value in"; fi; \
-	  if cmp -s "$$f" "$$t"; then echo "WARNING: $$t is still the placeholder from $$f"; fi; \
-	done
+	  if cmp -s "$$f" "$$t"; then echo "WARNING: $$t is still the placeholder from $$f"; left=1; fi; \
+	done; \
+	if [ $$left = 1 ]; then echo "WARNING: with placeholders, notifications to Slack/PagerDuty fail (Alertmanager counts them in alertmanager_notifications_failed_total) and 'make stack' uses local fake receivers instead; see secrets/README.md"; fi
 
 # `docker compose` (v2) or a plain message saying what to do, not "unknown shorthand flag: 'f'".
 compose-v2:
