@@ -134,6 +134,37 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     assert sorted(p.name for p in rules) == sorted(p.name for p in (ROOT / "rules").glob("*.yml"))
 
 
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
+def test_ha_configs_give_each_replica_itself_and_every_alertmanager(tmp_path: Path) -> None:
+    stack = Stack(
+        tmp_path,
+        Receivers("http://127.0.0.1:9/slack"),
+        FAST,
+        prometheus_replicas=2,
+        alertmanager_replicas=2,
+    )
+    stack.write_configs()
+    members = sorted(f"127.0.0.1:{stack.ports[n]}" for n in ("alertmanager", "alertmanager-b"))
+    assert len(set(stack.cluster_ports.values()) | set(stack.ports.values())) == 7, "all ports distinct"
+    for name in ("prometheus", "prometheus-b"):
+        config_dir = tmp_path / name
+        (group,) = yaml.safe_load((config_dir / "alertmanagers.yml").read_text())
+        assert sorted(group["targets"]) == members, f"{name} sends to every cluster member"
+        config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        assert jobs["prometheus"]["static_configs"][0]["targets"] == [f"127.0.0.1:{stack.ports[name]}"]
+        result = subprocess.run(
+            ["promtool", "check", "config", str(config_dir / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    with pytest.raises(ValueError, match="replicas"):
+        Stack(tmp_path, Receivers("http://x"), prometheus_replicas=4)
+
+
 def test_sum_samples_matches_labels() -> None:
     text = (
         "# HELP x y\n"
