@@ -3,10 +3,13 @@
 Runs the demo service, Debian's `prometheus` and `prometheus-alertmanager` with the shipped
 configs (substituted copies under `.stack/`: targets, receiver URLs, secret files; `--fast` also
 shortens intervals and `for:` durations as the end-to-end test does). The process handling lives in
-tests/stack_harness.py, shared with the test.
+stacktools/harness.py, shared with the tests.
 
 Notifications go to the real Slack/PagerDuty when `secrets/slack_webhook_url` and
-`secrets/pagerduty_routing_key` exist; otherwise to local fake receivers whose messages are printed.
+`secrets/pagerduty_routing_key` hold real values; otherwise (missing, or still the `*.example`
+placeholders that `make secrets` copies) to local fake receivers whose messages are printed, with a
+warning saying why. `--ha` runs two Prometheus replicas and two clustered Alertmanagers
+(docker-compose.ha.yml, natively).
 """
 
 from __future__ import annotations
@@ -20,10 +23,21 @@ from pathlib import Path
 from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # stacktools/ lives at the repository root
 
-from fake_receivers import FakePagerDuty, FakeReceiver, FakeSlack  # noqa: E402
-from stack_harness import FAST, SHIPPED, Receivers, Stack, binaries_missing  # noqa: E402
+from stacktools.harness import FAST, SHIPPED, Receivers, Stack, binaries_missing, http  # noqa: E402
+from stacktools.receivers import FakePagerDuty, FakeReceiver, FakeSlack  # noqa: E402
+from stacktools.timings import time_to_fire, time_to_resolve  # noqa: E402
+
+
+def shipped_note() -> str:
+    """How long the page takes with the shipped timings: docs/alerts.md's formulas (stacktools.timings)."""
+    fastest, worst = time_to_fire(SHIPPED, "2m")  # CircuitBreakerOpen's `for`
+    return (
+        f"  shipped timings: CircuitBreakerOpen pages {fastest / 60:.1f}-{worst / 60:.1f} minutes after an "
+        f"outage and resolves up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing\n"
+        "  (Alertmanager's group_interval); `--fast` does both in seconds"
+    )
 
 
 def port_or_free(port: int, name: str) -> int:
@@ -52,15 +66,49 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fake-receivers", action="store_true", help="use local fakes even if secrets/ has real ones"
     )
+    p.add_argument("--ha", action="store_true", help="two Prometheus replicas, two clustered Alertmanagers")
+    p.add_argument("--secrets", type=Path, default=ROOT / "secrets", help="where the real secret files are")
     return p
 
 
-def real_receivers() -> Receivers | None:
-    slack = ROOT / "secrets" / "slack_webhook_url"
-    key = ROOT / "secrets" / "pagerduty_routing_key"
-    if slack.is_file() and key.is_file():
-        return Receivers(slack.read_text().strip(), pagerduty_key=key.read_text().strip())
-    return None
+def placeholder(path: Path) -> bool:
+    """True when `path` still holds its `*.example` placeholder (what `make secrets` copies)."""
+    example = path.with_name(path.name + ".example")
+    return example.is_file() and path.read_text().strip() == example.read_text().strip()
+
+
+def real_receivers(secrets: Path) -> tuple[Receivers | None, str]:
+    """The real Slack/PagerDuty from `secrets`, or None and why the local fakes are used instead."""
+    files = [secrets / "slack_webhook_url", secrets / "pagerduty_routing_key"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        return None, f"no {' and no '.join(missing)} in {secrets}"
+    placeholders = [f.name for f in files if placeholder(f)]
+    if placeholders:
+        return None, f"{' and '.join(placeholders)} in {secrets}: still the *.example placeholder"
+    slack, key = (f.read_text().strip() for f in files)
+    return Receivers(slack, pagerduty_key=key), ""
+
+
+def ui_lines(stack: Stack) -> list[str]:
+    """Links that work on the binaries running: Debian's Prometheus serves its UI under /classic/, and
+    Debian's Alertmanager has no web UI at all, so for it the API and amtool commands are printed."""
+    lines = []
+    for name in stack.prometheus_names:
+        url = stack.url(name)
+        status, _ = http("GET", f"{url}/alerts", timeout=2)
+        lines.append(f"  {name:<16}{url}{'/alerts' if status == 200 else '/classic/alerts'}")
+    for name in stack.alertmanager_names:
+        url = stack.url(name)
+        status, body = http("GET", f"{url}/", timeout=2)
+        if status == 200 and b"does not include a web" not in body:
+            lines.append(f"  {name:<16}{url}")
+        else:
+            lines.append(
+                f"  {name:<16}{url}/api/v2/alerts   (no web UI in this build; "
+                f"amtool --alertmanager.url={url} alert query)"
+            )
+    return lines
 
 
 def show(name: str, receiver: FakeReceiver, seen: int) -> int:
@@ -88,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    receivers = None if args.fake_receivers else real_receivers()
+    receivers, why = (None, "--fake-receivers") if args.fake_receivers else real_receivers(args.secrets)
+    if "placeholder" in why:
+        warning = (
+            f"WARNING: {why}. Notifications sent there would vanish, so they go to local fake receivers "
+            "(printed below) instead. Put the real webhook URL and routing key in those files to notify "
+            "Slack and PagerDuty."
+        )
+        print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr, flush=True)
     fakes: list[tuple[str, FakeReceiver]] = []
     if receivers is None:
         slack, pagerduty = FakeSlack().start(), FakePagerDuty().start()
@@ -102,23 +157,24 @@ def main(argv: list[str] | None = None) -> int:
         prometheus_port=port_or_free(args.prometheus_port, "Prometheus"),
         alertmanager_port=port_or_free(args.alertmanager_port, "Alertmanager"),
         traffic_rate=args.traffic_rate,
+        prometheus_replicas=2 if args.ha else 1,
+        alertmanager_replicas=2 if args.ha else 1,
     )
     try:
         stack.start()
         print(
             f"""
-seawall stack is up (configs, data and logs in {stack.workdir}):
-  demo          {stack.demo_url}/resilience   (metrics {stack.demo_url}/metrics)
-  Prometheus    {stack.prometheus_url}/alerts
-  Alertmanager  {stack.alertmanager_url}
-  notifications {
-                "local fakes: Slack " + fakes[0][1].url + ", PagerDuty " + fakes[1][1].url
+seawall {"HA " if args.ha else ""}stack is up (configs, data and logs in {stack.workdir}):
+  demo            {stack.demo_url}/resilience   (metrics {stack.demo_url}/metrics)
+{chr(10).join(ui_lines(stack))}
+  notifications   {
+                "local fakes (" + why + "): Slack " + fakes[0][1].url + ", PagerDuty " + fakes[1][1].url
                 if fakes
-                else "the real Slack webhook and PagerDuty from secrets/"
+                else "the real Slack webhook and PagerDuty from " + str(args.secrets)
             }
-  break it:     curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": true}}'
-  heal it:      curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": false}}'
-{"" if args.fast else "  (shipped timings: CircuitBreakerOpen pages after 2 minutes; `--fast` for 1 s)"}
+  break it:       curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": true}}'
+  heal it:        curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": false}}'
+{"" if args.fast else shipped_note()}
 Ctrl-C stops everything.""",
             flush=True,
         )

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 import seawall
 from seawall import prometheus as sp
 from seawall.events import Event
+from stacktools.receivers import FakePagerDuty, FakeSlack
 
 
 class FakeClock:
@@ -71,3 +72,10 @@ def inst(prom: CollectorRegistry, registry: seawall.Registry) -> Iterator[sp.Pro
     instrumentation = sp.instrument(prom, seawall_registry=registry)
     yield instrumentation
     instrumentation.close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
+    """Fake Slack and PagerDuty on 127.0.0.1 for the stack tests, stopped afterwards."""
+    with FakeSlack() as slack, FakePagerDuty() as pagerduty:
+        yield slack, pagerduty

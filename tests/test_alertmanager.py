@@ -1,6 +1,6 @@
 """The shipped alertmanager/ config, checked by amtool and run in a real Alertmanager 0.25.
 
-Alertmanager talks to fake Slack and PagerDuty receivers on 127.0.0.1 (tests/fake_receivers.py);
+Alertmanager talks to fake Slack and PagerDuty receivers on 127.0.0.1 (stacktools/receivers.py);
 only secret files, the PagerDuty URL and the grouping timings are substituted.
 """
 
@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from fake_receivers import (
+from stacktools.receivers import (
     FakePagerDuty,
     FakeSlack,
     closed_port_url,

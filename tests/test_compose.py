@@ -21,9 +21,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.monitoring.yml"
+HA_FILE = ROOT / "docker-compose.ha.yml"
 # Paths the compose file refers to, copied into the temporary project.
 PROJECT_FILES = [
     "docker-compose.monitoring.yml",
+    "docker-compose.ha.yml",
     "Dockerfile",
     ".dockerignore",
     "pyproject.toml",
@@ -60,10 +62,14 @@ def raw() -> dict[str, Any]:
     return doc
 
 
-def run_compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_compose(project: Path, *args: str, ha: bool = False) -> subprocess.CompletedProcess[str]:
+    """The Compose v2 binary on the project's main file (and the HA overlay when `ha`)."""
     assert COMPOSE is not None
+    files = ["-f", str(project / COMPOSE_FILE.name)]
+    if ha:
+        files += ["-f", str(project / HA_FILE.name)]
     return subprocess.run(
-        [str(COMPOSE), "--project-directory", str(project), "-f", str(project / COMPOSE_FILE.name), *args],
+        [str(COMPOSE), "--project-directory", str(project), *files, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -95,11 +101,55 @@ def resolved(project: Path) -> dict[str, Any]:
     return doc
 
 
+@pytest.fixture
+def resolved_ha(project: Path) -> dict[str, Any]:
+    result = run_compose(project, "config", "--format", "json", ha=True)
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
 @needs_compose
-def test_compose_config_is_valid(project: Path) -> None:
-    result = run_compose(project, "config", "-q")
+@pytest.mark.parametrize("ha", [False, True], ids=["main", "ha-overlay"])
+def test_compose_config_is_valid(project: Path, ha: bool) -> None:
+    result = run_compose(project, "config", "-q", ha=ha)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+@needs_compose
+def test_ha_overlay_runs_two_prometheus_replicas_and_a_clustered_alertmanager_pair(
+    resolved_ha: dict[str, Any], project: Path
+) -> None:
+    services = resolved_ha["services"]
+    proms = {n: s for n, s in services.items() if s.get("image", "").startswith("prom/prometheus:")}
+    ams = {n: s for n, s in services.items() if s.get("image", "").startswith("prom/alertmanager:")}
+    assert set(proms) == {"prometheus", "prometheus-b"}
+    assert set(ams) == {"alertmanager", "alertmanager-b"}
+    assert {s["environment"]["PROMETHEUS_REPLICA"] for s in proms.values()} == {"a", "b"}
+    targets = yaml.safe_load((ROOT / "prometheus" / "alertmanagers-ha.yml").read_text())
+    assert sorted(t for group in targets for t in group["targets"]) == sorted(f"{n}:9093" for n in ams)
+    for name, service in proms.items():
+        binds = [v for v in service["volumes"] if v["type"] == "bind"]
+        mounts = {v["target"]: Path(v["source"]).relative_to(project) for v in binds}
+        assert mounts["/etc/prometheus/prometheus.yml"] == Path("prometheus/prometheus.yml"), name
+        assert mounts["/etc/prometheus/alertmanagers.yml"] == Path("prometheus/alertmanagers-ha.yml"), name
+        assert "--enable-feature=expand-external-labels" in service["command"], name
+        assert set(service["depends_on"]) >= set(ams), f"{name} waits for every Alertmanager"
+    for name, service in ams.items():
+        command = service["command"]
+        assert "--cluster.listen-address=0.0.0.0:9094" in command, name
+        peers = {c.removeprefix("--cluster.peer=") for c in command if c.startswith("--cluster.peer=")}
+        assert peers == {f"{other}:9094" for other in ams if other != name}, name
+        assert {s["target"] for s in service["secrets"]} == {
+            "/etc/alertmanager/secrets/slack_webhook_url",
+            "/etc/alertmanager/secrets/pagerduty_routing_key",
+        }, name
+    for group in (proms, ams):
+        data = [next(v["source"] for v in s["volumes"] if v["type"] == "volume") for s in group.values()]
+        assert len(set(data)) == len(data), "each replica keeps its own data volume"
+        published = [p["published"] for s in group.values() for p in s["ports"]]
+        assert len(set(published)) == len(published), published
 
 
 @needs_compose
@@ -203,14 +253,18 @@ def test_prometheus_config_matches_the_compose_services() -> None:
     assert mounts["./rules"] == str(Path(rule_glob).parent)
     assert list((ROOT / "rules").glob(Path(rule_glob).name)), "the rule glob matches no rule file"
     assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
-    (am,) = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
-    assert am == "alertmanager:9093"
+    (am_files,) = [sd["files"] for am in prom["alerting"]["alertmanagers"] for sd in am["file_sd_configs"]]
+    assert am_files == ["alertmanagers.yml"], "relative: next to prometheus.yml in the container"
+    assert mounts["./prometheus/alertmanagers.yml"] == "/etc/prometheus/alertmanagers.yml"
+    (group,) = yaml.safe_load((ROOT / "prometheus" / "alertmanagers.yml").read_text())
+    assert group["targets"] == ["alertmanager:9093"]
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     demo = jobs["seawall-demo"]["static_configs"][0]
     assert demo["targets"] == ["demo:8000"]
     assert demo["labels"]["service"] == "seawall-demo", "alerts and dashboards group by service"
+    assert jobs["alertmanager"]["file_sd_configs"] == [{"files": am_files}], "scrapes what it alerts"
     for job in jobs.values():
-        for target in job["static_configs"][0]["targets"]:
+        for target in job.get("static_configs", [{"targets": []}])[0]["targets"]:
             host = target.split(":")[0]
             assert host == "localhost" or host in services, f"{job['job_name']}: unknown host {host}"
 
@@ -219,6 +273,7 @@ def test_prometheus_config_matches_the_compose_services() -> None:
 def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     text = (ROOT / "prometheus" / "prometheus.yml").read_text()
     (tmp_path / "prometheus.yml").write_text(text.replace("/etc/prometheus/rules", str(ROOT / "rules")))
+    shutil.copy(ROOT / "prometheus" / "alertmanagers.yml", tmp_path / "alertmanagers.yml")
     result = subprocess.run(
         ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
         capture_output=True,
@@ -272,3 +327,58 @@ def test_collector_listens_on_all_interfaces_and_exports_otlp_to_tempo() -> None
     mount = next(v for v in raw()["services"]["otel-collector"]["volumes"] if v.startswith("./otel/"))
     command = raw()["services"]["otel-collector"]["command"]
     assert f"--config={mount.split(':')[1]}" in command
+
+
+# --------------------------------------------------------------------------------------------------
+# past one cluster: prometheus/scale/ (docs/scaling.md)
+# --------------------------------------------------------------------------------------------------
+SCALE = ROOT / "prometheus" / "scale"
+
+
+def promtool_check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+@pytest.mark.parametrize("fragment", ["remote-write-thanos.yml", "remote-write-mimir.yml"])
+def test_remote_write_fragments_merged_into_the_shipped_config_pass_promtool(
+    tmp_path: Path, fragment: str
+) -> None:
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    extra = yaml.safe_load((SCALE / fragment).read_text())
+    assert set(extra) == {"remote_write"}, "a fragment adds remote_write only"
+    config.update(extra)
+    config["rule_files"] = [str(ROOT / "rules" / "*.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "prometheus" / "alertmanagers.yml", tmp_path / "alertmanagers.yml")
+    result = promtool_check_config(tmp_path / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config["global"]["external_labels"]["replica"], "the store deduplicates on `replica`"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_federation_config_passes_promtool_and_federates_every_recording_rule() -> None:
+    result = promtool_check_config(SCALE / "federation.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = yaml.safe_load((SCALE / "federation.yml").read_text())["scrape_configs"]
+    assert job["honor_labels"] is True
+    assert job["metrics_path"] == "/federate"
+    assert "seawall" not in job["job_name"], "ExporterDown matches jobs named *seawall*"
+    patterns = [
+        re.compile(m.group(2) if m.group(1) == "=~" else re.escape(m.group(2)))
+        for selector in job["params"]["match[]"]
+        if (m := re.search(r'__name__(=~|=)"([^"]+)"', selector))
+    ]
+    records = [
+        rule["record"]
+        for path in sorted((ROOT / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    assert records
+    for name in records:
+        assert any(p.fullmatch(name) for p in patterns), f"{name} is not federated"
+    assert not any(p.fullmatch("seawall_circuit_breaker_calls_total") for p in patterns), "raw series stay"

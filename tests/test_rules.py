@@ -130,6 +130,29 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert names - quiet == set(), "alerts without a quiet test"
 
 
+def _duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d)", text))
+
+
+def test_every_alert_has_a_healed_test_that_fires_first_and_is_quiet_after() -> None:
+    """Alerts must be quiet once the fault is healed: each one has a case named '... healed ...' in
+    which it fires during the fault and, later in the same series, is quiet."""
+    healed: set[str] = set()
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            if "healed" not in case["name"]:
+                continue
+            checks = case.get("alert_rule_test", [])
+            for name in {c["alertname"] for c in checks}:
+                mine = [c for c in checks if c["alertname"] == name]
+                fired = [_duration(c["eval_time"]) for c in mine if c.get("exp_alerts")]
+                quiet = [_duration(c["eval_time"]) for c in mine if not c.get("exp_alerts")]
+                if fired and quiet and max(quiet) > min(fired):
+                    healed.add(name)
+    assert {r["alert"] for r in _alerts()} - healed == set(), "alerts without a healed test"
+
+
 def test_recording_rule_names_follow_level_metric_operations() -> None:
     pattern = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
     names = [r["record"] for r in _recordings()]
@@ -287,8 +310,8 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     from prometheus_client import CollectorRegistry, generate_latest
 
     import seawall
-    from fake_receivers import closed_port_url, free_port
     from seawall import prometheus as sp
+    from stacktools.receivers import closed_port_url, free_port
 
     registry = seawall.Registry()
     prom = CollectorRegistry()

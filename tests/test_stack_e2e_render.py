@@ -5,16 +5,18 @@ Fast (no processes); promtool/amtool, when installed, check that what the harnes
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from stack_harness import (
+from stacktools.harness import (
     FAST,
     ROOT,
     SHIPPED,
@@ -24,9 +26,11 @@ from stack_harness import (
     render_alertmanager,
     render_prometheus,
     render_rules,
+    render_targets,
     sum_samples,
     wait_until,
 )
+from stacktools.timings import time_to_fire, time_to_resolve
 
 PORTS = {"demo": 18000, "prometheus": 19090, "alertmanager": 19093}
 
@@ -42,12 +46,30 @@ def test_prometheus_targets_become_local_and_compose_only_jobs_go() -> None:
     original = yaml.safe_load(shipped("prometheus/prometheus.yml"))
     assert out["global"] == original["global"], "shipped timings are kept"
     assert out["rule_files"] == ["/x/rules/*.yml"]
-    assert out["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    assert out["alerting"] == original["alerting"], "Alertmanagers come from the file_sd target file"
     jobs = {job["job_name"]: job for job in out["scrape_configs"]}
     assert set(jobs) == {"seawall-demo", "prometheus", "alertmanager"}
     demo = jobs["seawall-demo"]["static_configs"][0]
     assert demo == {"targets": ["127.0.0.1:18000"], "labels": {"service": "seawall-demo"}}
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
+
+
+def test_alertmanager_target_files_become_local() -> None:
+    """Single and HA target files: every listed Alertmanager maps to a local port, none is left out."""
+    single = yaml.safe_load(render_targets(shipped("prometheus/alertmanagers.yml"), PORTS))
+    assert single == [{"targets": ["127.0.0.1:19093"]}]
+    ports = {"alertmanager": 19093, "alertmanager-b": 19095}
+    ha = yaml.safe_load(render_targets(shipped("prometheus/alertmanagers-ha.yml"), ports))
+    assert ha == [{"targets": ["127.0.0.1:19093", "127.0.0.1:19095"]}]
+    with pytest.raises(ValueError, match="alertmanager-b"):
+        render_targets(shipped("prometheus/alertmanagers-ha.yml"), PORTS)
+
+
+def test_replica_label_is_dropped_from_alerts() -> None:
+    """Identical replicas: `replica` tells their series apart and is dropped from what they send."""
+    config = yaml.safe_load(shipped("prometheus/prometheus.yml"))
+    assert config["global"]["external_labels"]["replica"] == "${PROMETHEUS_REPLICA}"
+    assert {"action": "labeldrop", "regex": "replica"} in config["alerting"]["alert_relabel_configs"]
 
 
 def test_fast_timings_change_intervals_and_for() -> None:
@@ -102,7 +124,7 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     assert (stack.secrets / "slack_webhook_url").read_text() == "http://127.0.0.1:9/slack\n"
     assert (stack.secrets / "slack_webhook_url").stat().st_mode & 0o077 == 0
     for argv in (
-        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        ["promtool", "check", "config", str(tmp_path / "prometheus" / "prometheus.yml")],
         ["amtool", "check-config", str(tmp_path / "alertmanager" / "alertmanager.yml")],
     ):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
@@ -110,6 +132,37 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
         assert "SUCCESS" in result.stdout + result.stderr
     rules = list((tmp_path / "rules").glob("*.yml"))
     assert sorted(p.name for p in rules) == sorted(p.name for p in (ROOT / "rules").glob("*.yml"))
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
+def test_ha_configs_give_each_replica_itself_and_every_alertmanager(tmp_path: Path) -> None:
+    stack = Stack(
+        tmp_path,
+        Receivers("http://127.0.0.1:9/slack"),
+        FAST,
+        prometheus_replicas=2,
+        alertmanager_replicas=2,
+    )
+    stack.write_configs()
+    members = sorted(f"127.0.0.1:{stack.ports[n]}" for n in ("alertmanager", "alertmanager-b"))
+    assert len(set(stack.cluster_ports.values()) | set(stack.ports.values())) == 7, "all ports distinct"
+    for name in ("prometheus", "prometheus-b"):
+        config_dir = tmp_path / name
+        (group,) = yaml.safe_load((config_dir / "alertmanagers.yml").read_text())
+        assert sorted(group["targets"]) == members, f"{name} sends to every cluster member"
+        config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        assert jobs["prometheus"]["static_configs"][0]["targets"] == [f"127.0.0.1:{stack.ports[name]}"]
+        result = subprocess.run(
+            ["promtool", "check", "config", str(config_dir / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    with pytest.raises(ValueError, match="replicas"):
+        Stack(tmp_path, Receivers("http://x"), prometheus_replicas=4)
 
 
 def test_sum_samples_matches_labels() -> None:
@@ -150,3 +203,43 @@ def test_stack_script_helps_without_starting_anything() -> None:
     assert result.returncode == 0, result.stderr
     assert "--fast" in result.stdout
     assert "--fake-receivers" in result.stdout
+
+
+def load_stack_script() -> Any:
+    spec = importlib.util.spec_from_file_location("seawall_stack_script", ROOT / "scripts" / "stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stack_script_refuses_placeholder_secrets(tmp_path: Path) -> None:
+    """Missing or placeholder secrets mean the local fakes (and why); real values are used as they are."""
+    script = load_stack_script()
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert "no slack_webhook_url" in why
+    for example in (ROOT / "secrets").glob("*.example"):
+        shutil.copy(example, tmp_path / example.name)
+        shutil.copy(example, tmp_path / example.stem)  # what `make secrets` does
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert why.startswith("slack_webhook_url and pagerduty_routing_key")
+    assert "placeholder" in why
+    (tmp_path / "slack_webhook_url").write_text("https://hooks.slack.com/services/TREAL/BREAL/real\n")
+    receivers, why = script.real_receivers(tmp_path)
+    assert receivers is None
+    assert why.startswith("pagerduty_routing_key")
+    (tmp_path / "pagerduty_routing_key").write_text("a-real-routing-key\n")
+    receivers, why = script.real_receivers(tmp_path)
+    assert why == ""
+    assert receivers.slack_url == "https://hooks.slack.com/services/TREAL/BREAL/real"
+    assert receivers.pagerduty_key == "a-real-routing-key"
+
+
+def test_shipped_note_matches_the_timing_formulas() -> None:
+    note = load_stack_script().shipped_note()
+    fastest, worst = time_to_fire(SHIPPED, "2m")
+    assert f"pages {fastest / 60:.1f}-{worst / 60:.1f} minutes" in note
+    assert f"up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing" in note

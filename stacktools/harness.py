@@ -1,6 +1,6 @@
 """The seawall stack without Docker: the demo service, Prometheus and Alertmanager as local processes.
 
-One implementation for two users: `scripts/stack.py` (`make stack`) and the end-to-end test
+One implementation for two users: `scripts/stack.py` (`make stack`) and the end-to-end tests
 (`tests/test_stack_e2e.py`). Both run the shipped `prometheus/prometheus.yml`, `rules/*.yml` and
 `alertmanager/alertmanager.yml` (+ templates); the copies written under the work directory differ
 only in targets (compose service names become 127.0.0.1 ports), receiver URLs, secret files and,
@@ -12,12 +12,12 @@ Every wait is bounded; every process started is stopped by `Stack.stop()` (also 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,23 +31,28 @@ from typing import Any, TypeVar
 
 import yaml
 
+from stacktools.receivers import PAGERDUTY_KEY_FILE, PAGERDUTY_URL, SLACK_URL_FILE, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or ""
-SLACK_URL_FILE = "/etc/alertmanager/secrets/slack_webhook_url"
-PAGERDUTY_KEY_FILE = "/etc/alertmanager/secrets/pagerduty_routing_key"
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-# compose host:port -> which local process answers it
-COMPOSE_TARGETS = {"demo:8000": "demo", "alertmanager:9093": "alertmanager", "localhost:9090": "prometheus"}
+# Replica i of Prometheus/Alertmanager is named like its compose service: "prometheus",
+# "prometheus-b", ...; its `replica` external label is the letter.
+REPLICAS = "abc"
+# compose host:port -> which local process answers it ("localhost:9090" is each Prometheus itself)
+COMPOSE_TARGETS = {
+    "demo:8000": "demo",
+    "localhost:9090": "prometheus",
+    **{f"{name}:9093": name for name in ("alertmanager", "alertmanager-b", "alertmanager-c")},
+}
+
+
+def replica_name(service: str, index: int) -> str:
+    """The compose service name of replica `index`: prometheus, prometheus-b, prometheus-c."""
+    return service if index == 0 else f"{service}-{REPLICAS[index]}"
+
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def binaries_missing() -> list[str]:
@@ -68,11 +73,15 @@ class Timings:
     group_wait: str | None = None
     group_interval: str | None = None
     repeat_interval: str | None = None
+    # Alertmanager cluster (HA only): how long each member waits for the ones before it to notify.
+    peer_timeout: str | None = None
 
 
 SHIPPED = Timings()
-# The e2e test: an alert can reach a receiver within ~3 x (scrape + eval) + group_wait.
-FAST = Timings("1s", "1s", "1s", group_wait="1s", group_interval="1s", repeat_interval="1h")
+# The e2e tests: an alert can reach a receiver within ~3 x (scrape + eval) + group_wait.
+FAST = Timings(
+    "1s", "1s", "1s", group_wait="1s", group_interval="1s", repeat_interval="1h", peer_timeout="2s"
+)
 
 
 @dataclass
@@ -128,16 +137,30 @@ def render_prometheus(text: str, ports: dict[str, int], rules_glob: str, timings
         return [f"127.0.0.1:{ports[COMPOSE_TARGETS[t]]}" for t in targets if t in COMPOSE_TARGETS]
 
     for am in config["alerting"]["alertmanagers"]:
-        for static in am["static_configs"]:
+        for static in am.get("static_configs", []):
             static["targets"] = local(static["targets"])
     jobs = []
     for job in config["scrape_configs"]:
         for static in job.get("static_configs", []):
             static["targets"] = local(static["targets"])
-        if any(static["targets"] for static in job.get("static_configs", [])):
+        # kept: jobs with local targets, and file_sd jobs (their target files are rendered separately)
+        if "file_sd_configs" in job or any(s["targets"] for s in job.get("static_configs", [])):
             jobs.append(job)
     config["scrape_configs"] = jobs
     return str(yaml.safe_dump(config, sort_keys=False))
+
+
+def render_targets(text: str, ports: dict[str, int]) -> str:
+    """A file_sd target file (e.g. prometheus/alertmanagers-ha.yml) with local targets.
+
+    Every target must have a local process: a member left out would silently get no alerts."""
+    groups = yaml.safe_load(text)
+    for group in groups:
+        unknown = [t for t in group["targets"] if COMPOSE_TARGETS.get(t) not in ports]
+        if unknown:
+            raise ValueError(f"no local process for targets {unknown}")
+        group["targets"] = [f"127.0.0.1:{ports[COMPOSE_TARGETS[t]]}" for t in group["targets"]]
+    return str(yaml.safe_dump(groups, sort_keys=False))
 
 
 def render_rules(text: str, timings: Timings) -> str:
@@ -195,6 +218,17 @@ class Process:
                 self.popen.wait(timeout=timeout)
         self.popen = None
 
+    def kill(self) -> int:
+        """SIGKILL the process group (its own session, so the pgid is the pid) and reap it."""
+        if self.popen is None:
+            raise RuntimeError(f"{self.name} is not running")
+        pid = self.popen.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        self.popen = None
+        return pid
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -204,7 +238,12 @@ class Process:
 
 @dataclass
 class Stack:
-    """Demo + Prometheus + Alertmanager on 127.0.0.1, configured from the shipped files."""
+    """Demo + Prometheus + Alertmanager on 127.0.0.1, configured from the shipped files.
+
+    With `prometheus_replicas` / `alertmanager_replicas` > 1 it is the HA stack of
+    docker-compose.ha.yml: identical Prometheus replicas (each with its own `replica` external
+    label) that all send to every Alertmanager, and Alertmanagers that gossip as one cluster.
+    """
 
     workdir: Path
     receivers: Receivers
@@ -216,26 +255,57 @@ class Stack:
     ready_timeout: float = 30.0
     demo_env: dict[str, str] = field(default_factory=dict)  # e.g. OTEL_EXPORTER_OTLP_ENDPOINT for traces
     root: Path = ROOT
+    prometheus_replicas: int = 1
+    alertmanager_replicas: int = 1
     processes: dict[str, Process] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)  # process name -> its web port
+    cluster_ports: dict[str, int] = field(default_factory=dict)  # Alertmanager name -> its gossip port
 
     def __post_init__(self) -> None:
+        if not (1 <= self.prometheus_replicas <= len(REPLICAS) and 1 <= self.alertmanager_replicas <= 3):
+            raise ValueError(f"1 to {len(REPLICAS)} replicas of each are supported")
         self.workdir = self.workdir.resolve()
         self.demo_port = self.demo_port or free_port()
         self.prometheus_port = self.prometheus_port or free_port()
         self.alertmanager_port = self.alertmanager_port or free_port()
+        self.ports = {"demo": self.demo_port}
+        for i, name in enumerate(self.prometheus_names):
+            self.ports[name] = self.prometheus_port if i == 0 else free_port()
+        for i, name in enumerate(self.alertmanager_names):
+            self.ports[name] = self.alertmanager_port if i == 0 else free_port()
+            if self.clustered:
+                self.cluster_ports[name] = free_port()
 
-    # -- URLs ------------------------------------------------------------------------------------------
+    # -- names and URLs --------------------------------------------------------------------------------
+    @property
+    def prometheus_names(self) -> list[str]:
+        return [replica_name("prometheus", i) for i in range(self.prometheus_replicas)]
+
+    @property
+    def alertmanager_names(self) -> list[str]:
+        return [replica_name("alertmanager", i) for i in range(self.alertmanager_replicas)]
+
+    @property
+    def clustered(self) -> bool:
+        return self.alertmanager_replicas > 1
+
+    def url(self, name: str) -> str:
+        """The base URL of process `name` (demo, prometheus, prometheus-b, alertmanager, ...)."""
+        return f"http://127.0.0.1:{self.ports[name]}"
+
     @property
     def demo_url(self) -> str:
-        return f"http://127.0.0.1:{self.demo_port}"
+        return self.url("demo")
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.prometheus_port}"
+        """The first Prometheus still running (queries keep working when one replica is killed)."""
+        live = [n for n in self.prometheus_names if n in self.processes and self.processes[n].running()]
+        return self.url(live[0] if live else "prometheus")
 
     @property
     def alertmanager_url(self) -> str:
-        return f"http://127.0.0.1:{self.alertmanager_port}"
+        return self.url("alertmanager")
 
     @property
     def secrets(self) -> Path:
@@ -244,24 +314,26 @@ class Stack:
     # -- configuration -------------------------------------------------------------------------------
     def write_configs(self) -> None:
         """Write the substituted copies under the work directory (safe to call again)."""
-        ports = {
-            "demo": self.demo_port,
-            "prometheus": self.prometheus_port,
-            "alertmanager": self.alertmanager_port,
-        }
         rules_dir = self.workdir / "rules"
         if rules_dir.exists():
             shutil.rmtree(rules_dir)
         rules_dir.mkdir(parents=True)
         for rule_file in sorted((self.root / "rules").glob("*.yml")):
             (rules_dir / rule_file.name).write_text(render_rules(rule_file.read_text(), self.timings))
-        prometheus = render_prometheus(
-            (self.root / "prometheus" / "prometheus.yml").read_text(),
-            ports,
-            str(rules_dir / "*.yml"),
-            self.timings,
-        )
-        (self.workdir / "prometheus.yml").write_text(prometheus)
+        shipped = self.root / "prometheus"
+        targets = "alertmanagers-ha.yml" if self.clustered else "alertmanagers.yml"
+        alertmanagers = {n: self.ports[n] for n in self.alertmanager_names}
+        for name in self.prometheus_names:  # one directory each: "localhost:9090" is that replica
+            ports = {**self.ports, **alertmanagers, "prometheus": self.ports[name]}
+            config_dir = self.workdir / name
+            config_dir.mkdir(parents=True, exist_ok=True)
+            prometheus = render_prometheus(
+                (shipped / "prometheus.yml").read_text(), ports, str(rules_dir / "*.yml"), self.timings
+            )
+            (config_dir / "prometheus.yml").write_text(prometheus)
+            (config_dir / "alertmanagers.yml").write_text(
+                render_targets((shipped / targets).read_text(), alertmanagers)
+            )
         self.secrets.mkdir(parents=True, exist_ok=True)
         self.secrets.chmod(0o700)
         self.set_slack_url(self.receivers.slack_url)
@@ -296,9 +368,11 @@ class Stack:
             raise RuntimeError(f"not installed: {', '.join(missing)} (make system-deps)")
         self.write_configs()
         try:
-            self.start_alertmanager()
+            for name in self.alertmanager_names:
+                self.start_alertmanager(name)
             self.start_demo()
-            self.start_prometheus()
+            for index, name in enumerate(self.prometheus_names):
+                self.start_prometheus(name, REPLICAS[index])
         except BaseException:
             self.stop()
             raise
@@ -320,19 +394,27 @@ class Stack:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{name} log:\n{process.tail()}") from None
 
-    def start_alertmanager(self) -> None:
-        data = self.workdir / "alertmanager-data"
+    def start_alertmanager(self, name: str = "alertmanager") -> None:
+        data = self.workdir / f"{name}-data"
         data.mkdir(parents=True, exist_ok=True)
+        if self.clustered:  # gossip on loopback with every other member, as the compose HA overlay does
+            listen = f"127.0.0.1:{self.cluster_ports[name]}"
+            cluster = [f"--cluster.listen-address={listen}", f"--cluster.advertise-address={listen}"]
+            cluster += [f"--cluster.peer=127.0.0.1:{p}" for n, p in self.cluster_ports.items() if n != name]
+            if self.timings.peer_timeout:
+                cluster.append(f"--cluster.peer-timeout={self.timings.peer_timeout}")
+        else:
+            cluster = ["--cluster.listen-address="]  # no gossip port: a single local instance
         self._run(
-            "alertmanager",
+            name,
             [
                 ALERTMANAGER_BIN,
                 f"--config.file={self.workdir / 'alertmanager' / 'alertmanager.yml'}",
                 f"--storage.path={data}",
-                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-                "--cluster.listen-address=",  # no gossip port: a single local instance
+                f"--web.listen-address=127.0.0.1:{self.ports[name]}",
+                *cluster,
             ],
-            f"{self.alertmanager_url}/-/ready",
+            f"{self.url(name)}/-/ready",
         )
 
     def start_demo(self) -> None:
@@ -364,26 +446,32 @@ class Stack:
         if process is not None:
             process.stop()
 
-    def start_prometheus(self) -> None:
-        data = self.workdir / "prometheus-data"
+    def start_prometheus(self, name: str = "prometheus", replica: str = "a") -> None:
+        data = self.workdir / f"{name}-data"
         data.mkdir(parents=True, exist_ok=True)
         self._run(
-            "prometheus",
+            name,
             [
                 PROMETHEUS_BIN,
-                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--config.file={self.workdir / name / 'prometheus.yml'}",
                 f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                f"--web.listen-address=127.0.0.1:{self.ports[name]}",
                 "--enable-feature=exemplar-storage",
+                "--enable-feature=expand-external-labels",  # replica: ${PROMETHEUS_REPLICA}
                 "--web.enable-lifecycle",
             ],
-            f"{self.prometheus_url}/-/ready",
+            f"{self.url(name)}/-/ready",
+            env={**os.environ, "PROMETHEUS_REPLICA": replica},
         )
 
     def stop(self) -> None:
         """Stop every process, newest first (Prometheus before the things it talks to)."""
         for name in reversed(list(self.processes)):
             self.processes.pop(name).stop()
+
+    def kill(self, name: str) -> int:
+        """SIGKILL process `name` (a lost node: no clean shutdown, no goodbye to its peers); its pid."""
+        return self.processes.pop(name).kill()
 
     def __enter__(self) -> Stack:
         return self.start()

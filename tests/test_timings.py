@@ -1,0 +1,51 @@
+"""stacktools.timings: the arithmetic behind docs/alerts.md's timing table, and the table itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from stacktools.harness import FAST, ROOT, SHIPPED
+from stacktools.timings import (
+    WINDOWS,
+    seconds,
+    shipped_alerts,
+    shipped_timings,
+    time_to_fire,
+    time_to_resolve,
+    timing_table,
+)
+
+
+def test_seconds_parses_prometheus_durations() -> None:
+    assert seconds("1m30s") == 90
+    assert seconds("500ms") == 0.5
+    assert seconds("4m20s") == 260
+    assert seconds("1d") == 86400
+    for bad in ("", "5", "1x", "m5", "1m 2s"):
+        with pytest.raises(ValueError, match="not a duration"):
+            seconds(bad)
+
+
+def test_shipped_timings_are_read_from_the_configs() -> None:
+    shipped = shipped_timings()
+    assert (shipped.scrape_interval, shipped.evaluation_interval) == ("5s", "5s")
+    assert (shipped.group_wait, shipped.group_interval) == ("30s", "5m")
+
+
+def test_time_to_fire_and_resolve_follow_the_documented_formulas() -> None:
+    # CircuitBreakerOpen, shipped: for 2m + group_wait 30s; worst adds a scrape and an evaluation
+    # each just missed: 5 + 5 + 120 + 30
+    assert time_to_fire(SHIPPED, "2m") == (150.0, 160.0)
+    # `for` rounds up to whole evaluations; the expression's own window adds to both
+    assert time_to_fire(SHIPPED, "7s", "30s") == (30 + 7 + 30, 5 + 30 + 5 + 10 + 30)
+    assert time_to_resolve(SHIPPED) == 5 + 5 + 300
+    assert time_to_resolve(SHIPPED, "1m") == 5 + 60 + 5 + 300
+    # the e2e tests' timings: 1 s everything
+    assert time_to_fire(FAST, "1s") == (2.0, 4.0)
+    assert time_to_resolve(FAST) == 3.0
+
+
+def test_every_shipped_alert_has_its_windows_and_the_doc_holds_the_table() -> None:
+    assert {(name, severity) for name, severity, _ in shipped_alerts()} == set(WINDOWS)
+    doc = (ROOT / "docs" / "alerts.md").read_text()
+    assert timing_table() in doc, "docs/alerts.md: paste `python -m stacktools.timings` output"
