@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._logsafe import exception_text, log_value
+
 __all__ = ["ApiError", "error_response", "exception_handlers", "guarded"]
 
 log = logging.getLogger("seawall.web")
@@ -103,9 +105,19 @@ def api_error_response(exc: ApiError) -> JSONResponse:
 
 
 def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
-    """Log the exception with a fresh error id and answer a 500 that carries only the id."""
+    """Log the exception with a fresh error id and answer a 500 that carries only the id.
+
+    The traceback is logged as text with its messages redacted and escaped (`exception_text`), not
+    as `exc_info`: a downstream's message may carry credentials or forge log lines.
+    """
     error_id = uuid.uuid4().hex
-    log.error("unhandled %s in %s (error_id=%s)", type(exc).__name__, where, error_id, exc_info=exc)
+    log.error(
+        "unhandled %s in %s (error_id=%s)\n%s",
+        type(exc).__name__,
+        log_value(where),
+        error_id,
+        exception_text(exc),
+    )
     return error_response(500, error_id=error_id)
 
 
