@@ -317,6 +317,7 @@ def create_demo_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # its redirect trusts the Host header (see create_app)
     app.state.demo = demo
     app.state.registry = reg
     app.state.prometheus_registry = prometheus_registry
