@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from typing import Any
 
+import anyio
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
@@ -63,3 +69,91 @@ def test_demo_trailing_slash_never_redirects_to_the_host_header() -> None:
         response = demo.get("/chaos/", headers={"host": "evil.example"}, follow_redirects=False)
     assert "evil.example" not in response.headers.get("location", "")
     assert response.status_code == 404
+
+
+# -- the demo's chaos API ------------------------------------------------------------------------------
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def demo() -> Iterator[TestClient]:
+    app = create_demo_app(traffic_rate=0, tracing=False)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_deeply_nested_json_is_a_422_not_a_500(demo: TestClient) -> None:
+    for raw in (b"[" * 2000 + b"]" * 2000, b'{"outage":' + b"[" * 1900 + b"]" * 1900 + b"}"):
+        assert len(raw) < 4096
+        response = demo.post("/chaos/payments", content=raw, headers=JSON)
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "body"
+    assert demo.app.state.registry.errors.stats()["total_errors"] == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_chaos_refuses_what_a_cross_site_simple_request_can_send(
+    demo: TestClient, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = demo.post("/chaos/payments", content=b'{"outage": true}', headers=headers)
+    assert response.status_code == 415
+    assert response.json()["field"] == "content-type"
+    assert demo.get("/chaos").json()["payments"]["outage"] is False
+
+
+def test_chaos_takes_json_with_parameters(demo: TestClient) -> None:
+    headers = {"content-type": "Application/JSON; charset=utf-8"}
+    response = demo.post("/chaos/payments", content=b'{"outage": true}', headers=headers)
+    assert response.status_code == 200
+    assert demo.get("/chaos").json()["payments"]["outage"] is True
+
+
+def _disconnecting_request(app: Any, path: str) -> list[dict[str, Any]]:
+    """Drive `app` with a POST whose client sends half a body, then disconnects."""
+    incoming = [
+        {"type": "http.request", "body": b'{"outa', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json")]
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
+    anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_a_client_leaving_mid_body_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_demo_app(traffic_rate=0, tracing=False)
+    with caplog.at_level(logging.DEBUG):
+        sent = _disconnecting_request(app, "/chaos/payments")
+    statuses = [message["status"] for message in sent if message["type"] == "http.response.start"]
+    assert statuses == [400]
+    assert app.state.registry.errors.stats()["total_errors"] == 0
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not [record for record in caplog.records if record.exc_info or "Traceback" in record.getMessage()]
+
+
+def test_middleware_does_not_count_a_disconnect_in_a_users_route(
+    registry: seawall.Registry, prom: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def upload(request: Request) -> Response:  # a route without seawall's `guarded`
+        return JSONResponse({"size": len(await request.body())})
+
+    app = create_app(
+        registry=registry, prometheus_registry=prom, routes=[Route("/upload", upload, methods=["POST"])]
+    )
+    with caplog.at_level(logging.DEBUG):
+        sent = _disconnecting_request(app, "/upload")
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [400]
+    assert registry.errors.stats()["total_errors"] == 0
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

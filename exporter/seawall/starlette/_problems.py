@@ -16,12 +16,12 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .._logsafe import exception_text, log_value
 
-__all__ = ["ApiError", "error_response", "exception_handlers", "guarded"]
+__all__ = ["ApiError", "disconnected_response", "error_response", "exception_handlers", "guarded"]
 
 log = logging.getLogger("seawall.web")
 
@@ -33,7 +33,7 @@ _DEFAULT_CODES: dict[int, tuple[str, str]] = {
     404: ("not_found", "no such resource"),
     405: ("method_not_allowed", "this method is not allowed on this resource"),
     413: ("payload_too_large", "the request body is too large"),
-    415: ("unsupported_media_type", "the request body must be JSON"),
+    415: ("unsupported_media_type", "the request body must be JSON (Content-Type: application/json)"),
     422: ("invalid_parameter", "a parameter is invalid"),
     500: ("internal_error", "the server failed to answer this request"),
     503: ("unavailable", "the service is unavailable"),
@@ -121,6 +121,13 @@ def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
     return error_response(500, error_id=error_id)
 
 
+def disconnected_response(where: str) -> Response:
+    """A client left before its request body was read: its mistake, not ours, so no error is
+    counted and nothing above INFO is logged. The 400 answers nobody; it only completes the cycle."""
+    log.info("client disconnected before %s read its request body", log_value(where))
+    return error_response(400, "client_disconnected", "the client disconnected before the body was read")
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -135,6 +142,8 @@ def guarded(endpoint: Endpoint) -> Endpoint:
             return api_error_response(exc)
         except HTTPException as exc:
             return error_response(exc.status_code, headers=exc.headers)
+        except ClientDisconnect:
+            return disconnected_response(_route_name(request))
         except Exception as exc:
             return internal_error_response(exc, _route_name(request))
 
@@ -154,10 +163,19 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(status if isinstance(status, int) else 500, headers=headers)
 
 
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    return disconnected_response(_route_name(request))
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     return internal_error_response(exc, _route_name(request))
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
     """Handlers for `Starlette(exception_handlers=...)` so 404/405/500 use the standard body too."""
-    return {HTTPException: _http_exception, ApiError: _http_exception, Exception: _unhandled}
+    return {
+        HTTPException: _http_exception,
+        ApiError: _http_exception,
+        ClientDisconnect: _disconnected,
+        Exception: _unhandled,
+    }

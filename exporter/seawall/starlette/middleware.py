@@ -11,8 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.requests import ClientDisconnect
+
 from .._registry import Registry, default_registry
-from ._problems import internal_error_response
+from ._problems import disconnected_response, internal_error_response
 
 __all__ = ["HTTPServerError", "ResilienceMiddleware", "route_template"]
 
@@ -80,6 +82,12 @@ class ResilienceMiddleware:
 
         try:
             await self.app(scope, receive, send_watching)
+        except ClientDisconnect:
+            # The client left mid-body: not the service's error, so not recorded nor re-raised
+            # (the server would log it with a traceback). Nobody reads what follows.
+            if not status:
+                await disconnected_response(route_template(scope, self.unmatched))(scope, receive, send)
+            return
         except Exception as exc:
             self._record(exc, scope)
             if status:
