@@ -35,19 +35,40 @@ def _mask_value(match: re.Match[str]) -> str:
     return f"{match.group(1)}{quote}{MASK}"
 
 
+_Replacement = str | Callable[[re.Match[str]], str]
+
+# (words one of which the lowercased text must contain for the rule to apply, rule, replacement).
+# The word check is a substring search, far cheaper than running each pattern over every message.
 # Order matters: header values first (they may contain "Bearer x"), then the narrower shapes.
-_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replacement], ...] = (
     # Authorization / Proxy-Authorization header values, up to the end of the line or a quote.
-    (re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n\"',;}]+"), r"\1" + MASK),
+    (
+        ("authorization",),
+        re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n\"',;}]+"),
+        r"\1" + MASK,
+    ),
     # Bearer / Basic credentials anywhere, however short.
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+"), r"\1\2" + MASK),
+    (
+        ("bearer", "basic"),
+        re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+"),
+        r"\1\2" + MASK,
+    ),
     # scheme://user:password@host, the user possibly empty (redis://:password@host).
     # The scheme starts where no scheme character precedes it (not at every `\b`: quadratic).
-    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}://[^\s:/@]*:)[^\s/?#]+@"), r"\1" + MASK + "@"),
+    (
+        ("://",),
+        re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}://[^\s:/@]*:)[^\s/?#]+@"),
+        r"\1" + MASK + "@",
+    ),
     # key=value, key: value, "key": "value", key%3Dvalue for secret-looking keys.
-    (re.compile(rf"(?i)({_KEY}{_SEPARATOR}){_VALUE}"), _mask_value),
+    (
+        ("pass", "pwd", "secret", "token", "credential", "key", "sig", "auth"),
+        re.compile(rf"(?i)({_KEY}{_SEPARATOR}){_VALUE}"),
+        _mask_value,
+    ),
     # long hex / base64-looking strings right after a token/key word ("key abcdef0123...").
     (
+        ("token", "key", "secret"),
         re.compile(r"(?i)\b((?:token|key|secret)s?\b\W{0,3})[A-Za-z0-9+/_=-]{20,}"),
         r"\1" + MASK,
     ),
@@ -58,6 +79,8 @@ def redact(text: str) -> str:
     """Return `text` with credentials replaced by `[REDACTED]`; ordinary text is left as it is."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for words, pattern, replacement in _RULES:
+        if any(word in lowered for word in words):
+            text = pattern.sub(replacement, text)
     return text
