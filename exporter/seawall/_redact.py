@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+__all__ = ["MASK", "is_secret_name", "redact"]
+
 MASK = "[REDACTED]"
 
 # A parameter name is secret when it contains one of these words anywhere (`dbpassword`, `apiToken`,
@@ -73,6 +75,14 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replacement], ...] = (
         r"\1" + MASK,
     ),
 )
+
+
+_SECRET_NAME = re.compile(rf"(?i)(?:{_STRONG})|(?:{_WEAK})$")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field called `name` holds a secret (`password`, `dbPassword`, `api_key`, `X-Auth`)."""
+    return _SECRET_NAME.search(name) is not None
 
 
 def redact(text: str) -> str:
