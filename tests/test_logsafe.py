@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from starlette.testclient import TestClient
 import seawall
 from seawall._logsafe import escape, exception_text, log_value
 from seawall.starlette import create_app
+from seawall.starlette.admin import BREAKER_ACTIONS, FEATURE_ACTIONS
 
 TOKEN = "s3cret-admin-token"
 
@@ -92,3 +95,22 @@ def test_500_log_line_carries_no_raw_secret(
         assert "pa55w0rd" not in text
         assert not any(line.startswith("seawall admin") for line in text.splitlines())
     assert any("Traceback" in message and "error_id=" in message for message in _records(caplog))
+
+
+def test_runbook_names_the_action_field_the_code_writes(
+    registry: seawall.Registry, prom: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    seawall.CircuitBreaker("payments", registry=registry)
+    app = create_app(registry=registry, prometheus_registry=prom, admin_token=TOKEN)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with TestClient(app) as client, caplog.at_level(logging.INFO, "seawall.web"):
+        assert client.post("/api/resilience/breakers/payments/open", headers=auth).status_code == 200
+    written = {m.group(1) for m in map(re.compile(r"action=(\w+)").search, _records(caplog)) if m}
+    assert written == {"breaker_open"}
+    runbooks = (Path(__file__).parent.parent / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    quoted = set(re.findall(r"seawall admin action=(\w+)", runbooks))
+    assert "breaker_open" in quoted
+    possible = {f"breaker_{verb}" for verb in BREAKER_ACTIONS} | {
+        f"feature_{verb}" for verb in FEATURE_ACTIONS
+    }
+    assert quoted <= possible, quoted - possible
