@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -19,6 +21,7 @@ import seawall
 from seawall._logsafe import escape, exception_text, log_value
 from seawall.starlette import create_app
 from seawall.starlette.admin import BREAKER_ACTIONS, FEATURE_ACTIONS
+from seawall.starlette.middleware import ResponseAborted
 
 TOKEN = "s3cret-admin-token"
 
@@ -114,3 +117,24 @@ def test_runbook_names_the_action_field_the_code_writes(
         f"feature_{verb}" for verb in FEATURE_ACTIONS
     }
     assert quoted <= possible, quoted - possible
+
+
+def test_a_failure_after_the_headers_reaches_the_server_without_its_message(
+    registry: seawall.Registry, prom: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        raise RuntimeError("stream broke: password=pa55w0rd")
+
+    async def streaming(request: Request) -> Response:
+        return StreamingResponse(chunks())
+
+    app = create_app(registry=registry, prometheus_registry=prom, routes=[Route("/stream", streaming)])
+    with TestClient(app) as client, caplog.at_level(logging.INFO), pytest.raises(ResponseAborted) as raised:
+        client.get("/stream")
+    # What the server would log (uvicorn formats the exception it receives, chain and all).
+    server_view = "".join(traceback.format_exception(raised.value))
+    assert "pa55w0rd" not in server_view
+    assert "error_id=" in str(raised.value)
+    assert not [record for record in caplog.records if "pa55w0rd" in record.getMessage()]
+    assert registry.errors.stats()["errors_by_type"] == {"RuntimeError": 1}

@@ -104,8 +104,8 @@ def api_error_response(exc: ApiError) -> JSONResponse:
     return error_response(exc.status_code, exc.error_code, exc.message, field=exc.field, headers=exc.headers)
 
 
-def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
-    """Log the exception with a fresh error id and answer a 500 that carries only the id.
+def log_unhandled(exc: BaseException, where: str) -> str:
+    """Log an unhandled exception under a fresh error id, which is returned.
 
     The traceback is logged as text with its messages redacted and escaped (`exception_text`), not
     as `exc_info`: a downstream's message may carry credentials or forge log lines.
@@ -118,7 +118,12 @@ def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
         error_id,
         exception_text(exc),
     )
-    return error_response(500, error_id=error_id)
+    return error_id
+
+
+def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
+    """Log the exception and answer a 500 that carries only the error id."""
+    return error_response(500, error_id=log_unhandled(exc, where))
 
 
 def disconnected_response(where: str) -> Response:
