@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
+from seawall._classify import clear_registrations
 from seawall._logsafe import escape, exception_text, log_value
 from seawall.starlette import create_app
 from seawall.starlette.admin import BREAKER_ACTIONS, FEATURE_ACTIONS
@@ -138,3 +139,19 @@ def test_a_failure_after_the_headers_reaches_the_server_without_its_message(
     assert "error_id=" in str(raised.value)
     assert not [record for record in caplog.records if "pa55w0rd" in record.getMessage()]
     assert registry.errors.stats()["errors_by_type"] == {"RuntimeError": 1}
+
+
+def test_a_failing_classifier_is_logged_without_the_raw_message(caplog: pytest.LogCaptureFixture) -> None:
+    def classifier(exc: BaseException) -> None:
+        raise ValueError(f"could not parse {exc}")
+
+    seawall.register_classifier(classifier)
+    try:
+        with caplog.at_level(logging.ERROR, "seawall"):
+            seawall.classify(RuntimeError("GET /x?api_key=k3y-9f8e7d failed"))
+    finally:
+        clear_registrations()
+    (record,) = [r for r in caplog.records if "classifier" in r.getMessage()]
+    assert record.exc_info is None
+    assert "k3y-9f8e7d" not in record.getMessage()
+    assert "ValueError" in record.getMessage()
