@@ -6,6 +6,7 @@ messages and the status page shows them, so anything shaped like a credential is
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -80,6 +81,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replacement], ...] = (
 _SECRET_NAME = re.compile(rf"(?i)(?:{_STRONG})|(?:{_WEAK})$")
 
 
+@functools.lru_cache(maxsize=4096)  # field names repeat: the regex runs once per distinct name
 def is_secret_name(name: str) -> bool:
     """Whether a field called `name` holds a secret (`password`, `dbPassword`, `api_key`, `X-Auth`)."""
     return _SECRET_NAME.search(name) is not None
@@ -91,6 +93,8 @@ def redact(text: str) -> str:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     lowered = text.lower()
     for words, pattern, replacement in _RULES:
-        if any(word in lowered for word in words):
-            text = pattern.sub(replacement, text)
+        for word in words:  # a plain loop: cheaper than any() over a generator, or one big regex
+            if word in lowered:
+                text = pattern.sub(replacement, text)
+                break
     return text
