@@ -132,3 +132,20 @@ def test_demo_exits_within_the_bound_with_the_collector_down(
     assert code in (0, -signal.SIGTERM)
     # The demo uses the default bound (3 s); before it there was none: 14-19 s here.
     assert took < DEFAULT_SHUTDOWN_TIMEOUT + 2.5, took
+
+
+def test_flushes_do_not_pile_up_threads_behind_a_stuck_one(
+    silent: SilentListener, registry: seawall.Registry
+) -> None:
+    provider = otel.configure_otlp(
+        endpoints(silent)["hanging"], seawall_registry=registry, timeout=10, shutdown_timeout=BOUND
+    )
+    provider.get_tracer("t").start_span("one").end()
+    assert provider.force_flush(200) is False  # now stuck in a request for up to 10 s
+    before = threading.active_count()
+    started = time.monotonic()
+    for _ in range(20):
+        assert provider.force_flush(200) is False
+    assert time.monotonic() - started < 1.0  # answered at once, not 20 x 200 ms
+    assert threading.active_count() <= before
+    provider.shutdown()

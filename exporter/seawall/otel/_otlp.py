@@ -81,8 +81,8 @@ class _IsolatedExporter:
             return False
 
 
-def _within(seconds: float, fn: Callable[[], Any]) -> bool:
-    """Run `fn` in a daemon thread and wait at most `seconds`; whether it finished in time.
+def _within(seconds: float, fn: Callable[[], Any]) -> threading.Thread:
+    """Run `fn` in a daemon thread and wait at most `seconds`; the thread (alive if not done).
 
     The SDK's own waits are not bounded (its shutdown joins the worker for up to 30 s, force_flush
     ignores its timeout and exports every batch in the caller's thread). A thread still stuck in a
@@ -92,7 +92,7 @@ def _within(seconds: float, fn: Callable[[], Any]) -> bool:
     thread = threading.Thread(target=fn, name="seawall-otlp-wait", daemon=True)
     thread.start()
     thread.join(seconds)
-    return not thread.is_alive()
+    return thread
 
 
 def _bounded_processor(exporter: _IsolatedExporter, shutdown_timeout: float, **options: Any) -> Any:
@@ -101,19 +101,23 @@ def _bounded_processor(exporter: _IsolatedExporter, shutdown_timeout: float, **o
 
     class BoundedBatchSpanProcessor(BatchSpanProcessor):
         _done = False
+        _flushing: threading.Thread | None = None
 
         def shutdown(self) -> None:
             if self._done:
                 return
             self._done = True
             exporter.drop_after(time.monotonic() + shutdown_timeout)
-            if not _within(shutdown_timeout, super().shutdown):
+            if _within(shutdown_timeout, super().shutdown).is_alive():
                 log.warning(
                     "seawall otlp: shutdown gave up after %.1f s; unsent spans are dropped", shutdown_timeout
                 )
 
         def force_flush(self, timeout_millis: int | None = 30000) -> bool:
-            """True only if every queued span was sent within both bounds."""
+            """True only if every queued span was sent within both bounds. While an earlier flush
+            is still stuck, answers False at once rather than start another thread behind it."""
+            if self._flushing is not None and self._flushing.is_alive():
+                return False
             wait = (
                 shutdown_timeout if timeout_millis is None else min(timeout_millis / 1000, shutdown_timeout)
             )
@@ -124,7 +128,8 @@ def _bounded_processor(exporter: _IsolatedExporter, shutdown_timeout: float, **o
             def run() -> None:
                 flushed.append(bool(flush()))
 
-            return _within(wait, run) and all(flushed) and exporter.failures == failures
+            self._flushing = _within(wait, run)
+            return not self._flushing.is_alive() and all(flushed) and exporter.failures == failures
 
     return BoundedBatchSpanProcessor(exporter, **options)  # type: ignore[arg-type]
 
