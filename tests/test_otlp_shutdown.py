@@ -13,7 +13,7 @@ import pytest
 import seawall
 from seawall import otel
 from seawall.otel._otlp import DEFAULT_SHUTDOWN_TIMEOUT
-from test_uvicorn import start_demo, stop
+from test_uvicorn import Server, start_demo, stop
 
 BOUND = 1.0
 SLACK = 1.5  # thread start-up and a loaded 2-core machine
@@ -107,28 +107,28 @@ def test_shutdown_timeout_is_validated(value: object) -> None:
         otel.configure_otlp("http://127.0.0.1:1", shutdown_timeout=value)  # type: ignore[arg-type]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["hanging", "refused"])
-def test_demo_exits_within_the_bound_with_the_collector_down(
-    silent: SilentListener, kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoints(silent)[kind])
+@pytest.fixture(params=["hanging", "refused"])
+def demo_collector_down(
+    request: pytest.FixtureRequest, silent: SilentListener, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Server]:
+    """A real demo process exporting spans to a collector that hangs or refuses; stopped after."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoints(silent)[request.param])
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export soon, so the exporter is stuck
-    server = start_demo(
-        "--traffic-rate",
-        "20",
-        "--log-level",
-        "warning",
-        keep_env=("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY"),
-    )
+    keep = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY")
+    server = start_demo("--traffic-rate", "20", "--log-level", "warning", keep_env=keep)
     try:
-        time.sleep(1.0)  # traffic makes spans; the exporter is now hanging or failing
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        code = server.process.wait(timeout=30)
-        took = time.monotonic() - started
+        yield server
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_demo_exits_within_the_bound_with_the_collector_down(demo_collector_down: Server) -> None:
+    time.sleep(1.0)  # traffic makes spans; the exporter is now hanging or failing
+    started = time.monotonic()
+    demo_collector_down.process.send_signal(signal.SIGTERM)
+    code = demo_collector_down.process.wait(timeout=30)
+    took = time.monotonic() - started
     assert code in (0, -signal.SIGTERM)
     # The demo uses the default bound (3 s); before it there was none: 14-19 s here.
     assert took < DEFAULT_SHUTDOWN_TIMEOUT + 2.5, took

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 import seawall
 from seawall.demo import create_demo_app
 from seawall.starlette import create_app
-from test_uvicorn import start_demo, stop
+from test_uvicorn import Server, start_demo, stop
 
 
 @pytest.fixture(autouse=True)
@@ -163,30 +163,36 @@ def test_middleware_does_not_count_a_disconnect_in_a_users_route(
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
-@pytest.mark.slow
-def test_a_real_client_leaving_mid_body_under_uvicorn() -> None:
+@pytest.fixture
+def quiet_demo() -> Iterator[Server]:
+    """A real demo process (no traffic, INFO logs); stopped after the test."""
     server = start_demo("--traffic-rate", "0", "--log-level", "info")
     try:
-        host, port = server.base.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=5) as sock:
-            sock.sendall(
-                b"POST /chaos/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000\r\n\r\n" + b'{"outage": '
-            )
-        with httpx.Client(base_url=server.base, timeout=5) as client:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not any(
-                "client disconnected" in line for line in server.output
-            ):
-                time.sleep(0.05)
-            errors = client.get("/api/resilience/errors").json()
-            assert client.get("/chaos").json()["payments"]["outage"] is False
+        yield server
     finally:
         stop(server)
-    output = "".join(server.output)
+
+
+@pytest.mark.slow
+def test_a_real_client_leaving_mid_body_under_uvicorn(quiet_demo: Server) -> None:
+    host, port = quiet_demo.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /chaos/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"outage": '
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+        "client disconnected" in line for line in quiet_demo.output
+    ):
+        time.sleep(0.05)
+    with httpx.Client(base_url=quiet_demo.base, timeout=5) as client:
+        errors = client.get("/api/resilience/errors").json()
+        assert client.get("/chaos").json()["payments"]["outage"] is False
+    output = "".join(quiet_demo.output)
     assert "client disconnected before /chaos/{dependency}" in output
     assert "Traceback" not in output
     assert "unhandled" not in output
     assert errors["total_errors"] == 0
-    (hint,) = [line for line in server.output if "break it:" in line]
+    (hint,) = [line for line in quiet_demo.output if "break it:" in line]
     assert "-H 'content-type: application/json'" in hint  # the printed command is not refused with 415
