@@ -184,6 +184,7 @@ def fuzz(app: Any, log_lines: LogLines) -> None:
         run()
 
 
+@pytest.mark.timeout(90)  # 250 examples take ~7 s on a loaded 2-core machine
 def test_router_answers_every_request_without_5xx_or_secrets(log_lines: LogLines) -> None:
     registry = seawall.Registry()
     Features(registry=registry).register("payments", fallback=None)
@@ -200,6 +201,7 @@ def test_router_answers_every_request_without_5xx_or_secrets(log_lines: LogLines
     )
 
 
+@pytest.mark.timeout(90)
 def test_demo_answers_every_request_without_5xx_or_secrets(
     log_lines: LogLines, monkeypatch: pytest.MonkeyPatch, fake_clock: Any
 ) -> None:
