@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,8 @@ from starlette.testclient import TestClient
 
 from seawall.demo import DEPENDENCIES, Demo, SimulatedDependency, create_demo_app
 from seawall.demo.dependencies import Chaos, ChaosError, DependencyError, DependencyTimeout, parse_chaos
+
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(autouse=True)
@@ -118,12 +121,12 @@ def test_bad_json_and_unknown_dependency(client: TestClient) -> None:
     unknown = client.post("/chaos/mainframe", json={"outage": True})
     assert unknown.status_code == 404
     assert unknown.json()["field"] == "dependency"
-    assert client.post("/chaos/payments", content=b"x" * 5000).status_code == 413
+    assert client.post("/chaos/payments", content=b"x" * 5000, headers=JSON).status_code == 413
     for raw, field in (
         (b'{"latency_ms": Infinity}', "latency_ms"),
         (b'{"failure_rate": NaN}', "failure_rate"),
     ):
-        response = client.post("/chaos/payments", content=raw)  # Python's json accepts these literals
+        response = client.post("/chaos/payments", content=raw, headers=JSON)  # Python's json takes these
         assert response.status_code == 422
         assert response.json()["field"] == field
 
@@ -272,7 +275,7 @@ def test_any_json_body_is_200_or_422_naming_a_field(fake_clock: Any) -> None:
         )
         @given(body=bodies)
         def check(body: Any) -> None:
-            response = test_client.post("/chaos/payments", json=body)
+            response = test_client.post("/chaos/payments", content=json.dumps(body), headers=JSON)
             assert response.status_code in (200, 422), response.text
             if response.status_code == 422:
                 assert response.json()["field"]

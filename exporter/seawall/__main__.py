@@ -46,7 +46,11 @@ def _run_demo(host: str, port: int, traffic_rate: float, log_level: str) -> int:
             ("chaos", "/chaos"),
         ):
             print(f"  {label:<12} {base}{path}", flush=True)
-        print(f"  break it:    curl -X POST {base}/chaos/payments -d '{{\"outage\": true}}'", flush=True)
+        print(
+            f"  break it:    curl -X POST {base}/chaos/payments -H 'content-type: application/json'"
+            " -d '{\"outage\": true}'",
+            flush=True,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its graceful shutdown
         serve(app, host=host, port=port, log_level=log_level, on_started=started)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import reprlib
 import threading
 import time
 from collections import Counter, deque
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._classify import classify, to_category
 from ._enums import ErrorCategory
-from ._redact import redact
+from ._logsafe import exception_text
+from ._redact import MASK, is_secret_name, redact
 from .events import ErrorRecorded
 
 if TYPE_CHECKING:
@@ -117,12 +120,17 @@ class ErrorAggregator:
             raise TypeError(f"exc must be an exception, got {exc!r}")
         if context is not None and not isinstance(context, Mapping):
             raise TypeError(f"context must be a mapping or None, got {context!r}")
+        # Bounded and redacted before anything is kept: the caller's free text may be huge or secret.
+        if len(source) > MAX_SOURCE_LENGTH:
+            source = source[:MAX_SOURCE_LENGTH]
+        if context:
+            context = _small_context(context)
         try:
             category = self._classifier(exc)
             if not isinstance(category, ErrorCategory):
                 category = to_category(category, "classifier result")
-        except Exception:
-            log.exception("seawall aggregator classifier failed")
+        except Exception as broken:
+            log.error("seawall aggregator classifier failed:\n%s", exception_text(broken))
             category = ErrorCategory.UNKNOWN
         error_type = type(exc).__name__
         now = self._clock()
@@ -216,7 +224,7 @@ class ErrorAggregator:
             "type": error_type,
             "category": category.value,
             "message": redact(message)[: self._message_limit],
-            "context": _small_context(context),
+            "context": dict(context) if context else {},  # made small and redacted by record()
         }
 
     def clear(self) -> None:
@@ -244,20 +252,44 @@ def _message(exc: BaseException, error_type: str) -> str:
         return f"<unprintable {error_type}>"
 
 
-_CONTEXT_KEYS = 20
-_CONTEXT_VALUE = 200
+MAX_SOURCE_LENGTH = 200
+CONTEXT_KEYS = 20
+CONTEXT_KEY_LENGTH = 64
+CONTEXT_VALUE_LENGTH = 200
+_INT_BOUND = 2**63
 
 
-def _small_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not context:
-        return {}
+def _context_value(value: Any) -> Any:
+    """A context value as kept: short redacted text, or a JSON-safe number, bool or None."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # str() of an int past 4,300 digits raises, so JSON could not serve it.
+        return value if -_INT_BOUND <= value < _INT_BOUND else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value[: 4 * CONTEXT_VALUE_LENGTH]  # bound the redaction work, then the result
+    else:
+        try:
+            text = reprlib.repr(value)  # bounded however large the object
+        except Exception:
+            text = f"<unprintable {type(value).__name__}>"
+    return redact(text)[:CONTEXT_VALUE_LENGTH]
+
+
+def _small_context(context: Mapping[Any, Any]) -> dict[str, Any]:
+    """A bounded copy of `context`: 20 keys of up to 64 characters, values of up to 200, and the
+    value of every key that names a secret (`password`, `api_key`, `dbToken`) masked whole."""
     out: dict[str, Any] = {}
-    for key, value in itertools.islice(context.items(), _CONTEXT_KEYS):
-        if isinstance(value, str):
-            value = redact(value)[:_CONTEXT_VALUE]
-        elif not isinstance(value, (int, float, bool, type(None))):
-            value = redact(repr(value))[:_CONTEXT_VALUE]
-        out[str(key)[:_CONTEXT_VALUE]] = value
+    try:
+        items = list(itertools.islice(context.items(), CONTEXT_KEYS))
+    except Exception:  # a broken Mapping must not break the call being recorded
+        return {"context": "<unreadable>"}
+    for key, value in items:
+        name = key if isinstance(key, str) else _context_value(key)
+        name = str(name)[:CONTEXT_KEY_LENGTH]
+        out[name] = MASK if is_secret_name(name) else _context_value(value)
     return out
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from ._enums import ErrorCategory
+from ._logsafe import exception_text
 
 log = logging.getLogger("seawall")
 
@@ -184,8 +185,8 @@ def classify(exc: BaseException) -> ErrorCategory:
                 result = fn(exc)
                 if result is not None:
                     return to_category(result, "classifier result")
-            except Exception:
-                log.exception("seawall error classifier %r failed; ignoring it", fn)
+            except Exception as failure:
+                log.error("seawall error classifier %r failed; ignoring it\n%s", fn, exception_text(failure))
     settled = _settled.get(type(exc))
     if settled is not None and (not settled[1] or not exc.__dict__):
         return settled[0]
@@ -202,8 +203,8 @@ def _classify_by_rules(exc: BaseException) -> ErrorCategory:
             return category
     try:
         category = _builtin(exc)
-    except Exception:
-        log.exception("seawall built-in classification failed for %s", kind.__name__)
+    except Exception as failure:
+        log.error("seawall built-in classification failed for %s\n%s", kind.__name__, exception_text(failure))
         return ErrorCategory.UNKNOWN
     if _status_free(kind) and not exc.__dict__:
         _settle(kind, category, True, generation)
@@ -243,6 +244,10 @@ def retry_after_hint(exc: BaseException, *, now: Callable[[], float] = time.time
             if when is None:
                 continue
             return max(0.0, when.timestamp() - now())
-    except Exception:
-        log.exception("seawall could not read a retry-after hint from %s", type(exc).__name__)
+    except Exception as failure:
+        log.error(
+            "seawall could not read a retry-after hint from %s\n%s",
+            type(exc).__name__,
+            exception_text(failure),
+        )
     return None

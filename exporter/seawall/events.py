@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._logsafe import exception_text, log_value
 
 log = logging.getLogger("seawall")
 
@@ -296,10 +297,10 @@ class EventBus:
                     summary, state.unreported, state.last_summary = state.unreported, 0, now
         if full:
             log.error(
-                "seawall instrumentation %r failed (%s); the call it observed went on",
-                component,
+                "seawall instrumentation %s failed (%s); the call it observed went on:\n%s",
+                log_value(component),
                 type(exc).__name__,
-                exc_info=exc,
+                exception_text(exc),
             )
             if state.logged == LOGGED_FAILURES_PER_COMPONENT:
                 log.error(
@@ -310,8 +311,8 @@ class EventBus:
                 )
         elif summary:
             log.error(
-                "seawall instrumentation %r failed %d more times (latest: %s)",
-                component,
+                "seawall instrumentation %s failed %d more times (latest: %s)",
+                log_value(component),
                 summary,
                 type(exc).__name__,
             )

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from .._breaker import CircuitBreaker
 from .._degrade import Feature, Features
+from .._logsafe import log_value
 from .._registry import Registry
 from .._retry import Retry
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
@@ -194,6 +195,20 @@ class Demo:
         return {name: item.dependency.chaos.to_dict() for name, item in self.guarded.items()}
 
 
+def require_json(request: Request) -> None:
+    """State-changing demo routes take JSON only: a cross-site "simple" request (a form or a
+    text/plain fetch from any web page) cannot carry it without a CORS preflight, which the demo
+    never grants, so no page can start an outage in a demo running on the visitor's machine."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON with Content-Type: application/json, got '{log_value(media_type, 64)}'",
+            field="content-type",
+        )
+
+
 def _setup_tracing(registry: Registry) -> Any | None:
     """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the provider to shut down."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and not os.environ.get(
@@ -270,6 +285,7 @@ def create_demo_app(
             raise ApiError(
                 404, "unknown_dependency", f"dependencies are {', '.join(DEPENDENCIES)}", field="dependency"
             )
+        require_json(request)
         raw = b""
         async for chunk in request.stream():  # never buffer more than the limit
             raw += chunk
@@ -279,6 +295,8 @@ def create_demo_app(
             body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
+        except RecursionError:  # "[[[[...]]]]" 2,000 deep fits in 4 KiB
+            raise ApiError(422, "invalid_json", "the body is nested too deeply", field="body") from None
         try:
             chaos = item.dependency.update(body)
         except ChaosError as exc:
@@ -314,6 +332,7 @@ def create_demo_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # its redirect trusts the Host header (see create_app)
     app.state.demo = demo
     app.state.registry = reg
     app.state.prometheus_registry = prometheus_registry

@@ -16,10 +16,12 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["ApiError", "error_response", "exception_handlers", "guarded"]
+from .._logsafe import exception_text, log_value
+
+__all__ = ["ApiError", "disconnected_response", "error_response", "exception_handlers", "guarded"]
 
 log = logging.getLogger("seawall.web")
 
@@ -31,7 +33,7 @@ _DEFAULT_CODES: dict[int, tuple[str, str]] = {
     404: ("not_found", "no such resource"),
     405: ("method_not_allowed", "this method is not allowed on this resource"),
     413: ("payload_too_large", "the request body is too large"),
-    415: ("unsupported_media_type", "the request body must be JSON"),
+    415: ("unsupported_media_type", "the request body must be JSON (Content-Type: application/json)"),
     422: ("invalid_parameter", "a parameter is invalid"),
     500: ("internal_error", "the server failed to answer this request"),
     503: ("unavailable", "the service is unavailable"),
@@ -102,11 +104,33 @@ def api_error_response(exc: ApiError) -> JSONResponse:
     return error_response(exc.status_code, exc.error_code, exc.message, field=exc.field, headers=exc.headers)
 
 
-def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
-    """Log the exception with a fresh error id and answer a 500 that carries only the id."""
+def log_unhandled(exc: BaseException, where: str) -> str:
+    """Log an unhandled exception under a fresh error id, which is returned.
+
+    The traceback is logged as text with its messages redacted and escaped (`exception_text`), not
+    as `exc_info`: a downstream's message may carry credentials or forge log lines.
+    """
     error_id = uuid.uuid4().hex
-    log.error("unhandled %s in %s (error_id=%s)", type(exc).__name__, where, error_id, exc_info=exc)
-    return error_response(500, error_id=error_id)
+    log.error(
+        "unhandled %s in %s (error_id=%s)\n%s",
+        type(exc).__name__,
+        log_value(where),
+        error_id,
+        exception_text(exc),
+    )
+    return error_id
+
+
+def internal_error_response(exc: BaseException, where: str) -> JSONResponse:
+    """Log the exception and answer a 500 that carries only the error id."""
+    return error_response(500, error_id=log_unhandled(exc, where))
+
+
+def disconnected_response(where: str) -> Response:
+    """A client left before its request body was read: its mistake, not ours, so no error is
+    counted and nothing above INFO is logged. The 400 answers nobody; it only completes the cycle."""
+    log.info("client disconnected before %s read its request body", log_value(where))
+    return error_response(400, "client_disconnected", "the client disconnected before the body was read")
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -123,6 +147,8 @@ def guarded(endpoint: Endpoint) -> Endpoint:
             return api_error_response(exc)
         except HTTPException as exc:
             return error_response(exc.status_code, headers=exc.headers)
+        except ClientDisconnect:
+            return disconnected_response(_route_name(request))
         except Exception as exc:
             return internal_error_response(exc, _route_name(request))
 
@@ -142,10 +168,19 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(status if isinstance(status, int) else 500, headers=headers)
 
 
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    return disconnected_response(_route_name(request))
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     return internal_error_response(exc, _route_name(request))
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
     """Handlers for `Starlette(exception_handlers=...)` so 404/405/500 use the standard body too."""
-    return {HTTPException: _http_exception, ApiError: _http_exception, Exception: _unhandled}
+    return {
+        HTTPException: _http_exception,
+        ApiError: _http_exception,
+        ClientDisconnect: _disconnected,
+        Exception: _unhandled,
+    }

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._logsafe import log_value
 from .._registry import Registry
 from ._problems import ApiError, api_error_response
 
@@ -104,8 +105,14 @@ class AdminActions:
             self._counter.labels(action=action, result=result).inc()
         client = request.client.host if request.client else "unknown"
         level = logging.INFO if result == "ok" else logging.WARNING
+        # The target comes from the URL before authorization: escaped, so it cannot forge a line.
         log.log(
-            level, "seawall admin action=%s target=%s result=%s client=%s", action, target, result, client
+            level,
+            "seawall admin action=%s target=%s result=%s client=%s",
+            action,
+            log_value(target),
+            result,
+            log_value(client),
         )
 
     def _authorize(self, request: Request, action: str, target: str) -> None:

@@ -11,10 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._registry import Registry, default_registry
-from ._problems import internal_error_response
+from starlette.requests import ClientDisconnect
 
-__all__ = ["HTTPServerError", "ResilienceMiddleware", "route_template"]
+from .._registry import Registry, default_registry
+from ._problems import disconnected_response, internal_error_response, log_unhandled
+
+__all__ = ["HTTPServerError", "ResilienceMiddleware", "ResponseAborted", "route_template"]
 
 log = logging.getLogger("seawall.web")
 
@@ -31,6 +33,10 @@ class HTTPServerError(Exception):
     def __init__(self, status_code: int) -> None:
         super().__init__(f"response status {status_code}")
         self.status_code = status_code
+
+
+class ResponseAborted(Exception):
+    """Raised to the server when a response failed after it started; the cause is logged apart."""
 
 
 def route_template(scope: Scope, unmatched: str = "unmatched") -> str:
@@ -80,12 +86,21 @@ class ResilienceMiddleware:
 
         try:
             await self.app(scope, receive, send_watching)
+        except ClientDisconnect:
+            # The client left mid-body: not the service's error, so not recorded nor re-raised
+            # (the server would log it with a traceback). Nobody reads what follows.
+            if not status:
+                await disconnected_response(route_template(scope, self.unmatched))(scope, receive, send)
+            return
         except Exception as exc:
             self._record(exc, scope)
+            where = route_template(scope, self.unmatched)
             if status:
-                # Headers are out: no error body can follow. Let the server drop the connection.
-                raise
-            response = internal_error_response(exc, route_template(scope, self.unmatched))
+                # Headers are out: no error body can follow, so the server must drop the connection.
+                # It logs what reaches it verbatim: log safely here and hand it only our own text.
+                error_id = log_unhandled(exc, where)
+                raise ResponseAborted(f"response aborted in {where} (error_id={error_id})") from None
+            response = internal_error_response(exc, where)
             await response(scope, receive, send)
             return
         if status >= 500:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .._logsafe import log_value
 from .._registry import Registry, default_registry
 from . import views
 from ._problems import ApiError, Endpoint, exception_handlers, guarded
@@ -51,18 +53,24 @@ def _body(body: bytes) -> Response:
     return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII: int() also takes other digits, "1_000"
+
+
 def parse_limit(
     request: Request, default: int = DEFAULT_RECENT_LIMIT, maximum: int = MAX_RECENT_LIMIT
 ) -> int:
-    """`?limit=` as an int clamped to [1, maximum]; anything else is a 422 naming the field."""
+    """`?limit=` as an int clamped to [1, maximum]; anything else is a 422 naming field and value."""
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ApiError(422, "invalid_parameter", "limit must be an integer", field="limit") from None
-    return max(1, min(value, maximum))
+    if _INTEGER.fullmatch(raw) is None:
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"limit must be an integer written with the digits 0-9, got '{log_value(raw, 64)}'",
+            field="limit",
+        )
+    return max(1, min(int(raw), maximum))
 
 
 def _metrics_endpoint(prometheus_registry: Any) -> Any:
@@ -273,6 +281,10 @@ def create_app(
         ),
     ]
     middleware = [Middleware(ResilienceMiddleware, registry=reg, record=record_errors)]
-    return Starlette(
+    app = Starlette(
         debug=debug, routes=all_routes, middleware=middleware, exception_handlers=exception_handlers()
     )
+    # The router's trailing-slash redirect builds an absolute URL from the Host header, so
+    # `Host: evil.example` would get a redirect there: a trailing slash is a 404 instead.
+    app.router.redirect_slashes = False
+    return app

@@ -1,0 +1,213 @@
+"""Random requests at the router and the demo, in-process: never a 5xx, never a planted secret.
+
+Secrets are planted first where a careless layer would repeat them: an error's message and
+context, a breaker's failure, the admin token. Every response body and every log line (formatted,
+tracebacks included) is then searched for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+import seawall
+from seawall._breaker import CircuitBreaker
+from seawall._degrade import Features
+from seawall.demo import create_demo_app
+from seawall.starlette import create_app
+
+TOKEN = "fuzz-admin-token-5ecret"
+SECRETS = ("pw-Zk41q", "sk_live_Qm82x", "tok-Hv93c", "hunter-Rt55y", TOKEN)
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+PATHS = (
+    "/",
+    "/metrics",
+    "/health",
+    "/health/ready",
+    "/api/resilience/breakers",
+    "/api/resilience/breakers/payments",
+    "/api/resilience/breakers/payments/reset",
+    "/api/resilience/breakers/payments/open",
+    "/api/resilience/breakers/{x}/{x}",
+    "/api/resilience/errors",
+    "/api/resilience/errors/recent",
+    "/api/resilience/features",
+    "/api/resilience/features/payments/disable",
+    "/api/resilience/features/{x}/enable",
+    "/api/resilience/retries",
+    "/api/resilience/snapshot",
+    # Not /api/resilience/stream: an endless SSE response; its findings belong to the stream's owner.
+    "/resilience",
+    "/resilience/",
+    "/resilience/static/{x}",
+    "/chaos",
+    "/chaos/payments",
+    "/chaos/{x}",
+    "/checkout",
+    "/inventory/{x}",
+    "/recommendations",
+    "/{x}",
+    "/{x}/",
+)
+
+# Printable header text (httpx refuses control characters in headers before they reach the app).
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+# Percent-encoded, so control characters and "/" reach the app decoded, as a real client sends them.
+segment = st.text(max_size=30).map(lambda text: quote(text, safe=""))
+header_names = st.sampled_from(
+    ["accept", "content-type", "authorization", "x-forwarded-for", "cookie", "range", "origin", "host"]
+) | st.from_regex(r"\Ax-[a-z]{1,12}\Z")
+content_types = st.sampled_from(
+    ["application/json", "application/json; charset=utf-8", "text/plain", "multipart/form-data", "", "*/*"]
+)
+authorizations = st.sampled_from(
+    ["", f"Bearer {TOKEN}", "Bearer wrong-token", "Basic Zm9vOmJhcg==", "Bearer"]
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+bodies = (
+    st.binary(max_size=5000)
+    | json_values.map(lambda value: repr(value).encode())
+    | st.sampled_from([b"[" * 3000 + b"]" * 3000, b'{"outage": true}', b'{"failure_rate": 2}', b"\xff\xfe"])
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    path = draw(st.sampled_from(PATHS)).replace("{x}", draw(segment))
+    query = draw(
+        st.sampled_from(["", "limit=", "limit=5", "limit=-1", "limit=١٢"]) | segment.map("limit=".__add__)
+    )
+    headers = dict(draw(st.lists(st.tuples(header_names, header_text), max_size=4)))
+    headers["content-type"] = draw(content_types)
+    headers["authorization"] = draw(authorizations)
+    if path == "/metrics":
+        # The `Accept: application/openmetrics-text; version=abc` -> 500 finding of issue 9 is the lead's
+        # (content negotiation in _metrics_endpoint): not fuzzed until that fix lands.
+        headers.pop("accept", None)
+    headers = {name: value for name, value in headers.items() if value}
+    return {
+        "method": draw(st.sampled_from(METHODS)),
+        "url": path + ("?" + query if query else ""),
+        "headers": headers,
+        "content": draw(bodies) if draw(st.booleans()) else None,
+    }
+
+
+class LogLines(logging.Handler):
+    """Every record, formatted as a handler would write it (exc_info and stack included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    handler = LogLines()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def plant_secrets(registry: seawall.Registry) -> None:
+    """Secrets where a careless layer would echo them: error messages, contexts, breaker failures."""
+    errors = registry.errors
+    errors.record(
+        RuntimeError(f"login failed password={SECRETS[0]}"), source="jobs", context={"api_key": SECRETS[1]}
+    )
+    errors.record(KeyError(f"token={SECRETS[2]}"), context={"url": f"redis://:{SECRETS[3]}@cache", "n": 1})
+    existing = registry.get("breaker", "payments")
+    breaker = existing or CircuitBreaker("payments", failure_threshold=2, errors=errors, registry=registry)
+
+    def fail() -> None:
+        raise ConnectionError(f"postgres://app:{SECRETS[3]}@db refused")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+    errors.record(ConnectionError(f"postgres://app:{SECRETS[3]}@db refused"), source="payments")
+
+
+def check(client: TestClient, request: dict[str, Any], log_lines: LogLines) -> None:
+    response = client.request(**request)
+    assert response.status_code < 500 or (
+        response.status_code == 503 and request["url"].startswith("/health")
+    ), (
+        request,
+        response.status_code,
+        response.text[:300],
+    )
+    leaked = [secret for secret in SECRETS if secret in response.text or secret in str(response.headers)]
+    assert not leaked, (request, leaked)
+    logged = [line for line in log_lines.lines if any(secret in line for secret in SECRETS)]
+    assert not logged, logged[:3]
+
+
+FUZZ = settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def fuzz(app: Any, log_lines: LogLines) -> None:
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        @FUZZ
+        @given(request=requests())
+        def run(request: dict[str, Any]) -> None:
+            check(client, request, log_lines)
+
+        run()
+
+
+@pytest.mark.timeout(90)  # 250 examples take ~7 s on a loaded 2-core machine
+def test_router_answers_every_request_without_5xx_or_secrets(log_lines: LogLines) -> None:
+    registry = seawall.Registry()
+    Features(registry=registry).register("payments", fallback=None)
+    plant_secrets(registry)
+    prometheus_registry = CollectorRegistry()
+    fuzz(
+        create_app(
+            registry=registry,
+            prometheus_registry=prometheus_registry,
+            admin_token=TOKEN,
+            include_error_messages=True,
+        ),
+        log_lines,
+    )
+
+
+@pytest.mark.timeout(90)
+def test_demo_answers_every_request_without_5xx_or_secrets(
+    log_lines: LogLines, monkeypatch: pytest.MonkeyPatch, fake_clock: Any
+) -> None:
+    monkeypatch.setenv("SEAWALL_ADMIN_TOKEN", TOKEN)
+    monkeypatch.delenv("SEAWALL_ADMIN_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=3, tracing=False)
+    plant_secrets(app.state.registry)
+    fuzz(app, log_lines)
