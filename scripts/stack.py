@@ -172,8 +172,8 @@ seawall {"HA " if args.ha else ""}stack is up (configs, data and logs in {stack.
                 if fakes
                 else "the real Slack webhook and PagerDuty from " + str(args.secrets)
             }
-  break it:       curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": true}}'
-  heal it:        curl -X POST {stack.demo_url}/chaos/payments -d '{{"outage": false}}'
+  break it:       curl -X POST {stack.demo_url}/chaos/payments -H 'content-type: application/json' -d '{{"outage": true}}'
+  heal it:        curl -X POST {stack.demo_url}/chaos/payments -H 'content-type: application/json' -d '{{"outage": false}}'
 {"" if args.fast else shipped_note()}
 Ctrl-C stops everything.""",
             flush=True,
