@@ -493,7 +493,7 @@ def test_pybreaker_close_on_closed_breaker_is_no_transition(
 
 
 def test_pybreaker_call_async_rejections_are_counted(registry: seawall.Registry, events: list[Event]) -> None:
-    from tornado import gen, ioloop
+    from tornado import gen
 
     cb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=60, name="tornado")
     instrument_breaker(cb, registry=registry)
@@ -511,7 +511,10 @@ def test_pybreaker_call_async_rejections_are_counted(registry: seawall.Registry,
             with pytest.raises(pybreaker.CircuitBreakerError):  # rejected
                 yield cb.call_async(down)
 
-    ioloop.IOLoop.current().run_sync(scenario, timeout=10)
+    async def main() -> None:
+        await scenario()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=10))
     calls = registry.get("breaker", "tornado").snapshot().calls
     assert (calls["failure"], calls["rejected"]) == (1, 2)
     assert sum(isinstance(e, BreakerCallRejected) for e in events) == 2
@@ -548,3 +551,45 @@ def test_pybreaker_broken_storage_is_counted_not_raised(registry: seawall.Regist
     storage.broken = True
     assert registry.get("breaker", "broken").snapshot().state is S.CLOSED  # the last state seen
     assert registry.bus.instrumentation_errors() == {"pybreaker-adapter": 1}
+
+
+def test_tenacity_retry_error_callback_after_rejected_results(
+    registry: seawall.Registry, events: list[Event]
+) -> None:
+    r = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(2),
+        retry=tenacity.retry_if_result(lambda value: value is None),
+        retry_error_callback=lambda state: "fallback",
+        sleep=lambda seconds: None,
+    )
+    instrument_retrying(r, "fallback", registry=registry)
+    assert r(lambda: None) == "fallback"
+    assert calls_of(registry, "fallback") == {"failed_with_retry": 1}
+    finished = [
+        (e.attempt, e.error_type, e.will_retry) for e in events if isinstance(e, RetryAttemptFinished)
+    ]
+    assert finished == [(1, RETRYABLE_RESULT, True), (2, RETRYABLE_RESULT, False)]
+
+
+def test_tenacity_tornado_retrying_is_counted(registry: seawall.Registry) -> None:
+    from tornado import gen
+
+    flaky = Flaky(1)
+
+    @gen.coroutine
+    def fetch() -> object:
+        yield gen.moment
+        return flaky()
+
+    @gen.coroutine
+    def no_sleep(seconds: float) -> object:
+        yield gen.moment
+
+    r = tenacity.TornadoRetrying(stop=tenacity.stop_after_attempt(3), sleep=no_sleep)
+    instrument_retrying(r, "tornado", registry=registry)
+
+    async def main() -> object:
+        return await r(fetch)
+
+    assert asyncio.run(asyncio.wait_for(main(), timeout=10)) == "ok"
+    assert calls_of(registry, "tornado") == {"success_with_retry": 1}

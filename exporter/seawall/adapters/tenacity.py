@@ -189,9 +189,9 @@ class _Call:
         error_type = _error_type(state, owner)
         if isinstance(do, tenacity.DoSleep):
             self.stats.count_retry(error_type or RETRYABLE_RESULT)
-            self.end_attempt(will_retry=True, delay=float(do))
+            self.end_attempt(will_retry=True, delay=float(do), rejected=True)
             return
-        self.end_attempt()
+        self.end_attempt(rejected=error_type == RETRYABLE_RESULT)
         self._complete(error_type)  # None: success (a value or retry_error_callback after a result)
 
     def raised(self, state: tenacity.RetryCallState, exc: BaseException, owner: Any) -> None:
@@ -230,7 +230,8 @@ class _Call:
         if channel.listeners:
             channel.publish(RetryAttemptStarted(self.stats.name, self.attempt))
 
-    def end_attempt(self, will_retry: bool = False, delay: float = 0.0) -> None:
+    def end_attempt(self, will_retry: bool = False, delay: float = 0.0, rejected: bool = False) -> None:
+        """Publish the open attempt's end; `rejected`: its value was refused by `retry`."""
         if not self.open:
             return
         self.open = False
@@ -240,7 +241,7 @@ class _Call:
         state = self.state
         outcome = None if state is None else state.outcome
         exc = outcome.exception() if outcome is not None and outcome.failed else None
-        error_type = type(exc).__name__ if exc is not None else RETRYABLE_RESULT if will_retry else None
+        error_type = type(exc).__name__ if exc is not None else RETRYABLE_RESULT if rejected else None
         ended = time.monotonic()
         if state is not None and state.outcome_timestamp is not None:
             ended = state.outcome_timestamp
