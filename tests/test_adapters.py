@@ -593,3 +593,30 @@ def test_tenacity_tornado_retrying_is_counted(registry: seawall.Registry) -> Non
 
     assert asyncio.run(asyncio.wait_for(main(), timeout=10)) == "ok"
     assert calls_of(registry, "tornado") == {"success_with_retry": 1}
+
+
+def test_adapters_in_the_status_routes(registry: seawall.Registry) -> None:
+    """The stand-ins are what the web layer reads and acts on, like seawall's own primitives."""
+    from starlette.testclient import TestClient
+
+    from seawall.starlette import create_app
+
+    storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_OPEN)
+    storage.opened_at = datetime.now(timezone.utc)
+    cb = pybreaker.CircuitBreaker(name="db", state_storage=storage)
+    instrument_breaker(cb, registry=registry)
+    instrument_retrying(tenacity.Retrying(), "fetch", registry=registry)(ok)
+    token = "adapter-test-token"
+    app = create_app(
+        registry=registry, prometheus_registry=CollectorRegistry(), admin_token=token, metrics=False
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "open"
+        ready = client.get("/health/ready").json()
+        assert (ready["status"], ready["breakers"]["open"]) == ("degraded", ["db"])
+        retries = client.get("/api/resilience/retries").json()["retries"]
+        assert retries[0]["calls"]["success_without_retry"] == 1
+        reset = client.post("/api/resilience/breakers/db/reset", headers={"authorization": f"Bearer {token}"})
+        assert reset.status_code == 200
+    assert cb.current_state == pybreaker.STATE_CLOSED
+    assert registry.get("breaker", "db").snapshot().transitions == {(S.OPEN, S.CLOSED): 1}
