@@ -620,3 +620,32 @@ def test_adapters_in_the_status_routes(registry: seawall.Registry) -> None:
         assert reset.status_code == 200
     assert cb.current_state == pybreaker.STATE_CLOSED
     assert registry.get("breaker", "db").snapshot().transitions == {(S.OPEN, S.CLOSED): 1}
+
+
+def test_tenacity_iterator_left_by_an_error_outside_the_attempt(
+    registry: seawall.Registry, spans: InMemorySpanExporter
+) -> None:
+    r = instrument_retrying(tenacity.Retrying(stop=tenacity.stop_after_attempt(3)), "left", registry=registry)
+
+    def leave() -> None:
+        for attempt in r:
+            with attempt:
+                pass
+            raise KeyError("after the attempt, before tenacity decided")
+
+    with pytest.raises(KeyError):
+        leave()
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert len(spans.get_finished_spans()) == 1
+    assert calls_of(registry, "left") == {"success_without_retry": 1}  # the attempt's own outcome
+
+
+def test_tenacity_raising_before_hook_fails_the_call(registry: seawall.Registry, events: list[Event]) -> None:
+    def before(state: tenacity.RetryCallState) -> None:
+        raise RuntimeError("before hook failed")
+
+    r = instrument_retrying(tenacity.Retrying(before=before), "before", registry=registry)
+    with pytest.raises(RuntimeError, match="before hook"):
+        r(ok)
+    assert calls_of(registry, "before") == {"failed_without_retry": 1}
+    assert not any(isinstance(e, RetryAttemptStarted) for e in events)

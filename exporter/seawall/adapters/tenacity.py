@@ -27,6 +27,7 @@ from typing import Any
 
 import tenacity
 
+from .._classify import classify
 from .._enums import ErrorCategory, RetryOutcome
 from .._registry import Registry, default_registry
 from .._snapshots import RetrySnapshot
@@ -45,8 +46,6 @@ _STATE_CALL = "_seawall_call"  # a RetryCallState driven outside the wrapped ent
 def _category(exc: BaseException | None) -> ErrorCategory | None:
     if exc is None:
         return None
-    from .._classify import classify
-
     try:
         return classify(exc)
     except Exception:
