@@ -78,26 +78,19 @@ def _sdist(package: str) -> Path:
     return unpacked
 
 
-def _run_suite(tests: Path, workdir: Path, instrument: str | None) -> dict[str, Any]:
-    """One run of a peer's suite with the recording plugin; returns its results file."""
-    results = workdir / f"results-{instrument or 'bare'}.json"
+def _run_suite(
+    tests: Path, workdir: Path, instrument: str | None, only: list[str] | None = None
+) -> dict[str, Any]:
+    """One run of a peer's suite (or of the tests `only` names) with the recording plugin."""
+    results = workdir / f"results-{instrument or 'bare'}{'-again' if only else ''}.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(EXPORTER), str(HERE), env.get("PYTHONPATH", "")])
     env["SEAWALL_PEER_RESULTS"] = str(results)
     env.pop("SEAWALL_PEER_INSTRUMENT", None)
     if instrument:
         env["SEAWALL_PEER_INSTRUMENT"] = instrument
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(tests),
-        "-q",
-        "-p",
-        "peer_plugin",
-        "-p",
-        "no:cacheprovider",
-    ]
+    command = [sys.executable, "-m", "pytest", *(only or [str(tests)]), "-q", "-p", "peer_plugin"]
+    command += ["-p", "no:cacheprovider"]
     command += ["-c", str(workdir / "pytest.ini"), "--rootdir", str(workdir), "-o", "timeout=60"]
     try:
         done = subprocess.run(
@@ -130,6 +123,9 @@ def test_tenacity_suite_passes_with_the_adapter(tmp_path: Path) -> None:
         for test in sorted(passed)
         if instrumented["results"].get(test) != "passed" and test not in EXPECTED_DIFFERENCES
     }
+    if broken:  # a timing-sensitive test may fail once by chance: it counts if it fails again
+        again = _run_suite(tests, tmp_path, "tenacity", only=sorted(broken))["results"]
+        broken = {test: outcome for test, outcome in broken.items() if again.get(test) != "passed"}
     assert broken == {}, f"tenacity tests that fail only with the adapter: {broken}\n{instrumented['output']}"
 
     summary = instrumented["summary"]
