@@ -464,11 +464,18 @@ def test_tenacity_names_are_shared_and_checked(registry: seawall.Registry) -> No
 # -- pybreaker -------------------------------------------------------------------------------------
 
 
-def test_pybreaker_starting_state_is_read_from_storage(registry: seawall.Registry) -> None:
+def test_pybreaker_starting_state_is_read_from_storage(
+    registry: seawall.Registry, prom: CollectorRegistry
+) -> None:
     storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_OPEN)  # as Redis shared by workers
     storage.opened_at = datetime.now(timezone.utc)
     cb = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=60, state_storage=storage, name="shared")
     instrument_breaker(cb, registry=registry)
+    state = "seawall_circuit_breaker_state"
+    assert (
+        prom.get_sample_value(state, {"breaker": "shared", "state": "open"}) == 1
+    )  # CircuitBreakerOpen sees it
+    assert prom.get_sample_value(state, {"breaker": "shared", "state": "closed"}) == 0
     snapshot = registry.get("breaker", "shared").snapshot()
     assert snapshot.state is S.OPEN
     assert snapshot.retry_after is not None
