@@ -125,6 +125,9 @@ def show(name: str, receiver: FakeReceiver, seen: int) -> int:
     return len(payloads)
 
 
+JSON = "'content-type: application/json'"  # the chaos API refuses anything a cross-site form could send
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     missing = binaries_missing()
@@ -172,8 +175,8 @@ seawall {"HA " if args.ha else ""}stack is up (configs, data and logs in {stack.
                 if fakes
                 else "the real Slack webhook and PagerDuty from " + str(args.secrets)
             }
-  break it:       curl -X POST {stack.demo_url}/chaos/payments -H 'content-type: application/json' -d '{{"outage": true}}'
-  heal it:        curl -X POST {stack.demo_url}/chaos/payments -H 'content-type: application/json' -d '{{"outage": false}}'
+  break it:       curl -X POST {stack.demo_url}/chaos/payments -H {JSON} -d '{{"outage": true}}'
+  heal it:        curl -X POST {stack.demo_url}/chaos/payments -H {JSON} -d '{{"outage": false}}'
 {"" if args.fast else shipped_note()}
 Ctrl-C stops everything.""",
             flush=True,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pybreaker
 import pytest
 import tenacity
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,7 +20,7 @@ import seawall
 from seawall import otel
 from seawall import prometheus as sp
 from seawall.adapters.pybreaker import SeawallListener, instrument_breaker
-from seawall.adapters.tenacity import RETRYABLE_RESULT, instrument_retrying
+from seawall.adapters.tenacity import RETRYABLE_RESULT, instrument_retrying, is_instrumented
 from seawall.events import (
     BreakerCallCompleted,
     BreakerCallRejected,
@@ -134,9 +136,12 @@ def test_pybreaker_plain_listener_and_bad_arguments(registry: seawall.Registry, 
     cb = pybreaker.CircuitBreaker(fail_max=5)
     cb.add_listener(SeawallListener(registry, name="unnamed-cb"))
     cb.call(ok)
-    assert [type(e).__name__ for e in events] == ["BreakerCallCompleted"]
-    assert isinstance(events[0], BreakerCallCompleted)
-    assert events[0].breaker == "unnamed-cb"
+    assert [type(e).__name__ for e in events] == ["PrimitiveRegistered", "BreakerCallCompleted"]
+    assert isinstance(events[1], BreakerCallCompleted)
+    assert events[1].breaker == "unnamed-cb"
+    shadow = registry.get("breaker", "unnamed-cb")
+    assert shadow is not None
+    assert shadow.snapshot().calls["success"] == 1
     with pytest.raises(TypeError, match=r"pybreaker\.CircuitBreaker"):
         instrument_breaker(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name must be a non-empty string"):
@@ -296,3 +301,358 @@ def test_tenacity_metrics_and_spans(registry: seawall.Registry, prom: CollectorR
     assert [s.name for s in spans] == ["retry fetch", "retry fetch"]
     assert spans[0].attributes["error.type"] == "ConnectionError"
     assert spans[1].attributes["http.request.resend_count"] == 1
+
+
+# -- issue 9: what the count-keeping shadows see, on every path -----------------------------------
+
+
+@pytest.fixture
+def spans(registry: seawall.Registry) -> Iterator[InMemorySpanExporter]:
+    """Attempt spans through the real OpenTelemetry SDK (a local provider, not the global one)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = otel.instrument(provider, seawall_registry=registry)
+    yield exporter
+    tracing.close()
+    provider.shutdown()
+
+
+def calls_of(registry: seawall.Registry, name: str) -> dict[str, int]:
+    shadow = registry.get("retry", name)
+    assert shadow is not None, f"no retry {name!r} in the registry"
+    return {outcome: n for outcome, n in shadow.snapshot().calls.items() if n}
+
+
+def test_tenacity_iterator_form_closes_its_span_and_counts(
+    registry: seawall.Registry, spans: InMemorySpanExporter
+) -> None:
+    slept: list[float] = []
+    r = instrument_retrying(retrying(slept), "iter", registry=registry)
+    flaky = Flaky(1)
+
+    def fetch() -> str:
+        for attempt in r:
+            with attempt:
+                return flaky()  # leaves the loop early, as the tenacity docs show
+        raise AssertionError("unreachable")
+
+    assert fetch() == "ok"
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left current
+    assert [s.attributes["seawall.retry.attempt"] for s in spans.get_finished_spans()] == [1, 2]
+    assert calls_of(registry, "iter") == {"success_with_retry": 1}
+    snapshot = registry.get("retry", "iter").snapshot()
+    assert (snapshot.retries, snapshot.retries_by_error) == (1, {"ConnectionError": 1})
+
+
+def test_tenacity_async_iterator_form_closes_its_span_and_counts(
+    registry: seawall.Registry, spans: InMemorySpanExporter
+) -> None:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    r = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(3), sleep=no_sleep)
+    instrument_retrying(r, "aiter", registry=registry)
+    tracer = TracerProvider().get_tracer("test")
+
+    async def fetch() -> int:
+        async for attempt in r:
+            async with attempt:
+                return 7
+        raise AssertionError("unreachable")
+
+    async def main() -> tuple[int, object]:
+        value = await fetch()
+        with tracer.start_as_current_span("later") as later:  # must not get the attempt as parent
+            return value, later.parent  # type: ignore[attr-defined]
+
+    value, parent = asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert (value, parent) == (7, None)
+    assert len(spans.get_finished_spans()) == 1
+    assert calls_of(registry, "aiter") == {"success_without_retry": 1}
+
+
+def test_tenacity_retry_with_and_patched_stop_are_counted(registry: seawall.Registry) -> None:
+    @tenacity.retry(stop=tenacity.stop_after_attempt(5), sleep=lambda seconds: None)
+    def always_fails() -> None:
+        raise ConnectionError("down")
+
+    instrument_retrying(always_fails, "fails", registry=registry)
+    with pytest.raises(tenacity.RetryError):
+        always_fails.retry_with(stop=tenacity.stop_after_attempt(2))()
+    assert calls_of(registry, "fails") == {"failed_with_retry": 1}
+    always_fails.retry.stop = tenacity.stop_after_attempt(3)  # as tenacity's own tests patch it
+    with pytest.raises(tenacity.RetryError):
+        always_fails()
+    assert calls_of(registry, "fails") == {"failed_with_retry": 2}
+    assert registry.get("retry", "fails").snapshot().retries == 1 + 2
+    assert isinstance(always_fails.retry.stop, tenacity.stop_after_attempt)  # the user's object
+
+
+@pytest.mark.parametrize("hook", ["wait", "after"])
+def test_tenacity_raising_hook_ends_the_attempt_and_the_call(
+    registry: seawall.Registry, spans: InMemorySpanExporter, hook: str
+) -> None:
+    def broken(state: tenacity.RetryCallState) -> float:
+        raise RuntimeError(f"{hook} hook failed")
+
+    slept: list[float] = []
+    r = instrument_retrying(retrying(slept, **{hook: broken}), "hooked", registry=registry)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        r(Flaky(1))
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert len(spans.get_finished_spans()) == 1
+    assert calls_of(registry, "hooked") == {"failed_without_retry": 1}
+
+
+def test_tenacity_instrumented_retrying_pickles(registry: seawall.Registry) -> None:
+    r = tenacity.Retrying(stop=tenacity.stop_after_attempt(3), reraise=True)
+    instrument_retrying(r, "pickled", registry=registry)
+    restored = pickle.loads(pickle.dumps(r))
+    assert isinstance(restored, tenacity.Retrying)
+    assert is_instrumented(restored)  # instrumented again on load, into the same registry
+    assert isinstance(restored.stop, tenacity.stop_after_attempt)
+    assert restored(Flaky(2)) == "ok"
+    assert calls_of(registry, "pickled") == {"success_with_retry": 1}  # the same shadow
+    assert repr(r).startswith("<Retrying object at")
+
+
+def test_tenacity_strategies_called_directly_count_nothing(registry: seawall.Registry) -> None:
+    r = instrument_retrying(
+        tenacity.Retrying(stop=tenacity.stop_after_attempt(1)), "direct", registry=registry
+    )
+    state = tenacity.RetryCallState(r, fn=None, args=(), kwargs={})
+    state.set_exception((ConnectionError, ConnectionError("x"), None))
+    assert r.stop(state) is True
+    assert r.retry(state) is True
+    assert calls_of(registry, "direct") == {}
+
+
+def test_tenacity_cancelled_sleep_counts_the_call(
+    registry: seawall.Registry, spans: InMemorySpanExporter
+) -> None:
+    async def cancelled_sleep(seconds: float) -> None:
+        raise asyncio.CancelledError
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    r = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(3), sleep=cancelled_sleep)
+    instrument_retrying(r, "cancelled", registry=registry)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await r(down)
+
+    asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert calls_of(registry, "cancelled") == {"failed_without_retry": 1}
+    assert len(spans.get_finished_spans()) == 1
+
+
+def test_tenacity_names_are_shared_and_checked(registry: seawall.Registry) -> None:
+    first = instrument_retrying(tenacity.Retrying(), "shared", registry=registry)
+    second = instrument_retrying(tenacity.Retrying(), "shared", registry=registry)
+    first(ok)
+    second(ok)
+    assert calls_of(registry, "shared") == {"success_without_retry": 2}
+    assert [item.name for item in registry.retries()] == ["shared"]
+    seawall.Retry("native", registry=registry)
+    with pytest.raises(ValueError, match="not a tenacity one"):
+        instrument_retrying(tenacity.Retrying(), "native", registry=registry)
+
+
+# -- pybreaker -------------------------------------------------------------------------------------
+
+
+def test_pybreaker_starting_state_is_read_from_storage(
+    registry: seawall.Registry, prom: CollectorRegistry
+) -> None:
+    storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_OPEN)  # as Redis shared by workers
+    storage.opened_at = datetime.now(timezone.utc)
+    cb = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=60, state_storage=storage, name="shared")
+    instrument_breaker(cb, registry=registry)
+    state = "seawall_circuit_breaker_state"
+    assert (
+        prom.get_sample_value(state, {"breaker": "shared", "state": "open"}) == 1
+    )  # CircuitBreakerOpen sees it
+    assert prom.get_sample_value(state, {"breaker": "shared", "state": "closed"}) == 0
+    snapshot = registry.get("breaker", "shared").snapshot()
+    assert snapshot.state is S.OPEN
+    assert snapshot.retry_after is not None
+    assert 0 < snapshot.retry_after <= 60
+    storage.state = pybreaker.STATE_CLOSED  # another worker closed it
+    assert registry.get("breaker", "shared").state is S.CLOSED
+    assert snapshot.transitions == {}
+
+
+def test_pybreaker_close_on_closed_breaker_is_no_transition(
+    registry: seawall.Registry, events: list[Event]
+) -> None:
+    cb = pybreaker.CircuitBreaker(name="steady")
+    instrument_breaker(cb, registry=registry)
+    cb.close()
+    cb.open()
+    cb.open()
+    assert registry.get("breaker", "steady").snapshot().transitions == {(S.CLOSED, S.OPEN): 1}
+    assert [e for e in events if isinstance(e, BreakerStateChanged)] == [
+        BreakerStateChanged("steady", S.CLOSED, S.OPEN, "failures")
+    ]
+
+
+def test_pybreaker_call_async_rejections_are_counted(registry: seawall.Registry, events: list[Event]) -> None:
+    from tornado import gen
+
+    cb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=60, name="tornado")
+    instrument_breaker(cb, registry=registry)
+
+    @gen.coroutine
+    def down() -> object:
+        yield gen.moment
+        raise ConnectionError("down")
+
+    @gen.coroutine
+    def scenario() -> object:
+        with pytest.raises(pybreaker.CircuitBreakerError):  # the trip
+            yield cb.call_async(down)
+        for _ in range(2):
+            with pytest.raises(pybreaker.CircuitBreakerError):  # rejected
+                yield cb.call_async(down)
+
+    async def main() -> None:
+        await scenario()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=10))
+    calls = registry.get("breaker", "tornado").snapshot().calls
+    assert (calls["failure"], calls["rejected"]) == (1, 2)
+    assert sum(isinstance(e, BreakerCallRejected) for e in events) == 2
+
+
+def test_pybreaker_durations_when_the_registry_records_them(registry: seawall.Registry) -> None:
+    cb = pybreaker.CircuitBreaker(name="timed")
+    instrument_breaker(cb, registry=registry)
+    registry.record_durations((0.5, 1.0))
+    cb.call(ok)
+    durations = registry.get("breaker", "timed").snapshot().durations
+    assert durations["success"].count == 1
+    assert durations["success"].bounds == (0.5, 1.0)
+    assert "failure" not in durations
+
+
+def test_pybreaker_broken_storage_is_counted_not_raised(registry: seawall.Registry) -> None:
+    class BrokenStorage(pybreaker.CircuitMemoryStorage):
+        broken = False
+
+        @property
+        def state(self) -> str:
+            if self.broken:
+                raise OSError("storage down")
+            return super().state
+
+        @state.setter
+        def state(self, value: str) -> None:
+            pybreaker.CircuitMemoryStorage.state.fset(self, value)  # type: ignore[attr-defined]
+
+    storage = BrokenStorage(pybreaker.STATE_CLOSED)
+    cb = pybreaker.CircuitBreaker(state_storage=storage, name="broken")
+    instrument_breaker(cb, registry=registry)
+    storage.broken = True
+    assert registry.get("breaker", "broken").snapshot().state is S.CLOSED  # the last state seen
+    assert registry.bus.instrumentation_errors() == {"pybreaker-adapter": 1}
+
+
+def test_tenacity_retry_error_callback_after_rejected_results(
+    registry: seawall.Registry, events: list[Event]
+) -> None:
+    r = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(2),
+        retry=tenacity.retry_if_result(lambda value: value is None),
+        retry_error_callback=lambda state: "fallback",
+        sleep=lambda seconds: None,
+    )
+    instrument_retrying(r, "fallback", registry=registry)
+    assert r(lambda: None) == "fallback"
+    assert calls_of(registry, "fallback") == {"failed_with_retry": 1}
+    finished = [
+        (e.attempt, e.error_type, e.will_retry) for e in events if isinstance(e, RetryAttemptFinished)
+    ]
+    assert finished == [(1, RETRYABLE_RESULT, True), (2, RETRYABLE_RESULT, False)]
+
+
+def test_tenacity_tornado_retrying_is_counted(registry: seawall.Registry) -> None:
+    from tornado import gen
+
+    flaky = Flaky(1)
+
+    @gen.coroutine
+    def fetch() -> object:
+        yield gen.moment
+        return flaky()
+
+    @gen.coroutine
+    def no_sleep(seconds: float) -> object:
+        yield gen.moment
+
+    r = tenacity.TornadoRetrying(stop=tenacity.stop_after_attempt(3), sleep=no_sleep)
+    instrument_retrying(r, "tornado", registry=registry)
+
+    async def main() -> object:
+        return await r(fetch)
+
+    assert asyncio.run(asyncio.wait_for(main(), timeout=10)) == "ok"
+    assert calls_of(registry, "tornado") == {"success_with_retry": 1}
+
+
+def test_adapters_in_the_status_routes(registry: seawall.Registry) -> None:
+    """The stand-ins are what the web layer reads and acts on, like seawall's own primitives."""
+    from starlette.testclient import TestClient
+
+    from seawall.starlette import create_app
+
+    storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_OPEN)
+    storage.opened_at = datetime.now(timezone.utc)
+    cb = pybreaker.CircuitBreaker(name="db", state_storage=storage)
+    instrument_breaker(cb, registry=registry)
+    instrument_retrying(tenacity.Retrying(), "fetch", registry=registry)(ok)
+    token = "adapter-test-token"
+    app = create_app(
+        registry=registry, prometheus_registry=CollectorRegistry(), admin_token=token, metrics=False
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/resilience/breakers").json()["breakers"][0]["state"] == "open"
+        ready = client.get("/health/ready").json()
+        assert (ready["status"], ready["breakers"]["open"]) == ("degraded", ["db"])
+        retries = client.get("/api/resilience/retries").json()["retries"]
+        assert retries[0]["calls"]["success_without_retry"] == 1
+        reset = client.post("/api/resilience/breakers/db/reset", headers={"authorization": f"Bearer {token}"})
+        assert reset.status_code == 200
+    assert cb.current_state == pybreaker.STATE_CLOSED
+    assert registry.get("breaker", "db").snapshot().transitions == {(S.OPEN, S.CLOSED): 1}
+
+
+def test_tenacity_iterator_left_by_an_error_outside_the_attempt(
+    registry: seawall.Registry, spans: InMemorySpanExporter
+) -> None:
+    r = instrument_retrying(tenacity.Retrying(stop=tenacity.stop_after_attempt(3)), "left", registry=registry)
+
+    def leave() -> None:
+        for attempt in r:
+            with attempt:
+                pass
+            raise KeyError("after the attempt, before tenacity decided")
+
+    with pytest.raises(KeyError):
+        leave()
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert len(spans.get_finished_spans()) == 1
+    assert calls_of(registry, "left") == {"success_without_retry": 1}  # the attempt's own outcome
+
+
+def test_tenacity_raising_before_hook_fails_the_call(registry: seawall.Registry, events: list[Event]) -> None:
+    def before(state: tenacity.RetryCallState) -> None:
+        raise RuntimeError("before hook failed")
+
+    r = instrument_retrying(tenacity.Retrying(before=before), "before", registry=registry)
+    with pytest.raises(RuntimeError, match="before hook"):
+        r(ok)
+    assert calls_of(registry, "before") == {"failed_without_retry": 1}
+    assert not any(isinstance(e, RetryAttemptStarted) for e in events)
