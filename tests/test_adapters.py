@@ -625,6 +625,12 @@ def test_adapters_in_the_status_routes(registry: seawall.Registry) -> None:
         assert retries[0]["calls"]["success_without_retry"] == 1
         reset = client.post("/api/resilience/breakers/db/reset", headers={"authorization": f"Bearer {token}"})
         assert reset.status_code == 200
+        # pybreaker has no "let everything through" state: a clear 409, not a 500
+        disable = client.post(
+            "/api/resilience/breakers/db/disable", headers={"authorization": f"Bearer {token}"}
+        )
+        assert disable.status_code == 409
+        assert disable.json()["error_code"] == "unsupported_action"
     assert cb.current_state == pybreaker.STATE_CLOSED
     assert registry.get("breaker", "db").snapshot().transitions == {(S.OPEN, S.CLOSED): 1}
 

@@ -160,7 +160,15 @@ class AdminActions:
             if target is None:
                 self._count(action, "not_found", request, name)
                 raise ApiError(404, f"unknown_{kind}", f"no {kind} with this name", field="name")
-            getattr(target, actions[verb])()
+            method = getattr(target, actions[verb], None)
+            if not callable(method):  # e.g. an adapter's stand-in for a pybreaker breaker cannot disable
+                self._count(action, "unsupported", request, name)
+                raise ApiError(
+                    409,
+                    "unsupported_action",
+                    f"this {kind} cannot {verb}: {type(target).__name__} has no such control",
+                )
+            method()
         except ApiError as exc:
             return api_error_response(exc)
         self._count(action, "ok", request, name)
