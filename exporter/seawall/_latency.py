@@ -1,20 +1,32 @@
 """Fixed-bucket duration counts kept by a primitive that already times its calls.
 
-A breaker times a call anyway (for slow-call detection, and to publish durations), so counting the
-duration into buckets under the lock it takes is cheaper than building an event per call for an
-exporter to count: the exporter reads the buckets at scrape time, and the status page gets
-percentiles from the same numbers. Not thread-safe on its own: the owner holds its lock.
+A breaker that is exported times its calls, and counting each duration into a bucket is far
+cheaper than building an event per call for an exporter to count: the exporter reads the buckets
+at scrape time, and the status page gets percentiles from the same numbers.
+
+`observe` takes no lock, so a breaker's lock-free success path stays lock-free: a bucket is an
+`itertools.count` (`next()` is one C call, atomic under the GIL) and durations wait in a deque
+(`append` is atomic) until they are added to the sum, every `FOLD_AT` observations or at read
+time, under the histogram's own lock. Reading a count takes its next value too, so a reader
+subtracts the reads before it. A snapshot taken while another thread is between its two steps may
+count a call whose duration is not in the sum yet; the next snapshot has it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._snapshots import HistogramSnapshot
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "DurationHistogram", "check_buckets"]
+__all__ = ["DEFAULT_DURATION_BUCKETS", "FOLD_AT", "DurationHistogram", "check_buckets", "outcome_snapshots"]
+
+FOLD_AT = 256  # durations queued before they are added to the sum
 
 # RPC latencies: 5 ms .. 30 s.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -56,18 +68,48 @@ def check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
 class DurationHistogram:
     """Counts per bucket (the last one is +Inf), the sum and the number of observations."""
 
-    __slots__ = ("bounds", "count", "counts", "total")
+    __slots__ = ("_lock", "_pending", "_reads", "_sum", "_ticks", "bounds")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-        self.count = 0
+        self._ticks = [itertools.count() for _ in range(len(bounds) + 1)]
+        self._pending: deque[float] = deque()
+        self._sum = 0.0
+        self._reads = 0
+        self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-        self.count += 1
+        next(self._ticks[bisect_left(self.bounds, seconds)])
+        pending = self._pending
+        pending.append(seconds)
+        if len(pending) >= FOLD_AT:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Add the queued durations to the sum (lock held); `popleft` is atomic, so a duration
+        appended meanwhile waits for the next fold."""
+        pending, total = self._pending, self._sum
+        while pending:
+            try:
+                total += pending.popleft()
+            except IndexError:
+                break
+        self._sum = total
 
     def snapshot(self) -> HistogramSnapshot:
-        return HistogramSnapshot(self.bounds, tuple(self.counts), self.total, self.count)
+        with self._lock:
+            self._fold()
+            reads = self._reads
+            self._reads = reads + 1
+            counts = tuple(next(tick) - reads for tick in self._ticks)
+            return HistogramSnapshot(self.bounds, counts, self._sum, sum(counts))
+
+
+def outcome_snapshots(durations: Mapping[Any, DurationHistogram]) -> dict[str, HistogramSnapshot]:
+    """Histograms by call outcome for a snapshot: success always (its series exist from the start),
+    the others once they happened. Keys are the outcomes' values (`"success"`, ...)."""
+    snapshots = {
+        str(getattr(outcome, "value", outcome)): hist.snapshot() for outcome, hist in durations.items()
+    }
+    return {name: snap for name, snap in snapshots.items() if snap.count or name == "success"}

@@ -22,7 +22,7 @@ from typing import Any
 import pybreaker
 
 from .._enums import BreakerState, CallOutcome
-from .._latency import DurationHistogram
+from .._latency import DurationHistogram, outcome_snapshots
 from .._registry import Registry, default_registry
 from .._snapshots import BreakerSnapshot
 from ..events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged
@@ -175,10 +175,7 @@ class PybreakerBreaker:
                 half_open_in_flight=0,
                 calls=dict(self._calls),
                 transitions=dict(self._transitions),
-                durations={}
-                if durations is None
-                else {outcome.value: hist.snapshot() for outcome, hist in durations.items() if hist.count}
-                | {"success": durations[CallOutcome.SUCCESS].snapshot()},
+                durations={} if durations is None else outcome_snapshots(durations),
             )
 
     def __repr__(self) -> str:
