@@ -13,11 +13,20 @@ from ._breaker import CircuitBreaker, CircuitOpenError, breaker
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
-from .events import EventBus, Listener
 from ._redact import redact
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
-from ._snapshots import BreakerSnapshot, FeatureSnapshot, RegistrySnapshot, RetrySnapshot
+from ._snapshots import (
+    BreakerSnapshot,
+    BulkheadSnapshot,
+    FeatureSnapshot,
+    RateLimiterSnapshot,
+    RegistrySnapshot,
+    RetrySnapshot,
+    TimeoutSnapshot,
+)
+from ._timeout import CallTimeoutError, Timeout, remaining, timeout, within
+from .events import EventBus, Listener
 
 try:
     __version__ = version("seawall")
@@ -27,7 +36,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "BreakerSnapshot",
     "BreakerState",
+    "BulkheadSnapshot",
     "CallOutcome",
+    "CallTimeoutError",
     "CircuitBreaker",
     "CircuitOpenError",
     "ErrorAggregator",
@@ -40,11 +51,14 @@ __all__ = [
     "FeatureUnavailableError",
     "Features",
     "Listener",
+    "RateLimiterSnapshot",
     "Registry",
     "RegistrySnapshot",
     "Retry",
     "RetryOutcome",
     "RetrySnapshot",
+    "Timeout",
+    "TimeoutSnapshot",
     "__version__",
     "breaker",
     "classify",
@@ -53,8 +67,11 @@ __all__ = [
     "redact",
     "register_classifier",
     "register_error_type",
+    "remaining",
     "retry",
     "retry_after_hint",
     "safe_call",
     "safe_call_async",
+    "timeout",
+    "within",
 ]
