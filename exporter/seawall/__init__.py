@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._aggregator import ErrorAggregator, record_error
 from ._breaker import CircuitBreaker, CircuitOpenError, breaker
+from ._bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
@@ -36,6 +37,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "BreakerSnapshot",
     "BreakerState",
+    "Bulkhead",
+    "BulkheadFullError",
     "BulkheadSnapshot",
     "CallOutcome",
     "CallTimeoutError",
@@ -61,6 +64,7 @@ __all__ = [
     "TimeoutSnapshot",
     "__version__",
     "breaker",
+    "bulkhead",
     "classify",
     "default_registry",
     "record_error",

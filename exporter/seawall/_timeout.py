@@ -21,7 +21,6 @@ retry's `deadline` in scope the same way).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +31,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from ._registry import Registry, default_registry
 from ._snapshots import TimeoutSnapshot
-from ._wrap import decorate
+from ._wrap import check_identity, decorate
+from ._wrap import seconds as seconds_of
 from .events import CallTimedOut
 
 __all__ = ["CallTimeoutError", "Timeout", "remaining", "timeout", "within"]
@@ -71,7 +71,7 @@ def remaining() -> float | None:
 def within(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
     """Put a deadline `seconds` from now in scope (nearer outer deadlines still win), so timeouts
     and `remaining()` inside see it. It bounds nothing by itself."""
-    seconds = _seconds("seconds", seconds)
+    seconds = seconds_of("seconds", seconds)
     outer = _scope.get()
     keep = outer is not None and outer.left() <= seconds
     token = _scope.set(outer if keep else _Deadline(clock() + seconds, clock))
@@ -79,14 +79,6 @@ def within(seconds: float, clock: Callable[[], float] = time.monotonic) -> Itera
         yield
     finally:
         _scope.reset(token)
-
-
-def _seconds(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds, got {value!r}")
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"{field} must be > 0 and finite, got {value!r}")
-    return float(value)
 
 
 class CallTimeoutError(TimeoutError):
@@ -162,12 +154,9 @@ class Timeout:
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, got {clock!r}")
+        check_identity(name, clock)
         self.name = name
-        self._seconds = _seconds("seconds", seconds)
+        self._seconds = seconds_of("seconds", seconds)
         self._clock = clock
         self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
@@ -285,7 +274,7 @@ def timeout(
     """The timeout named `name` in the default registry (or `registry`), created on first use with
     `seconds`; asking again with other seconds is a ValueError."""
     reg = default_registry() if registry is None else registry
-    config = {} if seconds is None else {"seconds": _seconds("seconds", seconds)}
+    config = {} if seconds is None else {"seconds": seconds_of("seconds", seconds)}
     if seconds is None and reg.get("timeout", name) is None:
         raise ValueError(f"timeout {name!r} does not exist yet: give seconds= to create it")
     return reg.get_or_create(
