@@ -14,6 +14,7 @@ from ._bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._ratelimit import RateLimitedError, RateLimiter, rate_limiter
 from ._redact import redact
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
@@ -54,6 +55,8 @@ __all__ = [
     "FeatureUnavailableError",
     "Features",
     "Listener",
+    "RateLimitedError",
+    "RateLimiter",
     "RateLimiterSnapshot",
     "Registry",
     "RegistrySnapshot",
@@ -67,6 +70,7 @@ __all__ = [
     "bulkhead",
     "classify",
     "default_registry",
+    "rate_limiter",
     "record_error",
     "redact",
     "register_classifier",
