@@ -63,10 +63,11 @@ def fast_switching() -> Iterator[None]:
 def test_two_slots_never_hold_a_third_call_under_16_threads() -> None:
     bh = Bulkhead("db", 2, max_wait=30.0, registry=Registry())
     seen = Occupancy()
+    pair = threading.Barrier(2)  # each call waits inside for a second one: the two slots are used
 
     def work() -> None:
         seen.enter()
-        sum(range(200))  # long enough for other threads to try to get in
+        pair.wait(timeout=10)
         seen.leave()
 
     def worker() -> None:

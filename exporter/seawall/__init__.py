@@ -16,6 +16,7 @@ from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError,
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from ._ratelimit import RateLimitedError, RateLimiter, rate_limiter
 from ._redact import redact
+from ._redis_limiter import RedisBackend
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
 from ._snapshots import (
@@ -58,6 +59,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "RateLimiterSnapshot",
+    "RedisBackend",
     "Registry",
     "RegistrySnapshot",
     "Retry",
