@@ -14,6 +14,7 @@ from ._bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from ._policy import Policy, policy
 from ._ratelimit import RateLimitedError, RateLimiter, rate_limiter
 from ._redact import redact
 from ._redis_limiter import RedisBackend
@@ -56,6 +57,7 @@ __all__ = [
     "FeatureUnavailableError",
     "Features",
     "Listener",
+    "Policy",
     "RateLimitedError",
     "RateLimiter",
     "RateLimiterSnapshot",
@@ -72,6 +74,7 @@ __all__ = [
     "bulkhead",
     "classify",
     "default_registry",
+    "policy",
     "rate_limiter",
     "record_error",
     "redact",
