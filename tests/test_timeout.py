@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 
 import pytest
 
@@ -270,3 +271,24 @@ def test_get_or_create_and_config() -> None:
 def test_bad_settings_name_the_field(kwargs: dict[str, object], error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text):
         Timeout(registry=Registry(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_counts_stay_exact_under_threads() -> None:
+    tm = Timeout("dep", 60.0, registry=Registry())
+    call = tm(lambda: None)
+    start = threading.Barrier(16)
+
+    def worker() -> None:
+        start.wait(timeout=10)
+        for _ in range(1000):
+            call()
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    snap = tm.snapshot()
+    assert snap.calls == {"success": 16000, "failure": 0, "timed_out": 0}
+    assert snap.durations.count == 16000
+    assert sum(snap.durations.counts) == 16000

@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from ._registry import Registry, default_registry
-from ._snapshots import BulkheadSnapshot
+from ._snapshots import BulkheadSnapshot, HistogramSnapshot
 from ._timeout import remaining
 from ._wrap import check_identity, decorate, seconds
 from .events import BulkheadRejected
@@ -87,6 +87,7 @@ class Bulkhead:
         "__weakref__",
         "_admitted",
         "_clock",
+        "_immediate",
         "_in_flight",
         "_lock",
         "_on_rejected",
@@ -121,7 +122,8 @@ class Bulkhead:
         self._lock = Lock()
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
-        self._admitted = 0
+        self._immediate = 0  # admitted without waiting (zero waits, added to the histogram when read)
+        self._admitted = 0  # admitted after waiting
         self._rejected = 0
         self._wait = DurationHistogram(self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS)
         self._on_rejected = self.registry.bus.channel(BulkheadRejected)
@@ -136,26 +138,26 @@ class Bulkhead:
 
     def snapshot(self) -> BulkheadSnapshot:
         with self._lock:
+            wait = self._wait.snapshot()
+            immediate = self._immediate
+            counts = (wait.counts[0] + immediate, *wait.counts[1:])
             return BulkheadSnapshot(
                 name=self.name,
                 max_concurrent=self.max_concurrent,
                 max_wait=self.max_wait,
                 in_flight=self._in_flight,
                 waiting=len(self._waiters),
-                calls={"admitted": self._admitted, "rejected": self._rejected},
-                wait=self._wait.snapshot(),
+                calls={"admitted": immediate + self._admitted, "rejected": self._rejected},
+                wait=HistogramSnapshot(wait.bounds, counts, wait.sum, wait.count + immediate),
             )
 
     # -- admission (lock held only for bookkeeping) ----------------------------------------------
 
     def _enter_now(self) -> bool:
-        """Take a free slot when nobody queues before us (lock held). Counts a zero wait."""
+        """Take a free slot when nobody queues before us (lock held); a zero wait."""
         if self._in_flight < self.max_concurrent and not self._waiters:
             self._in_flight += 1
-            self._admitted += 1
-            wait = self._wait
-            wait.counts[0] += 1
-            wait.count += 1
+            self._immediate += 1
             return True
         return False
 
@@ -197,15 +199,17 @@ class Bulkhead:
         heir: _Waiter | None = None
         with self._lock:
             waiters = self._waiters
-            if waiters:
-                now = self._clock()
-                while waiters:
-                    waiter = waiters.popleft()
-                    if waiter.deadline > now:
-                        waiter.granted = True
-                        heir = waiter
-                        break
-                    late.append(waiter)
+            if not waiters:
+                self._in_flight -= 1
+                return
+            now = self._clock()
+            while waiters:
+                waiter = waiters.popleft()
+                if waiter.deadline > now:
+                    waiter.granted = True
+                    heir = waiter
+                    break
+                late.append(waiter)
             if heir is None:
                 self._in_flight -= 1
         if heir is not None:
@@ -280,15 +284,21 @@ class Bulkhead:
 
     # -- ways to call ----------------------------------------------------------------------------
 
+    def _try_enter(self) -> bool:
+        with self._lock:
+            return self._enter_now()
+
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self.acquire()
+        if not self._try_enter():
+            self.acquire()
         try:
             return fn(*args, **kwargs)
         finally:
             self._release()
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        await self.acquire_async()
+        if not self._try_enter():
+            await self.acquire_async()
         try:
             return await fn(*args, **kwargs)
         finally:

@@ -96,6 +96,7 @@ class RateLimiter:
         "_backend_errors",
         "_backend_up",
         "_clock",
+        "_instant",
         "_interval",
         "_lock",
         "_on_backend_failed",
@@ -151,6 +152,7 @@ class RateLimiter:
         self._interval = self.per / self.rate
         self._tolerance = self._interval * (burst - 1)  # a full bucket admits `burst` at once
         self._backend = backend
+        self._instant = backend is None and self.max_wait == 0.0  # what `_admit_now` can decide
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -305,12 +307,28 @@ class RateLimiter:
 
     # -- ways to call ----------------------------------------------------------------------------
 
+    def _admit_now(self) -> bool:
+        """The common case inlined: local, no waiting, a slot free now. False means "decide the
+        long way" (which counts a rejection), never a rejection itself."""
+        if not self._instant:
+            return False
+        with self._lock:
+            now = self._clock()
+            tat = self._tat if self._tat > now else now
+            if tat - self._tolerance - now > EPSILON:
+                return False
+            self._tat = tat + self._interval
+            self._admitted += 1
+            return True
+
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self.acquire()
+        if not self._admit_now():
+            self.acquire()
         return fn(*args, **kwargs)
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        await self.acquire_async()
+        if not self._admit_now():
+            await self.acquire_async()
         return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:

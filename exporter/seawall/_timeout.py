@@ -22,38 +22,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from threading import Lock
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
-from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
+from ._latency import DEFAULT_DURATION_BUCKETS
 from ._registry import Registry, default_registry
-from ._snapshots import TimeoutSnapshot
+from ._snapshots import HistogramSnapshot, TimeoutSnapshot
 from ._wrap import check_identity, decorate
 from ._wrap import seconds as seconds_of
 from .events import CallTimedOut
 
 __all__ = ["CallTimeoutError", "Timeout", "remaining", "timeout", "within"]
 
+FOLD_AT = 256  # pending success durations folded into the buckets at once
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _Deadline:
-    """An absolute deadline on the clock that set it (nested timeouts may use different clocks)."""
-
-    __slots__ = ("at", "clock")
-
-    def __init__(self, at: float, clock: Callable[[], float]) -> None:
-        self.at = at
-        self.clock = clock
-
-    def left(self) -> float:
-        return self.at - self.clock()
-
-
+# The nearest deadline in scope: (instant, the clock it is on); nested timeouts may use other clocks.
+_Deadline: TypeAlias = "tuple[float, Callable[[], float]]"
 _scope: ContextVar[_Deadline | None] = ContextVar("seawall_deadline", default=None)
 
 
@@ -63,7 +56,7 @@ def remaining() -> float | None:
     deadline = _scope.get()
     if deadline is None:
         return None
-    left = deadline.left()
+    left = deadline[0] - deadline[1]()
     return left if left > 0.0 else 0.0
 
 
@@ -73,8 +66,8 @@ def within(seconds: float, clock: Callable[[], float] = time.monotonic) -> Itera
     and `remaining()` inside see it. It bounds nothing by itself."""
     seconds = seconds_of("seconds", seconds)
     outer = _scope.get()
-    keep = outer is not None and outer.left() <= seconds
-    token = _scope.set(outer if keep else _Deadline(clock() + seconds, clock))
+    keep = outer is not None and outer[0] - outer[1]() <= seconds
+    token = _scope.set(outer if keep else (clock() + seconds, clock))
     try:
         yield
     finally:
@@ -134,12 +127,16 @@ class Timeout:
 
     __slots__ = (
         "__weakref__",
-        "_calls",
+        "_bounds",
         "_clock",
-        "_durations",
+        "_counts",
+        "_failed",
         "_lock",
         "_on_timed_out",
+        "_pending",
         "_seconds",
+        "_timed_out",
+        "_total",
         "name",
         "registry",
     )
@@ -160,8 +157,13 @@ class Timeout:
         self._clock = clock
         self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
-        self._calls = {"success": 0, "failure": 0, "timed_out": 0}
-        self._durations = DurationHistogram(self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS)
+        # Every finished call is one observation; successes are the observations that are neither
+        # failures nor timeouts, so the success path updates only the buckets (under the lock).
+        self._bounds = self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS
+        self._counts = [0] * (len(self._bounds) + 1)
+        self._total = 0.0
+        self._failed = self._timed_out = 0
+        self._pending: deque[float] = deque()
         self._on_timed_out = self.registry.bus.channel(CallTimedOut)
         self.registry.add(self)
 
@@ -178,7 +180,13 @@ class Timeout:
 
     def snapshot(self) -> TimeoutSnapshot:
         with self._lock:
-            return TimeoutSnapshot(self.name, self._seconds, dict(self._calls), self._durations.snapshot())
+            self._fold()
+            counts, total, failed, timed_out = tuple(self._counts), self._total, self._failed, self._timed_out
+        count = sum(counts)
+        calls = {"success": count - failed - timed_out, "failure": failed, "timed_out": timed_out}
+        return TimeoutSnapshot(
+            self.name, self._seconds, calls, HistogramSnapshot(self._bounds, counts, total, count)
+        )
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -187,16 +195,41 @@ class Timeout:
         outer = _scope.get()
         if outer is None:
             return self._seconds
-        left = outer.left()
+        left = outer[0] - outer[1]()
         return left if left < self._seconds else self._seconds
 
-    def _record(self, outcome: str, elapsed: float) -> None:
+    def _succeeded(self, elapsed: float) -> None:
+        """Count a success without the lock: `deque.append` is atomic, and the durations are folded
+        into the buckets in batches (under the lock) by whoever fills the batch, or by `snapshot()`."""
+        pending = self._pending
+        pending.append(elapsed)
+        if len(pending) >= FOLD_AT:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Move pending success durations into the buckets (lock held)."""
+        pending, bounds, counts = self._pending, self._bounds, self._counts
+        total = 0.0
+        for _ in range(len(pending)):  # appends racing this fold wait for the next one
+            elapsed = pending.popleft()
+            counts[bisect_left(bounds, elapsed)] += 1
+            total += elapsed
+        self._total += total
+
+    def _observe(self, elapsed: float, outcome: str) -> None:
+        """Count a failed or timed-out call (rare: under the lock, straight into the buckets)."""
+        index = bisect_left(self._bounds, elapsed)
         with self._lock:
-            self._calls[outcome] += 1
-            self._durations.observe(elapsed)
+            self._counts[index] += 1
+            self._total += elapsed
+            if outcome == "failure":
+                self._failed += 1
+            else:
+                self._timed_out += 1
 
     def _overran(self, budget: float, elapsed: float, cancelled: bool) -> CallTimeoutError:
-        self._record("timed_out", elapsed)
+        self._observe(elapsed, "timed_out")
         if self._on_timed_out.listeners:
             self._on_timed_out.publish(CallTimedOut(self.name, budget, elapsed, cancelled))
         return CallTimeoutError(self.name, budget, elapsed, cancelled)
@@ -210,21 +243,21 @@ class Timeout:
         if budget <= 0.0:
             raise self._overran(0.0, 0.0, False)
         start = clock()
-        token = _scope.set(_Deadline(start + budget, clock))
+        token = _scope.set((start + budget, clock))
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
             elapsed = clock() - start
             if elapsed >= budget:
                 raise self._overran(budget, elapsed, False) from exc
-            self._record("failure", elapsed)
+            self._observe(elapsed, "failure")
             raise
         finally:
             _scope.reset(token)
         elapsed = clock() - start
         if elapsed >= budget:
             raise self._overran(budget, elapsed, False)
-        self._record("success", elapsed)
+        self._succeeded(elapsed)
         return result
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -241,7 +274,7 @@ class Timeout:
         expiry = _Expiry(task)
         start = clock()
         handle = asyncio.get_running_loop().call_later(budget, expiry)
-        token = _scope.set(_Deadline(start + budget, clock))
+        token = _scope.set((start + budget, clock))
         try:
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
@@ -252,7 +285,7 @@ class Timeout:
             if expiry.fired:  # fn turned our cancellation into another error
                 _uncancel(task)
                 raise self._overran(budget, clock() - start, True) from exc
-            self._record("failure", clock() - start)
+            self._observe(clock() - start, "failure")
             raise
         finally:
             handle.cancel()
@@ -260,7 +293,7 @@ class Timeout:
         if expiry.fired:  # fn swallowed our cancellation and returned: still over its deadline
             _uncancel(task)
             raise self._overran(budget, clock() - start, True)
-        self._record("success", clock() - start)
+        self._succeeded(clock() - start)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
