@@ -292,3 +292,27 @@ def test_counts_stay_exact_under_threads() -> None:
     assert snap.calls == {"success": 16000, "failure": 0, "timed_out": 0}
     assert snap.durations.count == 16000
     assert sum(snap.durations.counts) == 16000
+
+
+def test_many_calls_each_cancelled_at_their_own_deadline(fake_clock: FakeClock) -> None:
+    tm = make(fake_clock, 1.0)
+    start = fake_clock.now
+    cancelled_at: dict[int, float] = {}
+
+    async def call(number: int) -> None:
+        await asyncio.sleep(number * 0.01)  # staggered starts
+        began = fake_clock.now
+        try:
+            await tm.call_async(asyncio.sleep, 0.5 if number % 2 else 10.0)  # odd ones finish in time
+        except CallTimeoutError:
+            cancelled_at[number] = fake_clock.now - began
+
+    async def main() -> None:
+        await asyncio.gather(*(call(n) for n in range(100)))
+
+    run(main(), fake_clock)
+    assert sorted(cancelled_at) == list(range(0, 100, 2))
+    assert list(cancelled_at.values()) == pytest.approx([1.0] * 50)  # each at its own deadline
+    assert tm.snapshot().calls == {"success": 50, "failure": 0, "timed_out": 50}
+    assert fake_clock.now - start == pytest.approx(0.98 + 1.0)
+    assert all(len(wheel) == 0 for wheel in tm._wheels.values())  # nothing left behind

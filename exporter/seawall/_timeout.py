@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +31,7 @@ from contextvars import ContextVar
 from threading import Lock
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
+from ._expiry import Expiry, ExpiryWheel, uncancel
 from ._latency import DEFAULT_DURATION_BUCKETS
 from ._registry import Registry, default_registry
 from ._snapshots import HistogramSnapshot, TimeoutSnapshot
@@ -48,6 +50,7 @@ R = TypeVar("R")
 # The nearest deadline in scope: (instant, the clock it is on); nested timeouts may use other clocks.
 _Deadline: TypeAlias = "tuple[float, Callable[[], float]]"
 _scope: ContextVar[_Deadline | None] = ContextVar("seawall_deadline", default=None)
+_current, _enter, _leave = _scope.get, _scope.set, _scope.reset  # bound once: the hot path's lookups
 
 
 def remaining() -> float | None:
@@ -98,26 +101,6 @@ class CallTimeoutError(TimeoutError):
         return f"timeout {self.name!r}: {self.elapsed:.3f}s is over the {self.seconds:.3f}s budget ({how})"
 
 
-class _Expiry:
-    """The timer callback of one async call: cancels the task and remembers that it did."""
-
-    __slots__ = ("fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
-def _uncancel(task: asyncio.Task[Any]) -> int:
-    """Withdraw our cancellation request (Python 3.11+); the count of requests left."""
-    uncancel = getattr(task, "uncancel", None)
-    return 0 if uncancel is None else cast(int, uncancel())
-
-
 class Timeout:
     """A named time budget for calls: decorator (sync or async), `call` or `call_async`.
 
@@ -137,6 +120,8 @@ class Timeout:
         "_seconds",
         "_timed_out",
         "_total",
+        "_wheel",
+        "_wheels",
         "name",
         "registry",
     )
@@ -164,6 +149,10 @@ class Timeout:
         self._total = 0.0
         self._failed = self._timed_out = 0
         self._pending: deque[float] = deque()
+        self._wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExpiryWheel] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._wheel: ExpiryWheel | None = None  # the last loop's, checked first
         self._on_timed_out = self.registry.bus.channel(CallTimedOut)
         self.registry.add(self)
 
@@ -204,8 +193,11 @@ class Timeout:
         pending = self._pending
         pending.append(elapsed)
         if len(pending) >= FOLD_AT:
-            with self._lock:
-                self._fold()
+            self._fold_now()
+
+    def _fold_now(self) -> None:
+        with self._lock:
+            self._fold()
 
     def _fold(self) -> None:
         """Move pending success durations into the buckets (lock held)."""
@@ -239,11 +231,11 @@ class Timeout:
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn` under this deadline; raises CallTimeoutError when it ends after it (see module doc)."""
         clock = self._clock
-        budget = self._budget()
+        budget = self._seconds if _current() is None else self._budget()  # (the common case inlined)
         if budget <= 0.0:
             raise self._overran(0.0, 0.0, False)
         start = clock()
-        token = _scope.set((start + budget, clock))
+        token = _enter((start + budget, clock))
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -253,11 +245,14 @@ class Timeout:
             self._observe(elapsed, "failure")
             raise
         finally:
-            _scope.reset(token)
+            _leave(token)
         elapsed = clock() - start
         if elapsed >= budget:
             raise self._overran(budget, elapsed, False)
-        self._succeeded(elapsed)
+        pending = self._pending
+        pending.append(elapsed)  # `_succeeded`, inlined
+        if len(pending) >= FOLD_AT:
+            self._fold_now()
         return result
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -271,30 +266,49 @@ class Timeout:
         if task is None:
             raise RuntimeError(f"timeout {self.name!r}: call_async must run inside an asyncio task")
         cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        expiry = _Expiry(task)
+        loop = task.get_loop()
         start = clock()
-        handle = asyncio.get_running_loop().call_later(budget, expiry)
+        expiry = Expiry(task, loop.time() + budget)
+        handle: asyncio.TimerHandle | None = None
+        if budget == self._seconds:  # in start order with this timeout's other calls on the loop
+            wheel = self._wheel
+            if wheel is None or wheel.loop is not loop:
+                wheel = self._wheel_of(loop)
+            wheel.add(expiry)
+        else:  # cut short by an outer deadline: out of order, so a timer of its own
+            handle = loop.call_at(expiry.at, expiry)
         token = _scope.set((start + budget, clock))
         try:
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
-            if not expiry.fired or _uncancel(task) > cancelling:
+            if not expiry.fired or uncancel(task) > cancelling:
                 raise  # the caller's cancellation (perhaps as well as ours): it goes on
             raise self._overran(budget, clock() - start, True) from None
         except Exception as exc:
             if expiry.fired:  # fn turned our cancellation into another error
-                _uncancel(task)
+                uncancel(task)
                 raise self._overran(budget, clock() - start, True) from exc
             self._observe(clock() - start, "failure")
             raise
         finally:
-            handle.cancel()
+            expiry.done = True
+            if handle is not None:
+                handle.cancel()
             _scope.reset(token)
         if expiry.fired:  # fn swallowed our cancellation and returned: still over its deadline
-            _uncancel(task)
+            uncancel(task)
             raise self._overran(budget, clock() - start, True)
         self._succeeded(clock() - start)
         return result
+
+    def _wheel_of(self, loop: asyncio.AbstractEventLoop) -> ExpiryWheel:
+        """This timeout's wheel on `loop` (one per loop: each loop runs in its own thread)."""
+        with self._lock:
+            wheel = self._wheels.get(loop)
+            if wheel is None:
+                wheel = self._wheels[loop] = ExpiryWheel(loop)
+        self._wheel = wheel
+        return wheel
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
