@@ -207,3 +207,28 @@ def test_bad_settings_name_the_field(
 ) -> None:
     with pytest.raises(error, match=text):
         RateLimiter(*args, registry=Registry(), **settings)  # type: ignore[arg-type]
+
+
+def test_decorated_methods_and_coroutines_count_each_refusal_once(fake_clock: FakeClock) -> None:
+    limiter = make(fake_clock, 1.0)
+
+    class Client:
+        @limiter
+        def get(self, key: str) -> str:
+            """Get a key."""
+            return key.upper()
+
+        @limiter
+        async def aget(self, key: str) -> str:
+            return key
+
+    client = Client()
+    assert client.get("a") == "A"
+    assert Client.get.__doc__ == "Get a key."
+    with pytest.raises(RateLimitedError):
+        client.get("b")
+    fake_clock.advance(1.0)
+    assert asyncio.run(client.aget("c")) == "c"
+    with pytest.raises(RateLimitedError):
+        asyncio.run(client.aget("d"))
+    assert limiter.snapshot().calls == {"admitted": 2, "rejected": 2}

@@ -74,6 +74,7 @@ def test_limits_are_separate_keys_and_async_shares_them(redis_server: RedisServe
                 results.append(True)
             except RateLimitedError:
                 results.append(False)
+        await backend.aclose()
         return results
 
     assert asyncio.run(main()) == [False, True, False]

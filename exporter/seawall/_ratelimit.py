@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from ._registry import Registry, default_registry
 from ._snapshots import RateLimiterSnapshot
 from ._timeout import remaining
-from ._wrap import check_identity, decorate, seconds
+from ._wrap import check_identity, decorate_gated, seconds
 from .events import RateLimited, RateLimiterBackendFailed
 
 __all__ = ["Backend", "BackendUnavailable", "RateLimitedError", "RateLimiter", "rate_limiter"]
@@ -236,13 +236,13 @@ class RateLimiter:
     def _decided(self, admitted: bool, value: float) -> float:
         """Count a backend's decision; the wait when admitted, else raise RateLimitedError."""
         with self._lock:
-            if not self._backend_up:
-                log.info("rate limiter %r: backend %s is deciding again", self.name, self.backend)
-            self._backend_up = True
+            was_down, self._backend_up = not self._backend_up, True
             if admitted:
                 self._admitted += 1
             else:
                 self._rejected += 1
+        if was_down:
+            log.info("rate limiter %r: backend %s is deciding again", self.name, self.backend)
         if admitted:
             return value
         raise self._limited(value)
@@ -333,7 +333,7 @@ class RateLimiter:
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
-        return decorate(self, fn)
+        return decorate_gated(fn, self._admit_now, self.acquire, self.acquire_async)
 
 
 def rate_limiter(

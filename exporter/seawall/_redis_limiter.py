@@ -192,6 +192,12 @@ class RedisBackend:
             return False
 
     def close(self) -> None:
-        """Close the sync client's connections (async clients close with their loop)."""
+        """Close the sync client's connections."""
         if self._client is not None:
             self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client (call it before the loop ends)."""
+        script = self._async_scripts.pop(asyncio.get_running_loop(), None)
+        if script is not None:
+            await script.registered_client.aclose()

@@ -55,3 +55,31 @@ def seconds(field: str, value: object, *, zero: bool = False) -> float:
     if not (value >= 0 if zero else value > 0) or math.isinf(value) or math.isnan(value):
         raise ValueError(f"{field} must be {'>=' if zero else '>'} 0 and finite, got {value!r}")
     return float(value)
+
+
+def decorate_gated(
+    fn: Callable[P, R],
+    admit_now: Callable[[], bool],
+    admit: Callable[[], None],
+    admit_async: Callable[[], Awaitable[None]],
+) -> Callable[P, R]:
+    """`fn` behind a gate that only decides before the call (a rate limiter): `admit_now()` for the
+    common case, else `admit()` / `await admit_async()`, which admit or raise. Inlined into the
+    wrapper, so a call costs one frame less than going through `call`."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            if not admit_now():
+                await admit_async()
+            return await fn(*args, **kwargs)
+
+        return cast(Callable[P, R], async_wrapper)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not admit_now():
+            admit()
+        return fn(*args, **kwargs)
+
+    return wrapper
