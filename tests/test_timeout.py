@@ -4,6 +4,7 @@ nesting, counts, events and bad input."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import threading
 
@@ -316,3 +317,24 @@ def test_many_calls_each_cancelled_at_their_own_deadline(fake_clock: FakeClock) 
     assert tm.snapshot().calls == {"success": 50, "failure": 0, "timed_out": 50}
     assert fake_clock.now - start == pytest.approx(0.98 + 1.0)
     assert all(len(wheel) == 0 for wheel in tm._wheels.values())  # nothing left behind
+
+
+def test_decorated_functions_and_methods_keep_their_names(fake_clock: FakeClock) -> None:
+    tm = make(fake_clock, 5.0)
+
+    class Store:
+        @tm
+        def get(self, key: str) -> str:
+            """Get a key."""
+            return key.upper()
+
+        @tm
+        async def aget(self, key: str) -> str:
+            return key
+
+    store = Store()
+    assert store.get("a") == "A"
+    assert (Store.get.__name__, Store.get.__doc__) == ("get", "Get a key.")
+    assert inspect.iscoroutinefunction(Store.aget)
+    assert run(store.aget("b"), fake_clock) == "b"
+    assert tm.snapshot().calls["success"] == 2

@@ -21,6 +21,8 @@ retry's `deadline` in scope the same way).
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
 import weakref
 from bisect import bisect_left
@@ -35,7 +37,7 @@ from ._expiry import Expiry, ExpiryWheel, uncancel
 from ._latency import DEFAULT_DURATION_BUCKETS
 from ._registry import Registry, default_registry
 from ._snapshots import HistogramSnapshot, TimeoutSnapshot
-from ._wrap import check_identity, decorate
+from ._wrap import check_identity
 from ._wrap import seconds as seconds_of
 from .events import CallTimedOut
 
@@ -230,76 +232,91 @@ class Timeout:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn` under this deadline; raises CallTimeoutError when it ends after it (see module doc)."""
-        clock = self._clock
-        budget = self._seconds if _current() is None else self._budget()  # (the common case inlined)
-        if budget <= 0.0:
-            raise self._overran(0.0, 0.0, False)
-        start = clock()
-        token = _enter((start + budget, clock))
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            elapsed = clock() - start
-            if elapsed >= budget:
-                raise self._overran(budget, elapsed, False) from exc
-            self._observe(elapsed, "failure")
-            raise
-        finally:
-            _leave(token)
-        elapsed = clock() - start
-        if elapsed >= budget:
-            raise self._overran(budget, elapsed, False)
-        pending = self._pending
-        pending.append(elapsed)  # `_succeeded`, inlined
-        if len(pending) >= FOLD_AT:
-            self._fold_now()
-        return result
+        return self._guard(fn)(*args, **kwargs)
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn`; cancel it at the deadline and raise CallTimeoutError (a caller's own
         cancellation is re-raised as CancelledError)."""
-        clock = self._clock
-        budget = self._budget()
-        if budget <= 0.0:
-            raise self._overran(0.0, 0.0, False)
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError(f"timeout {self.name!r}: call_async must run inside an asyncio task")
-        cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        loop = task.get_loop()
-        start = clock()
-        expiry = Expiry(task, loop.time() + budget)
-        handle: asyncio.TimerHandle | None = None
-        if budget == self._seconds:  # in start order with this timeout's other calls on the loop
-            wheel = self._wheel
-            if wheel is None or wheel.loop is not loop:
-                wheel = self._wheel_of(loop)
-            wheel.add(expiry)
-        else:  # cut short by an outer deadline: out of order, so a timer of its own
-            handle = loop.call_at(expiry.at, expiry)
-        token = _scope.set((start + budget, clock))
-        try:
-            result = await fn(*args, **kwargs)
-        except asyncio.CancelledError:
-            if not expiry.fired or uncancel(task) > cancelling:
-                raise  # the caller's cancellation (perhaps as well as ours): it goes on
-            raise self._overran(budget, clock() - start, True) from None
-        except Exception as exc:
-            if expiry.fired:  # fn turned our cancellation into another error
+        return await self._guard_async(fn)(*args, **kwargs)
+
+    # The bodies are closures over `fn`, so the decorator's wrapper is the body itself (one frame,
+    # or one coroutine, per call instead of two).
+
+    def _guard(self, fn: Callable[P, R]) -> Callable[P, R]:
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            clock = self._clock
+            budget = self._seconds if _current() is None else self._budget()  # (the common case inlined)
+            if budget <= 0.0:
+                raise self._overran(0.0, 0.0, False)
+            start = clock()
+            token = _enter((start + budget, clock))
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                elapsed = clock() - start
+                if elapsed >= budget:
+                    raise self._overran(budget, elapsed, False) from exc
+                self._observe(elapsed, "failure")
+                raise
+            finally:
+                _leave(token)
+            elapsed = clock() - start
+            if elapsed >= budget:
+                raise self._overran(budget, elapsed, False)
+            pending = self._pending
+            pending.append(elapsed)  # `_succeeded`, inlined
+            if len(pending) >= FOLD_AT:
+                self._fold_now()
+            return result
+
+        return run
+
+    def _guard_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            clock = self._clock
+            budget = self._budget()
+            if budget <= 0.0:
+                raise self._overran(0.0, 0.0, False)
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError(f"timeout {self.name!r}: call_async must run inside an asyncio task")
+            cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+            loop = task.get_loop()
+            start = clock()
+            expiry = Expiry(task, loop.time() + budget)
+            handle: asyncio.TimerHandle | None = None
+            if budget == self._seconds:  # in start order with this timeout's other calls on the loop
+                wheel = self._wheel
+                if wheel is None or wheel.loop is not loop:
+                    wheel = self._wheel_of(loop)
+                wheel.add(expiry)
+            else:  # cut short by an outer deadline: out of order, so a timer of its own
+                handle = loop.call_at(expiry.at, expiry)
+            token = _scope.set((start + budget, clock))
+            try:
+                result = await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                if not expiry.fired or uncancel(task) > cancelling:
+                    raise  # the caller's cancellation (perhaps as well as ours): it goes on
+                raise self._overran(budget, clock() - start, True) from None
+            except Exception as exc:
+                if expiry.fired:  # fn turned our cancellation into another error
+                    uncancel(task)
+                    raise self._overran(budget, clock() - start, True) from exc
+                self._observe(clock() - start, "failure")
+                raise
+            finally:
+                expiry.done = True
+                if handle is not None:
+                    handle.cancel()
+                _scope.reset(token)
+            if expiry.fired:  # fn swallowed our cancellation and returned: still over its deadline
                 uncancel(task)
-                raise self._overran(budget, clock() - start, True) from exc
-            self._observe(clock() - start, "failure")
-            raise
-        finally:
-            expiry.done = True
-            if handle is not None:
-                handle.cancel()
-            _scope.reset(token)
-        if expiry.fired:  # fn swallowed our cancellation and returned: still over its deadline
-            uncancel(task)
-            raise self._overran(budget, clock() - start, True)
-        self._succeeded(clock() - start)
-        return result
+                raise self._overran(budget, clock() - start, True)
+            self._succeeded(clock() - start)
+            return result
+
+        return run
 
     def _wheel_of(self, loop: asyncio.AbstractEventLoop) -> ExpiryWheel:
         """This timeout's wheel on `loop` (one per loop: each loop runs in its own thread)."""
@@ -312,7 +329,10 @@ class Timeout:
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
-        return decorate(self, fn)
+        if inspect.iscoroutinefunction(fn):
+            run_async = self._guard_async(cast(Callable[P, Awaitable[Any]], fn))
+            return cast(Callable[P, R], functools.wraps(fn)(run_async))
+        return functools.wraps(fn)(self._guard(fn))
 
 
 def timeout(
