@@ -25,7 +25,7 @@ from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from ._registry import Registry, default_registry
 from ._snapshots import BulkheadSnapshot, HistogramSnapshot
 from ._timeout import remaining
-from ._wrap import check_identity, decorate, seconds
+from ._wrap import check_identity, decorate_gated, seconds
 from .events import BulkheadRejected
 
 __all__ = ["Bulkhead", "BulkheadFullError", "bulkhead"]
@@ -306,7 +306,7 @@ class Bulkhead:
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
-        return decorate(self, fn)
+        return decorate_gated(fn, self._try_enter, self.acquire, self.acquire_async, self._release)
 
     def __enter__(self) -> Bulkhead:
         self.acquire()

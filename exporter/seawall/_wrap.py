@@ -62,24 +62,52 @@ def decorate_gated(
     admit_now: Callable[[], bool],
     admit: Callable[[], None],
     admit_async: Callable[[], Awaitable[None]],
+    release: Callable[[], None] | None = None,
 ) -> Callable[P, R]:
-    """`fn` behind a gate that only decides before the call (a rate limiter): `admit_now()` for the
-    common case, else `admit()` / `await admit_async()`, which admit or raise. Inlined into the
-    wrapper, so a call costs one frame less than going through `call`."""
+    """`fn` behind a gate: `admit_now()` for the common case, else `admit()` / `await admit_async()`,
+    which admit or raise; `release()` after the call when the gate holds something (a bulkhead's
+    slot), nothing for one that only decides before it (a rate limiter). Inlined into the wrapper,
+    so a call costs one frame (or coroutine) less than going through `call` / `call_async`."""
     if inspect.iscoroutinefunction(fn):
+        if release is None:
+
+            @functools.wraps(fn)
+            async def gate_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if not admit_now():
+                    await admit_async()
+                return await fn(*args, **kwargs)
+
+            return cast(Callable[P, R], gate_async)
+        leave = release
 
         @functools.wraps(fn)
-        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        async def hold_async(*args: P.args, **kwargs: P.kwargs) -> Any:
             if not admit_now():
                 await admit_async()
-            return await fn(*args, **kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                leave()
 
-        return cast(Callable[P, R], async_wrapper)
+        return cast(Callable[P, R], hold_async)
+    if release is None:
+
+        @functools.wraps(fn)
+        def gate(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not admit_now():
+                admit()
+            return fn(*args, **kwargs)
+
+        return gate
+    done = release
 
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def hold(*args: P.args, **kwargs: P.kwargs) -> R:
         if not admit_now():
             admit()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            done()
 
-    return wrapper
+    return hold
