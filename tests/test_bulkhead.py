@@ -4,6 +4,7 @@ order up to max_wait (fake time), rejections, cancellation while queued, counts 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -25,10 +26,11 @@ class Occupancy:
         self.inside = 0
         self.most = 0
 
-    def enter(self) -> None:
+    def enter(self) -> int:
         with self.lock:
             self.inside += 1
             self.most = max(self.most, self.inside)
+            return self.inside
 
     def leave(self) -> None:
         with self.lock:
@@ -63,11 +65,13 @@ def fast_switching() -> Iterator[None]:
 def test_two_slots_never_hold_a_third_call_under_16_threads() -> None:
     bh = Bulkhead("db", 2, max_wait=30.0, registry=Registry())
     seen = Occupancy()
-    pair = threading.Barrier(2)  # each call waits inside for a second one: the two slots are used
+    both = threading.Event()  # the first call waits inside until a second one is in: both slots used
 
     def work() -> None:
-        seen.enter()
-        pair.wait(timeout=10)
+        if seen.enter() == 2:
+            both.set()
+        both.wait(timeout=10)
+        sum(range(200))  # long enough for other threads to try to get in
         seen.leave()
 
     def worker() -> None:
@@ -297,3 +301,21 @@ def test_get_or_create_and_registry() -> None:
 def test_bad_settings_name_the_field(args: tuple[object, ...], error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text):
         Bulkhead(*args, registry=Registry())  # type: ignore[arg-type]
+
+
+def test_a_slot_handed_to_a_waiter_whose_loop_closed_goes_on(fake_clock: FakeClock) -> None:
+    bh = Bulkhead("db", 1, max_wait=60.0, clock=fake_clock, registry=Registry())
+    bh.acquire()
+    loop = asyncio.new_event_loop()
+    queued = loop.create_task(bh.acquire_async())
+    loop.run_until_complete(asyncio.sleep(0))  # the task is queued for a slot
+    assert bh.snapshot().waiting == 1
+    loop.close()  # abandoned with the task still waiting (its coroutine never resumes)
+    bh.release()  # the slot cannot reach it: it must come free instead of leaking
+    snap = bh.snapshot()
+    assert (snap.in_flight, snap.waiting) == (0, 0)
+    del queued  # its coroutine is closed when collected: that must not give back a slot twice
+    gc.collect()
+    assert bh.snapshot().in_flight == 0
+    bh.acquire()
+    assert bh.snapshot().in_flight == 1

@@ -68,11 +68,16 @@ class _Waiter:
         self.future: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        """Tell the waiter; False when it cannot hear it any more (its event loop is closed)."""
         if self.lock is not None:
             self.lock.release()
         elif self.loop is not None and self.future is not None:
-            self.loop.call_soon_threadsafe(_resolve, self.future)
+            try:
+                self.loop.call_soon_threadsafe(_resolve, self.future)
+            except RuntimeError:  # the loop was closed with the waiter still queued
+                return False
+        return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -212,8 +217,10 @@ class Bulkhead:
                 late.append(waiter)
             if heir is None:
                 self._in_flight -= 1
-        if heir is not None:
-            heir.wake()
+        if heir is not None and not heir.wake():
+            with self._lock:
+                heir.granted = False  # nobody will use the slot it was handed: take it back
+            self._release()  # and pass it on
         for waiter in late:
             waiter.wake()
 
@@ -266,7 +273,8 @@ class Bulkhead:
                 with self._lock:
                     granted = waiter.granted
                     if not granted:
-                        self._waiters.remove(waiter)
+                        with suppress(ValueError):  # unless a release already took it out
+                            self._waiters.remove(waiter)
                 if granted:
                     self._release()
                 raise
