@@ -145,7 +145,7 @@ class Timeout:
         self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
         # Every finished call is one observation; successes are the observations that are neither
-        # failures nor timeouts, so the success path updates only the buckets (under the lock).
+        # failures nor timeouts, so the success path only records its duration (`_succeeded`).
         self._bounds = self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS
         self._counts = [0] * (len(self._bounds) + 1)
         self._total = 0.0
