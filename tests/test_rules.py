@@ -142,6 +142,25 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert names - quiet == set(), "alerts without a quiet test"
 
 
+def _minutes(value: str) -> int:
+    return int(value[:-1]) * (60 if value.endswith("h") else 1)
+
+
+def test_every_limits_alert_has_a_healed_test() -> None:
+    """Timeout, bulkhead and rate-limiter alerts: in one test case the alert fires, then is quiet
+    again at a later evaluation once the fault is gone."""
+    path = RULES_DIR / "tests" / "seawall-limits-alerts_test.yml"
+    healed: set[str] = set()
+    for case in yaml.safe_load(path.read_text())["tests"]:
+        checks = sorted(case.get("alert_rule_test", []), key=lambda check: _minutes(check["eval_time"]))
+        for index, check in enumerate(checks):
+            if not check.get("exp_alerts"):
+                continue
+            if any(c["alertname"] == check["alertname"] and not c.get("exp_alerts") for c in checks[index:]):
+                healed.add(check["alertname"])
+    assert _limits_alerts() - healed == set(), "limits alerts without a healed test"
+
+
 def test_recording_rule_names_follow_level_metric_operations() -> None:
     pattern = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
     names = [r["record"] for r in _recordings()]
