@@ -319,3 +319,12 @@ def test_a_slot_handed_to_a_waiter_whose_loop_closed_goes_on(fake_clock: FakeClo
     assert bh.snapshot().in_flight == 0
     bh.acquire()
     assert bh.snapshot().in_flight == 1
+
+
+def test_an_exporter_can_choose_the_wait_buckets_before_calls_are_counted() -> None:
+    bh = Bulkhead("db", 1, registry=Registry())
+    bh.record_durations((0.1, 1.0))
+    bh.call(lambda: None)
+    assert bh.snapshot().wait.bounds == (0.1, 1.0)
+    with pytest.raises(ValueError, match="already counts waits"):
+        bh.record_durations((0.5,))

@@ -338,3 +338,14 @@ def test_decorated_functions_and_methods_keep_their_names(fake_clock: FakeClock)
     assert inspect.iscoroutinefunction(Store.aget)
     assert run(store.aget("b"), fake_clock) == "b"
     assert tm.snapshot().calls["success"] == 2
+
+
+def test_an_exporter_can_choose_the_buckets_before_calls_are_counted(fake_clock: FakeClock) -> None:
+    tm = make(fake_clock, 5.0)
+    tm.record_durations((0.1, 1.0))
+    tm.call(fake_clock.advance, 0.5)
+    snap = tm.snapshot()
+    assert (snap.durations.bounds, snap.durations.counts) == ((0.1, 1.0), (0, 1, 0))
+    tm.record_durations((0.1, 1.0))  # the same again is fine
+    with pytest.raises(ValueError, match="already counts durations"):
+        tm.record_durations((0.5,))

@@ -156,6 +156,17 @@ class Bulkhead:
                 wait=HistogramSnapshot(wait.bounds, counts, wait.sum, wait.count + immediate),
             )
 
+    def record_durations(self, bounds: tuple[float, ...]) -> None:
+        """Count waits in these buckets instead (an exporter asks before any call is counted)."""
+        with self._lock:
+            if bounds == self._wait.bounds:
+                return
+            if self._wait.count or self._immediate:
+                raise ValueError(
+                    f"bulkhead {self.name!r} already counts waits in buckets {self._wait.bounds!r}"
+                )
+            self._wait = DurationHistogram(bounds)
+
     # -- admission (lock held only for bookkeeping) ----------------------------------------------
 
     def _enter_now(self) -> bool:

@@ -179,6 +179,18 @@ class Timeout:
             self.name, self._seconds, calls, HistogramSnapshot(self._bounds, counts, total, count)
         )
 
+    def record_durations(self, bounds: tuple[float, ...]) -> None:
+        """Count durations in these buckets instead (an exporter asks before any call is counted)."""
+        with self._lock:
+            if bounds == self._bounds:
+                return
+            if self._pending or any(self._counts):
+                raise ValueError(
+                    f"timeout {self.name!r} already counts durations in buckets {self._bounds!r}"
+                )
+            self._bounds = bounds
+            self._counts = [0] * (len(bounds) + 1)
+
     # -- bookkeeping -----------------------------------------------------------------------------
 
     def _budget(self) -> float:
