@@ -555,17 +555,150 @@ def drilldown() -> db.Dashboard:
     )
 
 
+def limits() -> db.Dashboard:
+    """Timeouts, bulkheads and rate limiters of the selected services (issue 10's metrics)."""
+    sel = SVC
+
+    def by_outcome(title: str, description: str, metric: str, label: str) -> timeseries.Panel:
+        expr = f"sum by ({label}, outcome) (rate({metric}{{{sel}}}[{RATE}]))"
+        return ts(
+            title,
+            description,
+            query(expr, f"{{{{{label}}}}} {{{{outcome}}}}"),
+            unit="reqps",
+            w=8,
+            stacked=True,
+        )
+
+    def p99(title: str, description: str, metric: str, label: str) -> timeseries.Panel:
+        expr = f"histogram_quantile(0.99, sum by ({label}, le) (rate({metric}_bucket{{{sel}}}[{RATE}])))"
+        return ts(title, description, query(expr, f"{{{{{label}}}}}"), unit="s", w=8)
+
+    timed_out = (
+        f'sum by (timeout) (rate(seawall_timeout_calls_total{{{sel}, outcome="timed_out"}}[{RATE}]))\n'
+        f"/ sum by (timeout) (rate(seawall_timeout_calls_total{{{sel}}}[{RATE}]))"
+    )
+    errors = f"sum by (limiter) (rate(seawall_rate_limiter_backend_errors_total{{{sel}}}[{RATE}]))"
+    return (
+        db.Dashboard("seawall: timeouts, bulkheads, rate limiters")
+        .uid("seawall-limits")
+        .description("How long calls may take, how many may run at once and how often: seawall's limits.")
+        .tags(["seawall", "resilience"])
+        .editable()
+        .time("now-30m", "now")
+        .refresh("10s")
+        .timezone("browser")
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .with_variable(service_variable(multi=True))
+        .with_row(db.Row("Timeouts"))
+        .with_panel(
+            by_outcome(
+                "Timeout calls by outcome",
+                "Calls through each timeout: success, failure (failed within the budget) and timed_out "
+                "(async: cancelled at the deadline; sync: ended after it).",
+                "seawall_timeout_calls_total",
+                "timeout",
+            )
+        )
+        .with_panel(
+            ts(
+                "Timed-out share",
+                "Share of each timeout's calls that overran their budget (CallTimeoutsHigh above 5%).",
+                query(timed_out, "{{timeout}}"),
+                unit="percentunit",
+                w=8,
+            )
+            .min(0)
+            .max(1)
+        )
+        .with_panel(
+            p99(
+                "Call duration p99",
+                "99th percentile of calls through each timeout, timed-out ones included: compare it with "
+                "the budget.",
+                "seawall_timeout_call_duration_seconds",
+                "timeout",
+            )
+        )
+        .with_row(db.Row("Bulkheads"))
+        .with_panel(
+            ts(
+                "Slots in use",
+                "Calls inside each bulkhead right now, and its capacity (summed over workers).",
+                query(f"sum by (bulkhead) (seawall_bulkhead_in_flight{{{sel}}})", "in flight {{bulkhead}}"),
+                query(
+                    f"sum by (bulkhead) (seawall_bulkhead_capacity{{{sel}}})",
+                    "capacity {{bulkhead}}",
+                    ref="B",
+                ),
+                unit="short",
+                w=8,
+            )
+        )
+        .with_panel(
+            by_outcome(
+                "Bulkhead calls by outcome",
+                "Admitted and rejected (BulkheadFullError) calls per bulkhead.",
+                "seawall_bulkhead_calls_total",
+                "bulkhead",
+            )
+        )
+        .with_panel(
+            p99(
+                "Wait for a slot p99",
+                "99th percentile of the time calls waited for a slot (0 when one was free).",
+                "seawall_bulkhead_wait_seconds",
+                "bulkhead",
+            )
+        )
+        .with_row(db.Row("Rate limiters"))
+        .with_panel(
+            by_outcome(
+                "Rate limiter calls by outcome",
+                "Admitted and rejected (RateLimitedError, 429) calls per limiter.",
+                "seawall_rate_limiter_calls_total",
+                "limiter",
+            )
+        )
+        .with_panel(
+            ts(
+                "Available tokens",
+                "Calls each local limiter would admit right now (shared Redis limiters do not report it).",
+                query(f"sum by (limiter) (seawall_rate_limiter_available_tokens{{{sel}}})", "{{limiter}}"),
+                unit="short",
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Backend up and errors",
+                "1 while the limiter's backend decides (always 1 for local ones); decisions it could not "
+                "make per second, settled by the failure policy instead.",
+                query(f"min by (limiter) (seawall_rate_limiter_backend_up{{{sel}}})", "up {{limiter}}"),
+                query(errors, "errors/s {{limiter}}", ref="B"),
+                unit="short",
+                w=8,
+            )
+        )
+    )
+
+
 DASHBOARDS = {"seawall-overview.json": overview, "seawall-breaker.json": drilldown}
+# Generated and committed like the others, but the exporter does not produce their metrics yet (the
+# primitives' snapshots carry them; the exporter mapping lands separately), so they stay out of
+# DASHBOARDS, which the stack end-to-end test requires to have data in every panel.
+AWAITING_EXPORT = {"seawall-limits.json": limits}
+ALL_DASHBOARDS = DASHBOARDS | AWAITING_EXPORT
 
 
 def render(name: str) -> str:
     """The JSON text of one dashboard, as committed."""
-    model = DASHBOARDS[name]().build()
+    model = ALL_DASHBOARDS[name]().build()
     return json.dumps(model, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
 def rendered() -> dict[str, str]:
-    return {name: render(name) for name in DASHBOARDS}
+    return {name: render(name) for name in ALL_DASHBOARDS}
 
 
 def iter_targets(model: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -603,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in stale:
         print(f"{verb}: {args.out / name}")
     if not stale:
-        print(f"up to date: {', '.join(sorted(DASHBOARDS))}")
+        print(f"up to date: {', '.join(sorted(ALL_DASHBOARDS))}")
     return 1 if args.check and stale else 0
 
 

@@ -94,6 +94,11 @@ WINDOWS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("InstrumentationErrors", "warning"): ("0s", "10m", "the first error; quiet 10m after the last"),
     ("LabelCardinalityOverflow", "warning"): ("0s", "30m", "the first refused value; quiet 30m after"),
     ("AdminAccessDenied", "info"): ("0s", "10m", "the 6th refusal in 10m; never sent"),
+    ("BulkheadSaturated", "warning"): ("4m30s", "30s", "90% of the 5m average of slots in use"),
+    ("BulkheadRejections", "warning"): ("15s", "1m", "5% of the 5m window; gated on 1m"),
+    ("CallTimeoutsHigh", "warning"): ("15s", "1m", "5% of the 5m window; gated on 1m"),
+    ("RateLimiterRejections", "warning"): ("30s", "1m", "10% of the 5m window; gated on 1m"),
+    ("RateLimiterBackendDown", "warning"): ("0s", "0s", "the backend's up gauge"),
 }
 
 

@@ -26,6 +26,24 @@ METRIC_CONTRACT = frozenset(
     }
 )
 
+# Timeouts, bulkheads and rate limiters (issue 10): their rules and dashboard read these names, which
+# the exporter maps from TimeoutSnapshot, BulkheadSnapshot and RateLimiterSnapshot.
+LIMITS_METRICS = frozenset(
+    {
+        "seawall_timeout_calls_total",
+        "seawall_timeout_call_duration_seconds",
+        "seawall_bulkhead_in_flight",
+        "seawall_bulkhead_capacity",
+        "seawall_bulkhead_calls_total",
+        "seawall_bulkhead_wait_seconds",
+        "seawall_rate_limiter_calls_total",
+        "seawall_rate_limiter_available_tokens",
+        "seawall_rate_limiter_backend_errors_total",
+        "seawall_rate_limiter_backend_up",
+    }
+)
+METRIC_CONTRACT = METRIC_CONTRACT | LIMITS_METRICS
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

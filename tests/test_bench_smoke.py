@@ -31,6 +31,14 @@ EXPECTED_CASES = {
     "exporter.render",
     "otel.retry",
     "web.endpoints",
+    "limits.timeout",
+    "limits.timeout.sync",
+    "limits.bulkhead",
+    "limits.bulkhead.async",
+    "limits.ratelimit",
+    "limits.ratelimit.async",
+    "limits.ratelimit.redis",
+    "limits.prometheus",
 }
 
 

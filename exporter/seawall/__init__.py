@@ -11,14 +11,28 @@ from importlib.metadata import PackageNotFoundError, version
 from . import events
 from ._aggregator import ErrorAggregator, record_error
 from ._breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, breaker
+from ._bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from ._classify import classify, register_classifier, register_error_type, retry_after_hint
 from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
 from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from ._latency import DEFAULT_DURATION_BUCKETS
+from ._policy import Policy, policy
+from ._ratelimit import RateLimitedError, RateLimiter, rate_limiter
 from ._redact import redact
+from ._redis_limiter import RedisBackend
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
-from ._snapshots import BreakerSnapshot, FeatureSnapshot, HistogramSnapshot, RegistrySnapshot, RetrySnapshot
+from ._snapshots import (
+    BreakerSnapshot,
+    BulkheadSnapshot,
+    FeatureSnapshot,
+    HistogramSnapshot,
+    RateLimiterSnapshot,
+    RegistrySnapshot,
+    RetrySnapshot,
+    TimeoutSnapshot,
+)
+from ._timeout import CallTimeoutError, Timeout, remaining, timeout, within
 from .events import EventBus, Listener
 
 try:
@@ -31,7 +45,11 @@ __all__ = [
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerState",
+    "Bulkhead",
+    "BulkheadFullError",
+    "BulkheadSnapshot",
     "CallOutcome",
+    "CallTimeoutError",
     "CircuitBreaker",
     "CircuitOpenError",
     "ErrorAggregator",
@@ -45,22 +63,35 @@ __all__ = [
     "Features",
     "HistogramSnapshot",
     "Listener",
+    "Policy",
+    "RateLimitedError",
+    "RateLimiter",
+    "RateLimiterSnapshot",
+    "RedisBackend",
     "Registry",
     "RegistrySnapshot",
     "Retry",
     "RetryOutcome",
     "RetrySnapshot",
+    "Timeout",
+    "TimeoutSnapshot",
     "__version__",
     "breaker",
+    "bulkhead",
     "classify",
     "default_registry",
     "events",
+    "policy",
+    "rate_limiter",
     "record_error",
     "redact",
     "register_classifier",
     "register_error_type",
+    "remaining",
     "retry",
     "retry_after_hint",
     "safe_call",
     "safe_call_async",
+    "timeout",
+    "within",
 ]

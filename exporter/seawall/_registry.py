@@ -69,7 +69,7 @@ class Registry:
             channel.publish(PrimitiveRegistered(kind=kind, name=name))
 
     def record_durations(self, buckets: tuple[float, ...]) -> None:
-        """Have every breaker, now and later, count call durations in these buckets.
+        """Have every breaker, timeout and bulkhead, now and later, count durations in these buckets.
 
         Exporters call this (a histogram needs the buckets); a second caller with other buckets is
         refused, since one breaker keeps one set of counts.
@@ -84,8 +84,10 @@ class Registry:
                     f"got {bounds!r}"
                 )
             self.duration_buckets = bounds
-            breakers = list(self._items["breaker"].values())
-        for item in breakers:
+            timed = [
+                item for kind in ("breaker", "timeout", "bulkhead") for item in self._items[kind].values()
+            ]
+        for item in timed:
             record = getattr(item, "record_durations", None)
             if record is not None:
                 record(bounds)

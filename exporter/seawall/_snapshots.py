@@ -115,6 +115,56 @@ class FeatureSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeoutSnapshot:
+    name: str
+    seconds: float  # the configured budget
+    calls: dict[str, int]  # totals: success, failure, timed_out
+    durations: HistogramSnapshot  # every finished call, timed-out ones included
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seconds": self.seconds,
+            "calls": dict(self.calls),
+            "durations": self.durations.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadSnapshot:
+    name: str
+    max_concurrent: int
+    max_wait: float
+    in_flight: int  # calls inside right now
+    waiting: int  # calls queued for a slot right now
+    calls: dict[str, int]  # totals: admitted, rejected
+    wait: HistogramSnapshot  # seconds each call waited for its slot, or waited before giving up
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["calls"] = dict(self.calls)
+        data["wait"] = self.wait.to_dict()
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterSnapshot:
+    name: str
+    rate: float  # calls admitted per `per` seconds, sustained
+    per: float
+    burst: int  # calls admitted at once from a full bucket
+    backend: str  # "local" or "redis"
+    calls: dict[str, int]  # totals: admitted, rejected
+    available_tokens: float | None  # local backend only: calls admissible right now
+    backend_errors: int  # decisions the backend could not make (Redis unreachable, timed out)
+    backend_up: bool  # the last backend decision worked (always True for the local backend)
+    failure_policy: str  # what a call gets while the backend is down: "open" admits, "closed" rejects
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     breakers: tuple[BreakerSnapshot, ...]
     retries: tuple[RetrySnapshot, ...]

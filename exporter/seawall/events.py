@@ -114,6 +114,40 @@ class InstrumentationFailed:
     error_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class CallTimedOut:
+    """A call overran its timeout (async: cancelled at the deadline; sync: found late, see Timeout)."""
+
+    timeout: str
+    seconds: float  # the budget it had: the timeout's, or less when an outer deadline was nearer
+    elapsed: float  # seconds from the start to when the overrun was acted on
+    cancelled: bool  # True when the call was cancelled (async); False when it ran on past the deadline (sync)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadRejected:
+    bulkhead: str
+    max_concurrent: int
+    waited: float  # seconds spent waiting for a slot before giving up (0 when max_wait is 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    limiter: str
+    backend: str  # "local" or "redis"
+    retry_after: float | None  # seconds until a call would be admitted (None when unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterBackendFailed:
+    """The shared backend (Redis) could not decide; the limiter applied its failure policy."""
+
+    limiter: str
+    backend: str
+    error_type: str
+    failure_policy: str  # "open" (admitted) or "closed" (rejected)
+
+
 Event: TypeAlias = (
     PrimitiveRegistered
     | BreakerStateChanged
@@ -126,6 +160,10 @@ Event: TypeAlias = (
     | FeatureToggled
     | FallbackUsed
     | InstrumentationFailed
+    | CallTimedOut
+    | BulkheadRejected
+    | RateLimited
+    | RateLimiterBackendFailed
 )
 
 
@@ -147,6 +185,10 @@ EVENT_TYPES: tuple[type, ...] = (
     FeatureToggled,
     FallbackUsed,
     InstrumentationFailed,
+    CallTimedOut,
+    BulkheadRejected,
+    RateLimited,
+    RateLimiterBackendFailed,
 )
 
 # Exceptions a listener may raise that must reach the caller: stopping the program or the task.

@@ -1,8 +1,10 @@
-"""The demo service: three simulated dependencies, each behind a breaker, a retry and a feature.
+"""The demo service: three simulated dependencies, each behind a feature, a retry, a bulkhead, a
+breaker and a timeout (payments also behind a rate limiter, like a partner API's quota).
 
 A background traffic generator calls them a few times a second so every metric moves; `POST
 /chaos/{dependency}` breaks them on demand. The resilience routes are mounted, so `/metrics`,
-`/health/ready`, `/resilience` and the admin API are all there.
+`/health/ready`, `/resilience` and the admin API are all there. Slowing a dependency with
+`{"latency_ms": 1500}` makes its calls time out (1 s) and fills its bulkhead (4 slots) live.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._breaker import CircuitBreaker
+from .._bulkhead import Bulkhead
 from .._degrade import Feature, Features
 from .._logsafe import log_value
+from .._policy import Policy, policy
+from .._ratelimit import RateLimiter
 from .._registry import Registry
 from .._retry import Retry
+from .._timeout import CallTimeoutError, Timeout
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
@@ -38,6 +44,9 @@ __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
 log = logging.getLogger("seawall.demo")
 
 MAX_CHAOS_BODY = 4096
+TIMEOUT_SECONDS = 1.0  # under the simulated dependency's own 2 s give-up, so slowness shows as timeouts
+BULKHEAD_SLOTS = 4  # 4 requests/s x 1 s calls fill it when a dependency is slowed down
+PAYMENTS_RATE = 10.0  # calls/s: the payments provider's quota
 
 # name -> (base latency ms, fallback answer)
 DEPENDENCIES: dict[str, tuple[float, Any]] = {
@@ -55,20 +64,28 @@ class Guarded:
     breaker: CircuitBreaker
     feature: Feature
     retry: Retry | None
+    timeout: Timeout | None = None
+    bulkhead: Bulkhead | None = None
+    limiter: RateLimiter | None = None
     inflight: int = 0
     answered: dict[str, int] = field(default_factory=lambda: {"primary": 0, "fallback": 0, "stale": 0})
 
-    async def call(self) -> dict[str, Any]:
-        """feature( retry( breaker( dependency ) ) ): one request's path through the primitives."""
-        breaker, dependency, retry = self.breaker, self.dependency, self.retry
+    def __post_init__(self) -> None:
+        self.policy: Policy = policy(
+            retry=self.retry,
+            rate_limiter=self.limiter,
+            bulkhead=self.bulkhead,
+            breaker=self.breaker,
+            timeout=self.timeout,
+        )
 
-        async def through_breaker() -> dict[str, Any]:
-            return await breaker.call_async(dependency.call)
+    async def call(self) -> dict[str, Any]:
+        """feature( retry( limiter( bulkhead( breaker( timeout( dependency ) ) ) ) ) ): one request's
+        path through the primitives (seawall.policy keeps the inner five in that order)."""
+        dependency, stack = self.dependency, self.policy
 
         async def primary() -> dict[str, Any]:
-            if retry is None:
-                return await through_breaker()
-            result: dict[str, Any] = await retry.call_async(through_breaker)
+            result: dict[str, Any] = await stack.call_async(dependency.call)
             return result
 
         self.inflight += 1
@@ -86,7 +103,7 @@ class Guarded:
 
 
 def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep: Sleep) -> Retry:
-    """Two attempts, 50 ms apart, only for the dependency's own failures.
+    """Two attempts, 50 ms apart, only for the dependency's own failures and timeouts.
 
     A CircuitOpenError is not retried (its retry_after hint would hold the request for seconds), and
     errors are not recorded here: the breaker records each failed attempt already.
@@ -97,7 +114,7 @@ def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep
         initial=0.05,
         max_delay=0.2,
         deadline=2.0,
-        retry_on=(DependencyError, DependencyTimeout),
+        retry_on=(DependencyError, DependencyTimeout, CallTimeoutError),
         async_sleep=sleep,
         clock=clock,
         registry=registry,
@@ -151,7 +168,15 @@ class Demo:
                 clock=clock,
             )
             self.guarded[name] = Guarded(
-                dependency, breaker, feature, _make_retry(name, registry, clock, sleep)
+                dependency,
+                breaker,
+                feature,
+                _make_retry(name, registry, clock, sleep),
+                timeout=Timeout(name, TIMEOUT_SECONDS, clock=clock, registry=registry),
+                bulkhead=Bulkhead(name, BULKHEAD_SLOTS, clock=clock, registry=registry),
+                limiter=RateLimiter(name, PAYMENTS_RATE, clock=clock, registry=registry)
+                if name == "payments"
+                else None,
             )
         self._task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[Any]] = set()

@@ -1,0 +1,323 @@
+"""Timeout, bulkhead and rate-limiter cases: the admitted path (what nearly every call takes),
+against the stdlib construct each one wraps and the libraries a user would otherwise pick.
+
+Targets (issue 10): seawall's own per-call cost (no listener) <= 1.0x the stdlib construct's plus
+1 us ("<stdlib> + 1 us" rows are that sum, so the ratio reads directly), <= 0.5x the third-party
+peers, and with `seawall.prometheus.instrument()` on <= 2x its own cost. The Redis case starts its
+own redis-server on 127.0.0.1 (stopped when the case ends) and compares round trips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiolimiter
+import async_timeout
+import limits.aio.storage
+import limits.aio.strategies
+import limits.storage
+import limits.strategies
+import pyrate_limiter
+
+import limits
+
+from .harness import (
+    CaseResult,
+    Config,
+    Measurement,
+    async_per_call_ns,
+    attempt_build,
+    overhead_measurements,
+    per_call_ns,
+    seawall_attr,
+)
+
+HUGE = 10**9  # a rate no benchmark reaches: every call takes the admitted path
+
+
+def work() -> int:
+    return 1
+
+
+async def awork() -> int:
+    return 1
+
+
+def registry() -> Any:
+    return seawall_attr("seawall.Registry")()
+
+
+def plus_one_us(result: CaseResult, subject: str) -> str:
+    """Add the row `<subject> + 1 us` (the stdlib target's denominator); returns its name."""
+    base = result.value(subject)
+    name = f"{subject} + 1 us"
+    result.measurements.append(Measurement(name, None if base is None else base + 1000.0, "ns/call"))
+    return name
+
+
+def build(subjects: dict[str, Any], unavailable: dict[str, str], name: str, make: Callable[[], Any]) -> None:
+    made, why = attempt_build(make)
+    if made is None:
+        unavailable[name] = why
+    else:
+        subjects[name] = made
+
+
+def measure(
+    result: CaseResult,
+    config: Config,
+    subjects: dict[str, Any],
+    make_seawall: Callable[[], Any],
+    *,
+    stdlib: str | None = None,
+    peers: tuple[str, ...] = (),
+    asynchronous: bool = False,
+) -> CaseResult:
+    """Time `subjects` plus seawall's (bare first), then add the own-cost and peer targets."""
+    unavailable: dict[str, str] = {}
+    build(subjects, unavailable, "seawall", make_seawall)
+    timings = async_per_call_ns(subjects, config) if asynchronous else per_call_ns(subjects, config)
+    result.measurements = overhead_measurements(timings, "bare", unavailable)
+    if stdlib is not None:
+        result.ratio_target(f"seawall / ({stdlib} + 1 us)", "seawall", plus_one_us(result, stdlib), 1.0)
+    for peer in peers:
+        result.ratio_target(f"seawall / {peer}", "seawall", peer, 0.5)
+    return result
+
+
+# -- timeouts ----------------------------------------------------------------------------------
+
+
+def timeout_async(config: Config) -> CaseResult:
+    result = CaseResult("limits.timeout", "async call under a 1 s timeout that it meets")
+
+    async def stdlib() -> int:
+        async with asyncio.timeout(1.0):
+            return await awork()
+
+    async def third_party() -> int:
+        async with async_timeout.timeout(1.0):
+            return await awork()
+
+    subjects = {"bare": awork, "asyncio.timeout": stdlib, "async-timeout": third_party}
+    make = lambda: seawall_attr("seawall.Timeout")("t", 1.0, registry=registry())(awork)  # noqa: E731
+    return measure(
+        result, config, subjects, make, stdlib="asyncio.timeout", peers=("async-timeout",), asynchronous=True
+    )
+
+
+def timeout_sync(config: Config) -> CaseResult:
+    result = CaseResult(
+        "limits.timeout.sync", "sync call under a 1 s deadline (no stdlib construct: bare + 1 us)"
+    )
+    make = lambda: seawall_attr("seawall.Timeout")("t", 1.0, registry=registry())(work)  # noqa: E731
+    return measure(result, config, {"bare": work}, make, stdlib="bare")
+
+
+# -- bulkheads ---------------------------------------------------------------------------------
+
+
+def bulkhead_sync(config: Config) -> CaseResult:
+    result = CaseResult("limits.bulkhead", "call through a bulkhead with a free slot, one thread")
+    semaphore = threading.BoundedSemaphore(8)
+
+    def stdlib() -> int:
+        with semaphore:
+            return work()
+
+    make = lambda: seawall_attr("seawall.Bulkhead")("b", 8, registry=registry())(work)  # noqa: E731
+    subjects = {"bare": work, "threading.BoundedSemaphore": stdlib}
+    return measure(result, config, subjects, make, stdlib="threading.BoundedSemaphore")
+
+
+def bulkhead_async(config: Config) -> CaseResult:
+    result = CaseResult("limits.bulkhead.async", "awaited call through a bulkhead with a free slot")
+    semaphore = asyncio.Semaphore(8)  # binds to the loop at first use (3.10+)
+
+    async def stdlib() -> int:
+        async with semaphore:
+            return await awork()
+
+    make = lambda: seawall_attr("seawall.Bulkhead")("b", 8, registry=registry())(awork)  # noqa: E731
+    subjects = {"bare": awork, "asyncio.Semaphore": stdlib}
+    return measure(result, config, subjects, make, stdlib="asyncio.Semaphore", asynchronous=True)
+
+
+# -- rate limiters (local) ---------------------------------------------------------------------
+
+
+def limiter_sync(config: Config) -> CaseResult:
+    result = CaseResult("limits.ratelimit", "admitted call through an in-process rate limiter")
+    lock = threading.Lock()
+    window = limits.strategies.FixedWindowRateLimiter(limits.storage.MemoryStorage())
+    item = limits.RateLimitItemPerSecond(HUGE)
+    pyrate = pyrate_limiter.Limiter(pyrate_limiter.Rate(HUGE, pyrate_limiter.Duration.SECOND))
+
+    def stdlib() -> int:  # the construct a bucket needs: a lock around its arithmetic
+        with lock:
+            pass
+        return work()
+
+    def with_limits() -> int:
+        window.hit(item, "bench")
+        return work()
+
+    def with_pyrate() -> int:
+        pyrate.try_acquire("bench", blocking=False)
+        return work()
+
+    make = lambda: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=registry())(work)  # noqa: E731
+    peers = ("limits (fixed window, memory)", "pyrate-limiter (memory)")
+    subjects = {"bare": work, "threading.Lock": stdlib, peers[0]: with_limits, peers[1]: with_pyrate}
+    return measure(result, config, subjects, make, stdlib="threading.Lock", peers=peers)
+
+
+def limiter_async(config: Config) -> CaseResult:
+    result = CaseResult("limits.ratelimit.async", "awaited admitted call through an in-process rate limiter")
+    leaky = aiolimiter.AsyncLimiter(HUGE, 1.0)
+    window = limits.aio.strategies.FixedWindowRateLimiter(limits.aio.storage.MemoryStorage())
+    item = limits.RateLimitItemPerSecond(HUGE)
+
+    async def with_aiolimiter() -> int:
+        async with leaky:
+            return await awork()
+
+    async def with_limits() -> int:
+        await window.hit(item, "bench")
+        return await awork()
+
+    make = lambda: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=registry())(awork)  # noqa: E731
+    peers = ("aiolimiter", "limits.aio (fixed window, memory)")
+    subjects = {"bare": awork, peers[0]: with_aiolimiter, peers[1]: with_limits}
+    return measure(result, config, subjects, make, peers=peers, asynchronous=True)
+
+
+# -- rate limiters (Redis) ---------------------------------------------------------------------
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free 127.0.0.1 port (no persistence); its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (scripts/install-system-deps.sh installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def limiter_redis(config: Config) -> CaseResult:
+    result = CaseResult(
+        "limits.ratelimit.redis", "admitted call through a rate limiter shared in Redis (one round trip each)"
+    )
+    import redis
+
+    with redis_server() as url:
+        client = redis.Redis.from_url(url)
+        shared = limits.strategies.FixedWindowRateLimiter(limits.storage.storage_from_string(url))
+        item = limits.RateLimitItemPerSecond(HUGE)
+        bucket = pyrate_limiter.RedisBucket.init(
+            [pyrate_limiter.Rate(HUGE, pyrate_limiter.Duration.SECOND)], client, "bench"
+        )
+        pyrate = pyrate_limiter.Limiter(bucket)
+
+        def with_limits() -> int:
+            shared.hit(item, "bench")
+            return work()
+
+        def with_pyrate() -> int:
+            pyrate.try_acquire("bench", blocking=False)
+            return work()
+
+        def ping() -> int:  # the round trip itself, for scale
+            client.ping()
+            return work()
+
+        def seawall_redis() -> Any:
+            backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
+            limiter = seawall_attr("seawall.RateLimiter")("r", HUGE, backend=backend, registry=registry())
+            return limiter(work)
+
+        peers = ("limits (fixed window, redis)", "pyrate-limiter (redis)")
+        subjects = {"bare": work, "redis PING": ping, peers[0]: with_limits, peers[1]: with_pyrate}
+        measure(result, config, subjects, seawall_redis, peers=peers)
+        client.close()
+    return result
+
+
+# -- with Prometheus on ------------------------------------------------------------------------
+
+
+def with_prometheus(config: Config) -> CaseResult:
+    result = CaseResult(
+        "limits.prometheus", "each primitive's admitted path with seawall.prometheus.instrument() on / off"
+    )
+    subjects: dict[str, Callable[[], object]] = {"bare": work}
+    unavailable: dict[str, str] = {}
+    kinds = {
+        "timeout": lambda reg: seawall_attr("seawall.Timeout")("t", 1.0, registry=reg),
+        "bulkhead": lambda reg: seawall_attr("seawall.Bulkhead")("b", 8, registry=reg),
+        "rate limiter": lambda reg: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=reg),
+    }
+    closers: list[Any] = []
+
+    def instrumented(make: Callable[[Any], Any]) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        reg = registry()
+        closers.append(
+            seawall_attr("seawall.prometheus.instrument")(CollectorRegistry(), seawall_registry=reg)
+        )
+        return make(reg)(work)
+
+    for kind, make in kinds.items():
+        build(subjects, unavailable, kind, lambda make=make: make(registry())(work))
+        build(subjects, unavailable, f"{kind} + prometheus", lambda make=make: instrumented(make))
+    try:
+        result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    finally:
+        for closer in closers:
+            closer.close()
+    for kind in kinds:
+        result.ratio_target(f"{kind}: with prometheus / without", f"{kind} + prometheus", kind, 2.0)
+    return result
+
+
+CASES = [
+    ("limits.timeout", timeout_async),
+    ("limits.timeout.sync", timeout_sync),
+    ("limits.bulkhead", bulkhead_sync),
+    ("limits.bulkhead.async", bulkhead_async),
+    ("limits.ratelimit", limiter_sync),
+    ("limits.ratelimit.async", limiter_async),
+    ("limits.ratelimit.redis", limiter_redis),
+    ("limits.prometheus", with_prometheus),
+]

@@ -1,0 +1,360 @@
+"""`RateLimiter`: at most `rate` calls per `per` seconds, `burst` at once, decided by GCRA.
+
+GCRA (the generic cell rate algorithm) is a token bucket kept as one number: the theoretical
+arrival time `tat` of the next call. A call at `now` is admitted when `tat - now` is within the
+burst tolerance, and moves `tat` on by one interval (`per / rate`). One number instead of
+(tokens, last refill) makes each decision a compare and an add, makes `retry_after` exact (the
+instant the call would have been admitted), and fits one atomic Redis script with one key (see
+`_redis_limiter`). Admission with `max_wait` reserves the slot at once and sleeps until its time,
+so waiting callers keep their order and cannot over-admit.
+
+The local backend keeps `tat` under a lock of its own; a `backend=` (e.g. `RedisBackend`) shares
+the budget between processes and hosts, and the limiter applies its `failure_policy` when the
+backend cannot decide ("open": admit, "closed": reject), counting and logging each such call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from threading import Lock
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from ._registry import Registry, default_registry
+from ._snapshots import RateLimiterSnapshot
+from ._timeout import remaining
+from ._wrap import check_identity, decorate_gated, seconds
+from .events import RateLimited, RateLimiterBackendFailed
+
+__all__ = ["Backend", "BackendUnavailable", "RateLimitedError", "RateLimiter", "rate_limiter"]
+
+log = logging.getLogger("seawall")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EPSILON = 1e-9  # seconds: float rounding in `tat` must not turn an exact retry_after into a rejection
+POLICIES = ("open", "closed")
+
+
+class RateLimitedError(Exception):
+    """The call would exceed the rate. `retry_after` is the exact wait until it would be admitted
+    (None when the backend was down and the policy is closed with no known recovery time).
+
+    `status_code` 429 makes `classify` call it rate_limit, so `Retry` retries it and waits
+    `retry_after` when that fits its `max_delay` and deadline, as it does for `CircuitOpenError`.
+    """
+
+    status_code = 429
+
+    def __init__(self, name: str, retry_after: float | None, backend: str = "local") -> None:
+        super().__init__(name, retry_after, backend)
+        self.name = name
+        self.retry_after = retry_after
+        self.backend = backend
+
+    def __str__(self) -> str:
+        after = "unknown" if self.retry_after is None else f"{self.retry_after:.3f}s"
+        return f"rate limiter {self.name!r} ({self.backend}) refused the call; retry after {after}"
+
+
+class BackendUnavailable(Exception):
+    """A backend could not decide (unreachable, timed out, cooling off after a failure).
+    `retry_after`: seconds until the backend is tried again, when known."""
+
+    def __init__(self, error_type: str, retry_after: float | None = None) -> None:
+        super().__init__(error_type, retry_after)
+        self.error_type = error_type
+        self.retry_after = retry_after
+
+
+class Backend(Protocol):
+    """Where a limiter's `tat` lives when it is shared. `take` returns (admitted, seconds):
+    the wait before proceeding when admitted, else the exact retry_after. Raises
+    BackendUnavailable when it cannot decide, never waiting past its own bounded timeout."""
+
+    kind: str
+
+    def take(self, key: str, interval: float, tolerance: float, max_wait: float) -> tuple[bool, float]: ...
+
+    async def take_async(
+        self, key: str, interval: float, tolerance: float, max_wait: float
+    ) -> tuple[bool, float]: ...
+
+
+class RateLimiter:
+    """A named rate limit: decorator (sync or async), `call` / `call_async`, or `acquire()`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_admitted",
+        "_async_sleep",
+        "_backend",
+        "_backend_errors",
+        "_backend_up",
+        "_clock",
+        "_instant",
+        "_interval",
+        "_lock",
+        "_on_backend_failed",
+        "_on_limited",
+        "_rejected",
+        "_sleep",
+        "_tat",
+        "_tolerance",
+        "burst",
+        "failure_policy",
+        "max_wait",
+        "name",
+        "per",
+        "rate",
+        "registry",
+    )
+
+    kind = "rate_limiter"
+
+    def __init__(
+        self,
+        name: str,
+        rate: float,
+        per: float = 1.0,
+        burst: int | None = None,
+        *,
+        max_wait: float = 0.0,
+        backend: Backend | None = None,
+        failure_policy: str = "open",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        registry: Registry | None = None,
+    ) -> None:
+        check_identity(name, clock)
+        self.rate = seconds("rate", rate)  # a positive finite number, like seconds
+        self.per = seconds("per", per)
+        if burst is None:
+            burst = max(1, math.floor(self.rate))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an int >= 1 or None, got {burst!r}")
+        if failure_policy not in POLICIES:
+            raise ValueError(f"failure_policy must be 'open' or 'closed', got {failure_policy!r}")
+        for field, fn in (("sleep", sleep), ("async_sleep", async_sleep)):
+            if not callable(fn):
+                raise TypeError(f"{field} must be callable, got {fn!r}")
+        if backend is not None and not callable(getattr(backend, "take", None)):
+            raise TypeError(f"backend must have take() and take_async() (e.g. RedisBackend), got {backend!r}")
+        self.name = name
+        self.burst = burst
+        self.max_wait = seconds("max_wait", max_wait, zero=True)
+        self.failure_policy = failure_policy
+        self._interval = self.per / self.rate
+        self._tolerance = self._interval * (burst - 1)  # a full bucket admits `burst` at once
+        self._backend = backend
+        self._instant = backend is None and self.max_wait == 0.0  # what `_admit_now` can decide
+        self._clock = clock
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._lock = Lock()
+        self._tat = -math.inf
+        self._admitted = self._rejected = self._backend_errors = 0
+        self._backend_up = True
+        self.registry = default_registry() if registry is None else registry
+        self._on_limited = self.registry.bus.channel(RateLimited)
+        self._on_backend_failed = self.registry.bus.channel(RateLimiterBackendFailed)
+        self.registry.add(self)
+
+    @property
+    def backend(self) -> str:
+        return "local" if self._backend is None else self._backend.kind
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "per": self.per,
+            "burst": self.burst,
+            "max_wait": self.max_wait,
+            "backend": self.backend,
+            "failure_policy": self.failure_policy,
+        }
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.name!r}, rate={self.rate!r}, per={self.per!r}, burst={self.burst})"
+
+    def snapshot(self) -> RateLimiterSnapshot:
+        with self._lock:
+            tokens: float | None = None
+            if self._backend is None:
+                now = self._clock()
+                ahead = self._tat - now if self._tat > now else 0.0
+                tokens = min(float(self.burst), max(0.0, (self._tolerance - ahead) / self._interval + 1.0))
+            return RateLimiterSnapshot(
+                name=self.name,
+                rate=self.rate,
+                per=self.per,
+                burst=self.burst,
+                backend=self.backend,
+                calls={"admitted": self._admitted, "rejected": self._rejected},
+                available_tokens=tokens,
+                backend_errors=self._backend_errors,
+                backend_up=self._backend_up,
+                failure_policy=self.failure_policy,
+            )
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def _patience(self) -> float:
+        """How long this call may wait for its slot: max_wait, cut by a deadline in scope."""
+        patience = self.max_wait
+        if patience > 0.0:
+            left = remaining()
+            if left is not None and left < patience:
+                return left
+        return patience
+
+    def _take_local(self, patience: float) -> float:
+        """Admit (returning the wait before proceeding) or raise RateLimitedError."""
+        with self._lock:
+            now = self._clock()
+            tat = self._tat if self._tat > now else now
+            wait = tat - self._tolerance - now
+            if wait <= patience + EPSILON:
+                self._tat = tat + self._interval
+                self._admitted += 1
+                return wait if wait > 0.0 else 0.0
+            self._rejected += 1
+        raise self._limited(wait)
+
+    def _limited(self, retry_after: float | None) -> RateLimitedError:
+        backend = self.backend
+        if self._on_limited.listeners:
+            self._on_limited.publish(RateLimited(self.name, backend, retry_after))
+        return RateLimitedError(self.name, retry_after, backend)
+
+    def _decided(self, admitted: bool, value: float) -> float:
+        """Count a backend's decision; the wait when admitted, else raise RateLimitedError."""
+        with self._lock:
+            was_down, self._backend_up = not self._backend_up, True
+            if admitted:
+                self._admitted += 1
+            else:
+                self._rejected += 1
+        if was_down:
+            log.info("rate limiter %r: backend %s is deciding again", self.name, self.backend)
+        if admitted:
+            return value
+        raise self._limited(value)
+
+    def _undecided(self, failure: BackendUnavailable) -> float:
+        """The backend could not decide: count it, log a change, apply the failure policy."""
+        admit = self.failure_policy == "open"
+        with self._lock:
+            self._backend_errors += 1
+            was_up, self._backend_up = self._backend_up, False
+            if admit:
+                self._admitted += 1
+            else:
+                self._rejected += 1
+        if was_up:
+            log.warning(
+                "rate limiter %r: backend %s cannot decide (%s); failing %s (%s) until it can",
+                self.name,
+                self.backend,
+                failure.error_type,
+                self.failure_policy,
+                "calls are admitted" if admit else "calls are refused",
+            )
+        if self._on_backend_failed.listeners:
+            event = RateLimiterBackendFailed(self.name, self.backend, failure.error_type, self.failure_policy)
+            self._on_backend_failed.publish(event)
+        if admit:
+            return 0.0
+        raise self._limited(failure.retry_after)
+
+    def acquire(self) -> None:
+        """Take one call's share of the rate, sleeping up to `max_wait` for it, or raise
+        RateLimitedError."""
+        backend, patience = self._backend, self._patience()
+        wait = self._take_local(patience) if backend is None else self._take_shared(backend, patience)
+        if wait > 0.0:
+            self._sleep(wait)
+
+    def _take_shared(self, backend: Backend, patience: float) -> float:
+        try:
+            return self._decided(*backend.take(self.name, self._interval, self._tolerance, patience))
+        except BackendUnavailable as failure:
+            return self._undecided(failure)
+
+    async def acquire_async(self) -> None:
+        """`acquire` for async code: awaits its wait, and the shared backend without blocking."""
+        patience = self._patience()
+        backend = self._backend
+        if backend is None:
+            wait = self._take_local(patience)
+        else:
+            try:
+                admitted, value = await backend.take_async(
+                    self.name, self._interval, self._tolerance, patience
+                )
+            except BackendUnavailable as failure:
+                wait = self._undecided(failure)
+            else:
+                wait = self._decided(admitted, value)
+        if wait > 0.0:
+            await self._async_sleep(wait)
+
+    # -- ways to call ----------------------------------------------------------------------------
+
+    def _admit_now(self) -> bool:
+        """The common case inlined: local, no waiting, a slot free now. False means "decide the
+        long way" (which counts a rejection), never a rejection itself."""
+        if not self._instant:
+            return False
+        with self._lock:
+            now = self._clock()
+            tat = self._tat if self._tat > now else now
+            if tat - self._tolerance - now > EPSILON:
+                return False
+            self._tat = tat + self._interval
+            self._admitted += 1
+            return True
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if not self._admit_now():
+            self.acquire()
+        return fn(*args, **kwargs)
+
+    async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if not self._admit_now():
+            await self.acquire_async()
+        return await fn(*args, **kwargs)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
+        return decorate_gated(fn, self._admit_now, self.acquire, self.acquire_async)
+
+
+def rate_limiter(
+    name: str,
+    rate: float,
+    per: float = 1.0,
+    burst: int | None = None,
+    *,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> RateLimiter:
+    """The rate limiter named `name` in the default registry (or `registry`), created on first
+    use; asking again with other settings is a ValueError."""
+    reg = default_registry() if registry is None else registry
+    config: dict[str, Any] = {"rate": float(rate), "per": float(per)}
+    if burst is not None:
+        config["burst"] = burst
+    if "max_wait" in settings:
+        config["max_wait"] = float(settings["max_wait"])
+    if "failure_policy" in settings:
+        config["failure_policy"] = settings["failure_policy"]
+    return reg.get_or_create(
+        "rate_limiter", name, config, lambda: RateLimiter(name, rate, per, burst, registry=reg, **settings)
+    )

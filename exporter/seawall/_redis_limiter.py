@@ -1,0 +1,203 @@
+"""`RedisBackend`: one rate limit shared by every worker and host of a service.
+
+Each decision is one Lua script run atomically by Redis (EVALSHA, loaded once): it reads the
+limit's theoretical arrival time, decides, and writes it back, so there is no read-modify-write
+race between processes. The script takes `now` from the server's own clock (`TIME`), so hosts
+whose clocks disagree still share one budget. The key expires when the bucket would be full
+again, so idle limits cost no memory.
+
+Bounded failure: the client is built with `timeout` seconds for connecting and for each reply,
+and with redis-py's own retries off, so a decision never waits longer than that. After a failure
+the backend is not asked again for `recheck` seconds (every decision in between fails at once,
+without a round trip), so a server that hangs costs one timeout per `recheck`, not one per call.
+What the limiter does then is its `failure_policy`.
+
+The `redis` package is imported here only, when a backend is made (extra `seawall[redis]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._ratelimit import EPSILON, BackendUnavailable
+from ._wrap import seconds
+
+__all__ = ["GCRA_SCRIPT", "RedisBackend"]
+
+# KEYS[1]: the limit's key. ARGV: interval, tolerance, max_wait (seconds), epsilon.
+# Returns {1, wait} when admitted (wait: seconds until the reserved slot) or {0, retry_after}.
+GCRA_SCRIPT = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local epsilon = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait > max_wait + epsilon then
+  return {0, string.format('%.6f', wait)}
+end
+local new_tat = tat + interval
+local ttl = math.ceil((new_tat - now) * 1000) + 1
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl)
+if wait < 0 then wait = 0 end
+return {1, string.format('%.6f', wait)}
+"""
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("RedisBackend needs the redis package: pip install 'seawall[redis]'") from exc
+    return redis
+
+
+class RedisBackend:
+    """Shared rate-limit state in Redis, for `RateLimiter(..., backend=RedisBackend(url))`.
+
+    `url` (redis://host:port/db, rediss:// for TLS), `prefix` for the keys (`<prefix><limiter
+    name>`), `timeout` seconds per connect and per reply, `recheck` seconds between tries while
+    the server is failing. Give `client=` / `async_client=` to reuse your own redis-py clients
+    (then their timeouts and retries are yours: set them, or a decision can outlive `timeout`).
+    One backend serves any number of limiters.
+    """
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "seawall:ratelimit:",
+        timeout: float = 0.1,
+        recheck: float = 1.0,
+        client: Any = None,
+        async_client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(url, str) or "://" not in url:
+            raise ValueError(f"url must be a redis:// or rediss:// URL, got {url!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {prefix!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        self.url = url
+        self.prefix = prefix
+        self.timeout = seconds("timeout", timeout)
+        self.recheck = seconds("recheck", recheck, zero=True)
+        self._clock = clock
+        self._redis = _import_redis()
+        self._client = client
+        self._script: Any = None
+        self._async_client = async_client
+        self._async_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._down_until = -1.0
+        self._last_error = ""
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.url!r}, prefix={self.prefix!r})"
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry_on_timeout": False,
+            "health_check_interval": 0,
+        }
+
+    def _sync_script(self) -> Any:
+        if self._script is None:
+            if self._client is None:
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                self._client = self._redis.Redis.from_url(
+                    self.url, retry=Retry(NoBackoff(), 0), **self._options()
+                )
+            self._script = self._client.register_script(GCRA_SCRIPT)
+        return self._script
+
+    def _loop_script(self) -> Any:
+        """The async script of the running loop (redis.asyncio connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        script = self._async_scripts.get(loop)
+        if script is None:
+            client = self._async_client
+            if client is None:
+                from redis.asyncio import Redis
+                from redis.asyncio.retry import Retry
+                from redis.backoff import NoBackoff
+
+                client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
+            for old in [known for known in self._async_scripts if known.is_closed()]:
+                del self._async_scripts[old]
+            script = self._async_scripts[loop] = client.register_script(GCRA_SCRIPT)
+        return script
+
+    def _args(self, interval: float, tolerance: float, max_wait: float) -> list[str]:
+        return [repr(interval), repr(tolerance), repr(max_wait), repr(EPSILON)]
+
+    def _check_cooling(self) -> None:
+        """Fail at once while a recent failure's `recheck` interval runs."""
+        left = self._down_until - self._clock()
+        if left > 0.0:
+            raise BackendUnavailable(self._last_error, left)
+
+    def _failed(self, exc: BaseException) -> BackendUnavailable:
+        self._last_error = type(exc).__name__
+        self._down_until = self._clock() + self.recheck
+        return BackendUnavailable(self._last_error, self.recheck or None)
+
+    @staticmethod
+    def _decision(reply: Any) -> tuple[bool, float]:
+        admitted, value = reply
+        return int(admitted) == 1, float(value)
+
+    def take(self, key: str, interval: float, tolerance: float, max_wait: float) -> tuple[bool, float]:
+        """One atomic decision for the limit `key` (see the module doc)."""
+        self._check_cooling()
+        try:
+            reply = self._sync_script()(
+                keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait)
+            )
+            return self._decision(reply)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    async def take_async(
+        self, key: str, interval: float, tolerance: float, max_wait: float
+    ) -> tuple[bool, float]:
+        self._check_cooling()
+        try:
+            script = self._loop_script()
+            reply = await script(keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait))
+            return self._decision(reply)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def ping(self) -> bool:
+        """True when the server answers within `timeout` (for readiness checks; connects the
+        sync client)."""
+        try:
+            self._sync_script()
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        if self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client (call it before the loop ends)."""
+        script = self._async_scripts.pop(asyncio.get_running_loop(), None)
+        if script is not None:
+            await script.registered_client.aclose()
