@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Kinds of primitive a registry holds; names are unique per kind.
 KINDS = ("breaker", "retry", "feature", "timeout", "bulkhead", "rate_limiter", "task")
+TIMED_KINDS = ("breaker", "timeout", "bulkhead")  # the kinds that count durations in buckets
 
 
 class Registrable(Protocol):
