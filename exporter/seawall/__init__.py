@@ -18,7 +18,16 @@ from ._latency import DEFAULT_DURATION_BUCKETS
 from ._redact import redact
 from ._registry import Registry, default_registry
 from ._retry import Retry, retry
-from ._snapshots import BreakerSnapshot, FeatureSnapshot, HistogramSnapshot, RegistrySnapshot, RetrySnapshot
+from ._snapshots import (
+    BreakerSnapshot,
+    FeatureSnapshot,
+    HistogramSnapshot,
+    RegistrySnapshot,
+    RetrySnapshot,
+    TaskSnapshot,
+)
+from ._supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
+from ._task import TaskState
 from .events import EventBus, Listener
 
 try:
@@ -50,10 +59,16 @@ __all__ = [
     "Retry",
     "RetryOutcome",
     "RetrySnapshot",
+    "SupervisedTask",
+    "Supervisor",
+    "TaskSnapshot",
+    "TaskState",
     "__version__",
     "breaker",
     "classify",
+    "current_task",
     "default_registry",
+    "default_supervisor",
     "events",
     "record_error",
     "redact",
@@ -63,4 +78,5 @@ __all__ = [
     "retry_after_hint",
     "safe_call",
     "safe_call_async",
+    "supervise",
 ]

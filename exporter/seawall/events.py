@@ -114,6 +114,27 @@ class InstrumentationFailed:
     error_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskStateChanged:
+    """A supervised task moved between states (`seawall.TaskState` values: starting, running,
+    backing_off, failed, finished, stopped)."""
+
+    task: str
+    from_state: str
+    to_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """A supervised task raised; `will_restart` is False when it is now permanently failed."""
+
+    task: str
+    error_type: str
+    category: ErrorCategory
+    will_restart: bool
+    delay: float  # seconds until the restart (0 when none)
+
+
 Event: TypeAlias = (
     PrimitiveRegistered
     | BreakerStateChanged
@@ -126,6 +147,8 @@ Event: TypeAlias = (
     | FeatureToggled
     | FallbackUsed
     | InstrumentationFailed
+    | TaskStateChanged
+    | TaskFailed
 )
 
 
@@ -147,6 +170,8 @@ EVENT_TYPES: tuple[type, ...] = (
     FeatureToggled,
     FallbackUsed,
     InstrumentationFailed,
+    TaskStateChanged,
+    TaskFailed,
 )
 
 # Exceptions a listener may raise that must reach the caller: stopping the program or the task.
