@@ -74,7 +74,7 @@ def test_a_crashing_task_is_restarted_then_its_permanent_failure_answers_503(
     consumer = tasks["consumer"]
     assert (consumer["state"], consumer["restarts"], consumer["permanent_failures"]) == ("failed", 2, 1)
     assert consumer["last_error_type"] == "Boom"
-    assert "hunter2" not in consumer["last_error_message"]
+    assert "last_error_message" not in consumer  # messages only with include_error_messages=True
     assert tasks["warmer"]["state"] == "running"
     assert [t["name"] for t in snapshot["tasks"]] == ["consumer", "warmer"]
     assert registry.get("task", "consumer").snapshot().restarts == 2

@@ -32,6 +32,7 @@ from .._retry import Retry
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
+from .worker import DemoWorker
 
 __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
 
@@ -236,6 +237,7 @@ def create_demo_app(
     feature_reset_timeout: float = 2.0,
     tracing: bool = True,
     stream_interval: float = 1.0,
+    worker_settings: dict[str, Any] | None = None,
 ) -> Starlette:
     """The demo app; `traffic_rate=0` turns the generator off (tests drive `app.state.demo` instead).
 
@@ -256,6 +258,7 @@ def create_demo_app(
         feature_reset_timeout=feature_reset_timeout,
         traffic_rate=traffic_rate,
     )
+    worker = DemoWorker(reg, **(worker_settings or {}))  # the supervised background task
 
     def guarded_call(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -272,6 +275,7 @@ def create_demo_app(
                 "health": "/health/ready",
                 "chaos": "/chaos",
                 "endpoints": ["/checkout", "/inventory/{sku}", "/recommendations"],
+                "worker": "/chaos/worker",
             }
         )
 
@@ -308,9 +312,11 @@ def create_demo_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         provider = _setup_tracing(reg) if tracing else None
         demo.start()
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             await demo.stop()
             if provider is not None:
                 await asyncio.to_thread(provider.shutdown)
@@ -321,6 +327,7 @@ def create_demo_app(
         Route("/inventory/{sku}", guarded(guarded_call("inventory")), methods=["GET"]),
         Route("/recommendations", guarded(guarded_call("recommendations")), methods=["GET"]),
         Route("/chaos", guarded(get_chaos), methods=["GET"]),
+        Route("/chaos/worker", guarded(worker.endpoint), methods=["GET", "POST"]),
         Route("/chaos/{dependency}", guarded(set_chaos), methods=["POST"]),
         *resilience_routes(
             registry=reg, prometheus_registry=prometheus_registry, stream_interval=stream_interval
@@ -334,6 +341,7 @@ def create_demo_app(
     )
     app.router.redirect_slashes = False  # its redirect trusts the Host header (see create_app)
     app.state.demo = demo
+    app.state.worker = worker
     app.state.registry = reg
     app.state.prometheus_registry = prometheus_registry
     return app

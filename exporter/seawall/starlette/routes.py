@@ -218,7 +218,7 @@ def resilience_routes(
         return _json({"limit": limit, "errors": items})
 
     async def tasks(request: Request) -> Response:
-        return _json({"tasks": views.tasks_payload(reg)})
+        return _json({"tasks": views.tasks_payload(reg, include_error_messages)})
 
     async def snapshot(request: Request) -> Response:
         return _json(views.registry_payload(reg))

@@ -95,8 +95,9 @@ def features_payload(registry: Registry) -> list[dict[str, Any]]:
     return [snapshot_dict(feature.snapshot()) for feature in registry.features()]
 
 
-def tasks_payload(registry: Registry) -> list[dict[str, Any]]:
-    """Supervised tasks, each with `stale`: running but silent for longer than its heartbeat timeout."""
+def tasks_payload(registry: Registry, include_messages: bool = False) -> list[dict[str, Any]]:
+    """Supervised tasks, each with `stale`: running but silent for longer than its heartbeat timeout.
+    The last error's (redacted) message only when asked for, as for recent errors."""
     now = time.time()
     out = []
     for task in registry.items("task"):
@@ -104,6 +105,8 @@ def tasks_payload(registry: Registry) -> list[dict[str, Any]]:
         data = snapshot_dict(snap)
         data["state"] = str(snap.state)
         data["stale"] = heartbeat_stale(snap, now)
+        if not include_messages:
+            del data["last_error_message"]
         out.append(data)
     return out
 
