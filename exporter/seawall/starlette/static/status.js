@@ -307,26 +307,13 @@
     drawErrors(snapshot.errors, snapshot.recent_errors);
     var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
+    var tasks = snapshot.tasks || [];
+    var failed = tasks.filter(function (k) { return k.state === "failed"; }).length;
     document.getElementById("summary").textContent = breakers.length + " breakers, " + open +
       " not closed · " + (snapshot.features || []).length + " features, " + off + " on fallback · " +
+      (tasks.length ? tasks.length + " tasks, " + failed + " failed · " : "") +
       "updated " + new Date(t * 1000).toLocaleTimeString();
     document.body.setAttribute("data-updated", String(t));
-  }
-
-  function connect() {
-    if (source) source.close();
-    source = new EventSource("api/resilience/stream");
-    source.addEventListener("open", function () { setConnection("live"); });
-    source.addEventListener("snapshot", function (event) {
-      setConnection("live");
-      try { draw(JSON.parse(event.data)); } catch (err) { console.error("seawall: bad snapshot", err); }
-    });
-    // The server ends each stream after a while (and on shutdown); EventSource reconnects by itself.
-    source.addEventListener("bye", function () { setConnection("reconnecting"); });
-    source.addEventListener("error", function () {
-      setConnection("reconnecting");
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
-    });
   }
 
   document.addEventListener("DOMContentLoaded", connect);
