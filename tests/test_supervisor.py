@@ -355,3 +355,17 @@ def test_control_characters_in_names_and_messages_cannot_forge_log_lines(
     assert "\r" not in line
     assert "evil\\nINFO ok" in line
     assert "x\\r\\nCRITICAL fake" in line
+
+
+def test_stop_one_task(registry: seawall.Registry) -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> tuple[bool, bool, str, str]:
+        supervisor = Supervisor(registry=registry)
+        task = supervisor.supervise("one", forever)
+        await asyncio.sleep(0)
+        never = seawall.SupervisedTask("never-started", forever, registry=registry)
+        return await task.stop(timeout=1.0), await never.stop(), str(task.state), str(never.state)
+
+    assert run(scenario()) == (True, True, "stopped", "stopped")

@@ -161,17 +161,24 @@ class SupervisedTask:
         if not self.done:
             self._move(TaskState.STOPPED)
 
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Ask the task to stop; returns its asyncio task while that is still running."""
+        task = self._task
+        if task is None or task.done():
+            return None
+        task.cancel()
+        return task
+
     async def stop(self, timeout: float = 10.0) -> bool:
         """Cancel the task and wait up to `timeout` seconds; True when it has stopped."""
-        task = self._task
-        if task is None:
+        if self._task is None:  # never started
             if not self.done:
                 self._move(TaskState.STOPPED)
             return True
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=timeout)
-        return task.done()
+        running = self.cancel()
+        if running is not None:
+            await asyncio.wait({running}, timeout=timeout)
+        return self._task.done()
 
     async def wait(self) -> TaskState:
         """Wait until the task is finished, failed or stopped; returns that state."""
@@ -320,14 +327,10 @@ class Supervisor:
         Returns the names of tasks that had not stopped in time (they are logged too).
         """
         limit = self.shutdown_timeout if timeout is None else timeout
-        running = [task for task in self._tasks if task._task is not None and not task._task.done()]
-        for task in running:
-            assert task._task is not None
-            task._task.cancel()
-        pending = {task._task for task in running if task._task is not None}
+        pending = {name: running for name, running in ((t.name, t.cancel()) for t in self._tasks) if running}
         if pending:
-            await asyncio.wait(pending, timeout=limit)
-        late = [task.name for task in running if task._task is not None and not task._task.done()]
+            await asyncio.wait(pending.values(), timeout=limit)
+        late = [name for name, running in pending.items() if not running.done()]
         if late:
             log.warning("seawall tasks still running %.1fs after shutdown began: %s", limit, ", ".join(late))
         return late
