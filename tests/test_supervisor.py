@@ -369,3 +369,19 @@ def test_stop_one_task(registry: seawall.Registry) -> None:
         return await task.stop(timeout=1.0), await never.stop(), str(task.state), str(never.state)
 
     assert run(scenario()) == (True, True, "stopped", "stopped")
+
+
+def test_module_level_supervise_uses_one_supervisor_per_registry(registry: seawall.Registry) -> None:
+    async def once() -> None:
+        return None
+
+    async def scenario() -> seawall.SupervisedTask:
+        task = seawall.supervise("job", once, registry=registry)
+        await task.wait()
+        assert await seawall.default_supervisor(registry).shutdown() == []
+        return task
+
+    task = run(scenario())
+    assert seawall.default_supervisor(registry).tasks == [task]
+    assert seawall.default_supervisor(registry) is not seawall.default_supervisor()
+    assert task.state is TaskState.FINISHED
