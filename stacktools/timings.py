@@ -94,6 +94,10 @@ WINDOWS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("InstrumentationErrors", "warning"): ("0s", "10m", "the first error; quiet 10m after the last"),
     ("LabelCardinalityOverflow", "warning"): ("0s", "30m", "the first refused value; quiet 30m after"),
     ("AdminAccessDenied", "info"): ("0s", "10m", "the 6th refusal in 10m; never sent"),
+    ("TaskFailedPermanently", "critical"): ("0s", "0s", "task state: the failure that spends the budget"),
+    ("TaskRestartingRepeatedly", "warning"): ("0s", "15m", "from the 3rd restart; quiet 15m after the last"),
+    ("TaskHeartbeatStale", "warning"): ("5s", "0s", "heartbeat_timeout after the last beat (demo: 5 s)"),
+    ("TaskHeartbeatStale", "critical"): ("25s", "0s", "5 x heartbeat_timeout after the last beat"),
 }
 
 
