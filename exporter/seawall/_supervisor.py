@@ -24,10 +24,11 @@ from typing import Any
 from ._backoff import Backoff
 from ._classify import classify
 from ._enums import ErrorCategory
+from ._logsafe import log_value
 from ._registry import Registry, default_registry
 from ._retry import _retry_predicate
 from ._snapshots import TaskSnapshot
-from ._task import DONE, TaskPolicy, TaskRecord, TaskState, printable
+from ._task import DONE, TaskPolicy, TaskRecord, TaskState
 from .events import TaskFailed, TaskStateChanged
 
 __all__ = ["SupervisedTask", "Supervisor", "current_task", "default_supervisor", "supervise"]
@@ -252,7 +253,7 @@ class SupervisedTask:
         previous = self._record.backing_off(delay)
         log.warning(
             "seawall task %s failed (%s); restart %d of %d in %.2fs",
-            printable(self._name),
+            log_value(self._name),
             type(exc).__name__,
             recent + 1,
             policy.max_restarts,
@@ -268,7 +269,7 @@ class SupervisedTask:
         previous = self._record.gave_up()
         log.critical(
             "seawall task %s failed permanently (%s); last error %s: %s",
-            printable(self._name),
+            log_value(self._name),
             why,
             type(exc).__name__,
             self._record.last_error_message,

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._redact import redact
+from ._logsafe import log_value
 from ._snapshots import TaskSnapshot
 
 MAX_ERROR_TYPES = 200  # distinct error class names counted per task; later ones count as "_other"
@@ -73,21 +73,9 @@ class TaskPolicy:
         self.critical = critical
 
 
-def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """`text` with control characters escaped (one log line, no forged lines), cut to `limit`."""
-    escaped = "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[:limit]
-    )
-    return escaped[:limit]
-
-
-def safe_message(exc: BaseException, limit: int = MESSAGE_LIMIT) -> str:
-    """The exception's message redacted, escaped and bounded: safe to keep, show and log."""
-    try:
-        text = str(exc)
-    except Exception:
-        text = f"<unprintable {type(exc).__name__}>"
-    return printable(redact(text[: limit * 4]), limit)
+def safe_message(exc: BaseException) -> str:
+    """The exception's message redacted, escaped and bounded (`_logsafe`): safe to keep, show, log."""
+    return log_value(exc, MESSAGE_LIMIT)
 
 
 class TaskRecord:
