@@ -78,3 +78,10 @@ def test_bad_chaos_bodies_name_the_field(client: TestClient, body: Any, field: s
     assert response.status_code == 422
     assert response.json()["field"] == field
     assert client.get("/chaos/worker").json()[WORKER]["fail"] is False
+
+
+def test_the_worker_switch_takes_json_only(client: TestClient) -> None:
+    response = client.post("/chaos/worker", content='{"fail": true}', headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert response.json()["field"] == "content-type"
+    assert client.get("/chaos/worker").json()[WORKER]["fail"] is False

@@ -210,6 +210,22 @@ def require_json(request: Request) -> None:
         )
 
 
+async def chaos_body(request: Request) -> Any:
+    """A chaos request's JSON body: JSON only (`require_json`), at most 4 KiB, parsed."""
+    require_json(request)
+    raw = b""
+    async for chunk in request.stream():  # never buffer more than the limit
+        raw += chunk
+        if len(raw) > MAX_CHAOS_BODY:
+            raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
+    try:
+        return json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
+    except RecursionError:  # "[[[[...]]]]" 2,000 deep fits in 4 KiB
+        raise ApiError(422, "invalid_json", "the body is nested too deeply", field="body") from None
+
+
 def _setup_tracing(registry: Registry) -> Any | None:
     """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the provider to shut down."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and not os.environ.get(
@@ -289,18 +305,7 @@ def create_demo_app(
             raise ApiError(
                 404, "unknown_dependency", f"dependencies are {', '.join(DEPENDENCIES)}", field="dependency"
             )
-        require_json(request)
-        raw = b""
-        async for chunk in request.stream():  # never buffer more than the limit
-            raw += chunk
-            if len(raw) > MAX_CHAOS_BODY:
-                raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
-        except RecursionError:  # "[[[[...]]]]" 2,000 deep fits in 4 KiB
-            raise ApiError(422, "invalid_json", "the body is nested too deeply", field="body") from None
+        body = await chaos_body(request)
         try:
             chaos = item.dependency.update(body)
         except ChaosError as exc:

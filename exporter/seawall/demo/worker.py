@@ -9,7 +9,6 @@ stale), or heal; `{"restart": true}` supervises it again after a permanent failu
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,16 +103,10 @@ class DemoWorker:
         return self.status()
 
     async def endpoint(self, request: Request) -> Response:
-        """`GET /chaos/worker` shows the switches; `POST` changes them (a JSON object up to 4 KiB)."""
+        """`GET /chaos/worker` shows the switches; `POST` changes them (JSON, as `/chaos/{dependency}`)."""
         if request.method == "GET":
             return JSONResponse({WORKER: self.status()})
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > 4096:
-                raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
-        try:
-            body = json.loads(bytes(raw) or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
+        from .app import chaos_body  # app imports this module: import at call time
+
+        body = await chaos_body(request)
         return JSONResponse({WORKER: self.update(body)})
