@@ -118,7 +118,7 @@ def test_offline_tasks_and_the_fallback_note(servers: list[Server], page: Any) -
     assert "restart in" in row.inner_text()
     page.wait_for_selector('#tasks tr[data-task="order-sync"][data-state="failed"]', timeout=30_000)
     assert "WorkerCrash" in row.inner_text()
-    assert "tasks, 1 failed" in page.inner_text("#summary")
+    assert "1 task, 1 failed" in page.inner_text("#summary")
     page.wait_for_function(
         "() => /fallbacks \\((off|error) \\d+/.test("
         "document.querySelector('#features li[data-feature=\"payments\"]').textContent)",

@@ -241,7 +241,7 @@
       if (t.state === "backing_off" && t.next_restart_at) state += " · restart in " + fmt(Math.max(0, t.next_restart_at - now), 1) + " s";
       if (t.critical) state += " · critical";
       var error = t.last_error_type ? t.last_error_type + (t.last_error_message ? ": " + t.last_error_message : "") : "–";
-      var beat = t.heartbeat_timeout ? (t.stale ? "stale, " : "") + ago(t.last_beat_at, now) : "–";
+      var beat = t.heartbeat_timeout && t.state === "running" ? (t.stale ? "stale, " : "") + ago(t.last_beat_at, now) : "–";
       [t.name, state, String(t.restarts), error, beat].forEach(function (v) { row.appendChild(el("td", null, v)); });
       body.appendChild(row);
     });
@@ -311,7 +311,7 @@
     var failed = tasks.filter(function (k) { return k.state === "failed"; }).length;
     document.getElementById("summary").textContent = breakers.length + " breakers, " + open +
       " not closed · " + (snapshot.features || []).length + " features, " + off + " on fallback · " +
-      (tasks.length ? tasks.length + " tasks, " + failed + " failed · " : "") +
+      (tasks.length ? tasks.length + (tasks.length === 1 ? " task, " : " tasks, ") + failed + " failed · " : "") +
       "updated " + new Date(t * 1000).toLocaleTimeString();
     document.body.setAttribute("data-updated", String(t));
   }
