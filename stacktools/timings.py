@@ -99,6 +99,10 @@ WINDOWS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("CallTimeoutsHigh", "warning"): ("15s", "1m", "5% of the 5m window; gated on 1m"),
     ("RateLimiterRejections", "warning"): ("30s", "1m", "10% of the 5m window; gated on 1m"),
     ("RateLimiterBackendDown", "warning"): ("0s", "0s", "the backend's up gauge"),
+    ("TaskFailedPermanently", "critical"): ("0s", "0s", "task state: the failure that spends the budget"),
+    ("TaskRestartingRepeatedly", "warning"): ("0s", "15m", "from the 3rd restart; quiet 15m after the last"),
+    ("TaskHeartbeatStale", "warning"): ("5s", "0s", "heartbeat_timeout after the last beat (demo: 5 s)"),
+    ("TaskHeartbeatStale", "critical"): ("25s", "0s", "5 x heartbeat_timeout after the last beat"),
 }
 
 

@@ -102,7 +102,7 @@ def test_config_shape() -> None:
     assert "slack_api_url" not in cfg.get("global", {})
     equal_sets = [sorted(rule["equal"]) for rule in cfg["inhibit_rules"]]
     assert ["instance", "job"] in equal_sets
-    assert ["alertname", "breaker", "service"] in equal_sets
+    assert ["alertname", "breaker", "service", "task"] in equal_sets
 
 
 # --------------------------------------------------------------------------------------------------

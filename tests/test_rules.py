@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shutil
@@ -24,12 +25,26 @@ ALERTS_DOC = ROOT / "docs" / "alerts.md"
 RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks.md#"
 LIMITS_RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks-limits.md#"
 LIMITS_RULES = RULES_DIR / "seawall-limits-alerts.yml"
+TASK_RUNBOOKS = ROOT / "docs" / "runbooks-tasks.md"
+TASK_RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks-tasks.md#"
+# TaskSnapshot's series (issue 12), with their labels; the exporter maps them (docs/exporter.md).
+TASK_METRICS = {
+    "seawall_task_up": {"task"},
+    "seawall_task_state": {"task", "state"},
+    "seawall_task_restarts_total": {"task", "error_type"},
+    "seawall_task_permanent_failures_total": {"task"},
+    "seawall_task_last_start_timestamp_seconds": {"task"},
+    "seawall_task_last_heartbeat_timestamp_seconds": {"task"},
+    "seawall_task_heartbeat_timeout_seconds": {"task"},
+}
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 # The metric contract (DESIGN.md + docs/exporter.md) plus what the scrape itself produces.
 HISTOGRAMS = {"seawall_circuit_breaker_call_duration_seconds", "seawall_timeout_call_duration_seconds"}
-CONTRACT = (METRIC_CONTRACT - HISTOGRAMS) | {f"{name}_bucket" for name in HISTOGRAMS} | {"up"}
+CONTRACT = (
+    (METRIC_CONTRACT - HISTOGRAMS) | {f"{name}_bucket" for name in HISTOGRAMS} | {"up"} | set(TASK_METRICS)
+)
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -100,7 +115,12 @@ def test_alerts_have_severity_and_annotations() -> None:
         assert set(ann) >= {"summary", "description", "runbook_url"}, name
         assert "{{" not in ann["summary"], f"{name}: summary must be a static sentence"
         assert "{{" in ann["description"], f"{name}: description must use labels/value"
-        base = LIMITS_RUNBOOK_BASE if name in _limits_alerts() else RUNBOOK_BASE
+        if name in _limits_alerts():
+            base = LIMITS_RUNBOOK_BASE
+        elif name.startswith("Task"):
+            base = TASK_RUNBOOK_BASE
+        else:
+            base = RUNBOOK_BASE
         assert ann["runbook_url"] == base + name.lower(), name
 
 
@@ -110,6 +130,9 @@ def test_required_alerts_exist_with_their_severity() -> None:
         severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     assert severities["CircuitBreakerOpen"] == {"critical"}
     assert severities["ErrorBudgetBurn"] == {"critical", "warning"}
+    assert severities["TaskFailedPermanently"] == {"critical"}
+    assert severities["TaskRestartingRepeatedly"] == {"warning"}
+    assert severities["TaskHeartbeatStale"] == {"critical", "warning"}
     for name in (
         "CircuitBreakerFlapping",
         "CircuitBreakerHalfOpenStuck",
@@ -202,8 +225,9 @@ def test_rules_only_use_contract_metrics() -> None:
 
 
 def test_runbooks_and_alert_docs_cover_every_rule() -> None:
-    runbooks = RUNBOOKS.read_text() + LIMITS_RUNBOOKS.read_text()
+    runbooks = RUNBOOKS.read_text() + LIMITS_RUNBOOKS.read_text() + TASK_RUNBOOKS.read_text()
     assert "runbooks-limits.md" in RUNBOOKS.read_text(), "docs/runbooks.md must link the limits runbooks"
+    assert "runbooks-tasks.md" in RUNBOOKS.read_text()
     anchors = {m.group(1).strip().lower() for m in re.finditer(r"^## +(.+)$", runbooks, re.M)}
     doc = ALERTS_DOC.read_text()
     for name in {r["alert"] for r in _alerts()}:
@@ -218,6 +242,20 @@ def test_runbooks_and_alert_docs_cover_every_rule() -> None:
 # --------------------------------------------------------------------------------------------------
 SELECTOR = re.compile(r"\b(seawall_[a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+async def _a_task_that_fails_for_good(registry: Any) -> None:
+    """A supervised task with a heartbeat timeout: restarted once, then failed (every task series)."""
+    import seawall
+
+    async def crash() -> None:
+        raise TimeoutError("queue")
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    supervisor = seawall.Supervisor(registry=registry, sleep=no_wait)
+    await supervisor.supervise("sync", crash, max_restarts=1, heartbeat_timeout=5.0).wait()
 
 
 def _exported_samples() -> dict[str, list[dict[str, str]]]:
@@ -262,6 +300,7 @@ def _exported_samples() -> dict[str, list[dict[str, str]]]:
         limiter.call(lambda: None)
         with contextlib.suppress(seawall.RateLimitedError):
             limiter.call(lambda: None)
+        asyncio.run(_a_task_that_fails_for_good(registry))
         text = generate_latest(prom).decode()
     finally:
         inst.close()
@@ -314,6 +353,27 @@ def test_rule_selectors_match_the_exported_metrics() -> None:
             assert metric in exported, f"{metric} is not exported"
     overflow = exported["seawall_label_overflow_total"]
     assert {"metric", "label"} <= set(overflow[0])
+
+
+def test_task_rule_selectors_match_the_task_contract() -> None:
+    """Task selectors use TaskSnapshot's labels and TaskState's values (the exporter's mapping)."""
+    import seawall
+
+    states = {state.value for state in seawall.TaskState}
+    checked = 0
+    for rule in _rules():
+        for metric, body in SELECTOR.findall(rule["expr"]):
+            if metric not in TASK_METRICS:
+                continue
+            for label, _op, value in MATCHER.findall(body):
+                assert label in TASK_METRICS[metric], f"{metric} has no label {label!r}"
+                if label == "state":
+                    assert set(value.split("|")) <= states, value
+                checked += 1
+    assert checked >= 1
+    fields = set(seawall.TaskSnapshot.__dataclass_fields__)
+    assert {"state", "restarts_by_error", "permanent_failures", "last_started_at", "last_beat_at"} <= fields
+    assert {"heartbeat_timeout"} <= fields
 
 
 # --------------------------------------------------------------------------------------------------

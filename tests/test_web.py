@@ -499,8 +499,9 @@ def test_stream_route_answers_event_stream(registry: seawall.Registry) -> None:
     ):
         assert response.headers["content-type"].startswith("text/event-stream")
         text = "".join(response.iter_text())
-    frames = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
-    snapshot = json.loads(frames[0])
+    events = dict(block.split("\ndata: ", 1) for block in text.split("\n\n") if block.startswith("event: "))
+    assert json.loads(events["event: hello"]) == {"interval": 1.0, "heartbeat": 1.0}
+    snapshot = json.loads(events["event: snapshot"])
     assert snapshot["breakers"][0]["name"] == "payments"
     assert "event: bye" in text
 

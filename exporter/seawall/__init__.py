@@ -30,8 +30,11 @@ from ._snapshots import (
     RateLimiterSnapshot,
     RegistrySnapshot,
     RetrySnapshot,
+    TaskSnapshot,
     TimeoutSnapshot,
 )
+from ._supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
+from ._task import TaskState
 from ._timeout import CallTimeoutError, Timeout, remaining, timeout, within
 from .events import EventBus, Listener
 
@@ -73,13 +76,19 @@ __all__ = [
     "Retry",
     "RetryOutcome",
     "RetrySnapshot",
+    "SupervisedTask",
+    "Supervisor",
+    "TaskSnapshot",
+    "TaskState",
     "Timeout",
     "TimeoutSnapshot",
     "__version__",
     "breaker",
     "bulkhead",
     "classify",
+    "current_task",
     "default_registry",
+    "default_supervisor",
     "events",
     "policy",
     "rate_limiter",
@@ -92,6 +101,7 @@ __all__ = [
     "retry_after_hint",
     "safe_call",
     "safe_call_async",
+    "supervise",
     "timeout",
     "within",
 ]

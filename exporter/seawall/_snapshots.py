@@ -169,3 +169,27 @@ class RegistrySnapshot:
     breakers: tuple[BreakerSnapshot, ...]
     retries: tuple[RetrySnapshot, ...]
     features: tuple[FeatureSnapshot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    """A supervised task (`seawall.supervise`). Timestamps are wall-clock epoch seconds, so
+    Prometheus can compare them with `time()`; `last_error_message` is redacted and bounded."""
+
+    name: str
+    state: str  # a TaskState value: starting, running, backing_off, failed, finished, stopped
+    critical: bool  # a permanent failure makes /health/ready unhealthy
+    restarts: int
+    restarts_by_error: dict[str, int] = field(default_factory=dict)  # by error class name
+    permanent_failures: int = 0
+    last_started_at: float | None = None
+    last_beat_at: float | None = None  # the last beat(), or the last start when beating is expected
+    heartbeat_timeout: float | None = None
+    next_restart_at: float | None = None  # while backing_off
+    last_error_type: str | None = None
+    last_error_message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data

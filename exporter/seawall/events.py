@@ -148,6 +148,27 @@ class RateLimiterBackendFailed:
     failure_policy: str  # "open" (admitted) or "closed" (rejected)
 
 
+@dataclass(frozen=True, slots=True)
+class TaskStateChanged:
+    """A supervised task moved between states (`seawall.TaskState` values: starting, running,
+    backing_off, failed, finished, stopped)."""
+
+    task: str
+    from_state: str
+    to_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """A supervised task raised; `will_restart` is False when it is now permanently failed."""
+
+    task: str
+    error_type: str
+    category: ErrorCategory
+    will_restart: bool
+    delay: float  # seconds until the restart (0 when none)
+
+
 Event: TypeAlias = (
     PrimitiveRegistered
     | BreakerStateChanged
@@ -164,6 +185,8 @@ Event: TypeAlias = (
     | BulkheadRejected
     | RateLimited
     | RateLimiterBackendFailed
+    | TaskStateChanged
+    | TaskFailed
 )
 
 
@@ -189,6 +212,8 @@ EVENT_TYPES: tuple[type, ...] = (
     BulkheadRejected,
     RateLimited,
     RateLimiterBackendFailed,
+    TaskStateChanged,
+    TaskFailed,
 )
 
 # Exceptions a listener may raise that must reach the caller: stopping the program or the task.

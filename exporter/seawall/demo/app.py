@@ -38,6 +38,7 @@ from .._timeout import CallTimeoutError, Timeout
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
+from .worker import DemoWorker
 
 __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
 
@@ -234,6 +235,22 @@ def require_json(request: Request) -> None:
         )
 
 
+async def chaos_body(request: Request) -> Any:
+    """A chaos request's JSON body: JSON only (`require_json`), at most 4 KiB, parsed."""
+    require_json(request)
+    raw = b""
+    async for chunk in request.stream():  # never buffer more than the limit
+        raw += chunk
+        if len(raw) > MAX_CHAOS_BODY:
+            raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
+    try:
+        return json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
+    except RecursionError:  # "[[[[...]]]]" 2,000 deep fits in 4 KiB
+        raise ApiError(422, "invalid_json", "the body is nested too deeply", field="body") from None
+
+
 def _setup_tracing(registry: Registry) -> Any | None:
     """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the provider to shut down."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and not os.environ.get(
@@ -261,6 +278,7 @@ def create_demo_app(
     feature_reset_timeout: float = 2.0,
     tracing: bool = True,
     stream_interval: float = 1.0,
+    worker_settings: dict[str, Any] | None = None,
 ) -> Starlette:
     """The demo app; `traffic_rate=0` turns the generator off (tests drive `app.state.demo` instead).
 
@@ -281,6 +299,7 @@ def create_demo_app(
         feature_reset_timeout=feature_reset_timeout,
         traffic_rate=traffic_rate,
     )
+    worker = DemoWorker(reg, **(worker_settings or {}))  # the supervised background task
 
     def guarded_call(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -297,6 +316,7 @@ def create_demo_app(
                 "health": "/health/ready",
                 "chaos": "/chaos",
                 "endpoints": ["/checkout", "/inventory/{sku}", "/recommendations"],
+                "worker": "/chaos/worker",
             }
         )
 
@@ -310,18 +330,7 @@ def create_demo_app(
             raise ApiError(
                 404, "unknown_dependency", f"dependencies are {', '.join(DEPENDENCIES)}", field="dependency"
             )
-        require_json(request)
-        raw = b""
-        async for chunk in request.stream():  # never buffer more than the limit
-            raw += chunk
-            if len(raw) > MAX_CHAOS_BODY:
-                raise ApiError(413, "payload_too_large", "the chaos body must be under 4 KiB", field="body")
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_json", "the body is not valid JSON", field="body") from None
-        except RecursionError:  # "[[[[...]]]]" 2,000 deep fits in 4 KiB
-            raise ApiError(422, "invalid_json", "the body is nested too deeply", field="body") from None
+        body = await chaos_body(request)
         try:
             chaos = item.dependency.update(body)
         except ChaosError as exc:
@@ -333,9 +342,11 @@ def create_demo_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         provider = _setup_tracing(reg) if tracing else None
         demo.start()
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             await demo.stop()
             if provider is not None:
                 await asyncio.to_thread(provider.shutdown)
@@ -346,6 +357,7 @@ def create_demo_app(
         Route("/inventory/{sku}", guarded(guarded_call("inventory")), methods=["GET"]),
         Route("/recommendations", guarded(guarded_call("recommendations")), methods=["GET"]),
         Route("/chaos", guarded(get_chaos), methods=["GET"]),
+        Route("/chaos/worker", guarded(worker.endpoint), methods=["GET", "POST"]),
         Route("/chaos/{dependency}", guarded(set_chaos), methods=["POST"]),
         *resilience_routes(
             registry=reg, prometheus_registry=prometheus_registry, stream_interval=stream_interval
@@ -359,6 +371,7 @@ def create_demo_app(
     )
     app.router.redirect_slashes = False  # its redirect trusts the Host header (see create_app)
     app.state.demo = demo
+    app.state.worker = worker
     app.state.registry = reg
     app.state.prometheus_registry = prometheus_registry
     return app

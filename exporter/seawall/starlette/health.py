@@ -3,9 +3,11 @@
 The rule (documented in docs/web.md):
 
 * **unhealthy** (HTTP 503): a critical check failed (raised, returned False, or timed out), or a
-  breaker named in `critical_breakers` is open or forced open;
+  breaker named in `critical_breakers` is open or forced open, or a critical supervised task
+  failed permanently;
 * **degraded** (HTTP 200): any breaker is open, half-open or forced open, any feature answers from
-  its fallback, or a non-critical check failed;
+  its fallback, a non-critical check failed, or a supervised task is restarting, has a stale
+  heartbeat or (not critical) failed permanently;
 * **healthy** (HTTP 200) otherwise.
 
 Degraded still answers 200 so a load balancer keeps sending traffic to an instance that is
@@ -25,6 +27,7 @@ import anyio.to_thread
 
 from .._enums import BreakerState
 from .._registry import Registry
+from .._task import heartbeat_stale
 
 __all__ = ["Check", "HealthChecker", "normalize_checks"]
 
@@ -120,14 +123,43 @@ class HealthChecker:
     """Computes the readiness verdict; cheap enough for 1,000 breakers (reads states, no snapshots)."""
 
     def __init__(
-        self, registry: Registry, checks: Iterable[Check] = (), critical_breakers: Iterable[str] = ()
+        self,
+        registry: Registry,
+        checks: Iterable[Check] = (),
+        critical_breakers: Iterable[str] = (),
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
+        self._wall = wall_clock  # compared with task heartbeats (epoch seconds)
         self.checks = tuple(checks)
         if isinstance(critical_breakers, str):
             raise TypeError(f"critical_breakers must be a collection of names, got {critical_breakers!r}")
         self.critical_breakers = frozenset(critical_breakers)
         self._running: set[str] = set()  # sync checks whose worker thread has not returned yet
+
+    def _tasks(self) -> tuple[dict[str, Any], bool, list[str]]:
+        """Supervised tasks: the summary, whether one makes the service unhealthy, and the reasons."""
+        now = self._wall()
+        summary: dict[str, Any] = {"total": 0, "failed": [], "restarting": [], "stale": []}
+        reasons: list[str] = []
+        unhealthy = False
+        for task in self.registry.items("task"):
+            snap = task.snapshot()
+            summary["total"] += 1
+            if snap.state == "failed":
+                summary["failed"].append(snap.name)
+                unhealthy = unhealthy or snap.critical
+                kind = "critical task" if snap.critical else "task"
+                reasons.append(f"{kind} {snap.name} failed permanently ({snap.last_error_type})")
+            elif snap.state == "backing_off":
+                summary["restarting"].append(snap.name)
+            elif heartbeat_stale(snap, now):
+                summary["stale"].append(snap.name)
+        if summary["restarting"]:
+            reasons.append(f"{len(summary['restarting'])} task(s) restarting")
+        if summary["stale"]:
+            reasons.append(f"{len(summary['stale'])} task(s) with a stale heartbeat")
+        return summary, unhealthy, reasons
 
     async def evaluate(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -158,6 +190,10 @@ class HealthChecker:
         if degraded_features:
             degraded = True
             reasons.append(f"{len(degraded_features)} feature(s) on fallback")
+        tasks, task_unhealthy, task_reasons = self._tasks()
+        unhealthy = unhealthy or task_unhealthy
+        degraded = degraded or bool(task_reasons)
+        reasons.extend(task_reasons)
         status = "unhealthy" if unhealthy else "degraded" if degraded else "healthy"
         return {
             "status": status,
@@ -168,5 +204,6 @@ class HealthChecker:
                 **{k: sorted(v) for k, v in by_state.items()},
             },
             "features": {"total": len(self.registry.features()), "on_fallback": sorted(degraded_features)},
+            "tasks": tasks,
             "response_time_ms": round((time.perf_counter() - start) * 1000, 3),
         }

@@ -123,6 +123,8 @@ def resilience_routes(
     stream_interval: float = 1.0,
     stream_max_seconds: float = 300.0,
     stream_max_clients: int = 100,
+    stream_send_timeout: float = 10.0,
+    stream_heartbeat: float = 5.0,
     include_error_messages: bool = False,
     status_cache_seconds: float = 0.5,
 ) -> list[BaseRoute]:
@@ -158,7 +160,12 @@ def resilience_routes(
     checker = HealthChecker(reg, normalize_checks(checks), critical_breakers)
     admin = AdminActions(reg, token, prometheus_registry)
     stream = SnapshotStream(
-        reg, interval=stream_interval, max_seconds=stream_max_seconds, max_streams=stream_max_clients
+        reg,
+        interval=stream_interval,
+        max_seconds=stream_max_seconds,
+        max_streams=stream_max_clients,
+        send_timeout=stream_send_timeout,
+        heartbeat=stream_heartbeat,
     )
     # Validated per request by a fingerprint of states (cache.py), never by a bus subscription:
     # a listener would make every breaker call build and deliver events.
@@ -210,6 +217,9 @@ def resilience_routes(
         items = views.recent_errors(reg, limit, include_error_messages)
         return _json({"limit": limit, "errors": items})
 
+    async def tasks(request: Request) -> Response:
+        return _json({"tasks": views.tasks_payload(reg, include_error_messages)})
+
     async def snapshot(request: Request) -> Response:
         return _json(views.registry_payload(reg))
 
@@ -236,6 +246,7 @@ def resilience_routes(
             name="seawall_feature_action",
         ),
         Route("/api/resilience/retries", guarded(retries), methods=["GET"], name="seawall_retries"),
+        Route("/api/resilience/tasks", guarded(tasks), methods=["GET"], name="seawall_tasks"),
         Route("/api/resilience/snapshot", guarded(snapshot), methods=["GET"], name="seawall_snapshot"),
         Route("/api/resilience/stream", stream, methods=["GET"], name="seawall_stream"),
     ]

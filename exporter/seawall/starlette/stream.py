@@ -4,8 +4,14 @@ A pure ASGI app rather than a StreamingResponse so that both ends are explicit a
 watches `receive()` for the client's disconnect, stops when the hub is closed (server shutdown; see
 `seawall.starlette.serve`, which closes hubs when uvicorn is asked to exit, because uvicorn waits
 for open responses before it runs the lifespan shutdown), and ends every stream after
-`max_seconds` (EventSource reconnects by itself, so a bounded stream costs the page nothing).
+`max_seconds` (the page reconnects by itself, so a bounded stream costs it nothing).
 One snapshot is built per interval and shared by every client.
+
+Every stream starts with `event: hello` naming the longest gap between two frames (`heartbeat`);
+between snapshots the server sends `event: heartbeat`, so the page can tell a dead connection from
+a quiet one. No send may hold a slot past its deadline: a client that stops reading (its TCP
+window full, so the server's `send()` blocks) is dropped after `send_timeout` seconds, or at the
+stream's end or the hub's close, whichever comes first. HEAD answers the headers at once.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -29,6 +37,12 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 _hubs: weakref.WeakSet[SnapshotStream] = weakref.WeakSet()
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+log = logging.getLogger("seawall.web")
 
 
 def close_all_streams() -> None:
@@ -49,6 +63,8 @@ class SnapshotStream:
         max_streams: int = 100,
         retry_ms: int = 2000,
         clock: Callable[[], float] = time.monotonic,
+        send_timeout: float = 10.0,
+        heartbeat: float = 5.0,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.05 <= interval <= 60:
             raise ValueError(f"stream_interval must be between 0.05 and 60 seconds, got {interval!r}")
@@ -60,6 +76,13 @@ class SnapshotStream:
         if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
             raise ValueError(f"stream_max_clients must be an int >= 1, got {max_streams!r}")
         self.max_streams = max_streams
+        for pname, value in (("stream_send_timeout", send_timeout), ("stream_heartbeat", heartbeat)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 300:
+                raise ValueError(f"{pname} must be between 0.05 and 300 seconds, got {value!r}")
+        self.send_timeout = float(send_timeout)
+        # The longest silence between two frames: snapshots every `interval`, heartbeats between.
+        self.heartbeat = min(self.interval, float(heartbeat))
+        self.dropped_slow_clients = 0
         self.retry_ms = int(retry_ms)
         self._clock = clock
         self._cached: tuple[float, bytes] | None = None
@@ -106,7 +129,34 @@ class SnapshotStream:
             self.registry.bus.report_error("web.stream", exc)
             return b'event: error\ndata: {"error_code":"snapshot_failed"}\n\n'
 
+    async def _deliver(self, send: Send, message: dict[str, Any], stop: asyncio.Event, until: float) -> bool:
+        """Send one message unless the client stops reading: False when the send did not finish
+        within `send_timeout`, by `until` (monotonic), or before `stop` was set."""
+        limit = max(0.05, min(self.send_timeout, until - time.monotonic()))  # a moment even at the end
+        sending = asyncio.ensure_future(send(message))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {sending, stopping}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+        if sending in done:
+            sending.result()  # an OSError from the transport reaches the caller
+            return True
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        return False
+
+    async def _head(self, send: Send) -> None:
+        """HEAD: the stream's headers and no body, at once (it must not hold a slot)."""
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "HEAD":
+            await self._head(send)
+            return
         if self._closed_flag:
             await self._refuse(send, "shutting_down", "the server is shutting down")
             return
@@ -126,36 +176,48 @@ class SnapshotStream:
 
         watcher = asyncio.create_task(watch())
         self.open_streams += 1
+        deadline = time.monotonic() + self.max_seconds
+        hello = json.dumps({"interval": self.interval, "heartbeat": self.heartbeat})
+        opening = f"retry: {self.retry_ms}\n\nevent: hello\ndata: {hello}\n\n".encode()
+        delivered = True
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
+            delivered = await self._deliver(
+                send,
+                {"type": "http.response.start", "status": 200, "headers": _HEADERS},
+                disconnected,
+                deadline,
+            ) and await self._deliver(
+                send,
+                {"type": "http.response.body", "body": opening, "more_body": True},
+                disconnected,
+                deadline,
             )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": f"retry: {self.retry_ms}\n\n".encode(),
-                    "more_body": True,
-                }
-            )
-            deadline = time.monotonic() + self.max_seconds
-            while not disconnected.is_set() and not self._closed_flag:
-                await send({"type": "http.response.body", "body": self._safe_frame(), "more_body": True})
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            last_snapshot = -math.inf
+            while delivered and not disconnected.is_set() and not self._closed_flag:
+                now = time.monotonic()
+                if now >= deadline:
                     break
+                if now - last_snapshot >= self.interval * 0.999:
+                    frame, last_snapshot = self._safe_frame(), now
+                else:
+                    frame = b"event: heartbeat\ndata: {}\n\n"
+                body = {"type": "http.response.body", "body": frame, "more_body": True}
+                delivered = await self._deliver(send, body, disconnected, deadline)
+                remaining = deadline - time.monotonic()
+                if not delivered or remaining <= 0:
+                    break
+                wait = min(self.heartbeat, self.interval - (time.monotonic() - last_snapshot), remaining)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(disconnected.wait(), timeout=min(self.interval, remaining))
-            if self._closed_flag or not watcher.done():
-                await send(
-                    {"type": "http.response.body", "body": b"event: bye\ndata: {}\n\n", "more_body": False}
+                    await asyncio.wait_for(disconnected.wait(), timeout=max(wait, 0.0))
+            if delivered and (self._closed_flag or not watcher.done()):
+                end = {"type": "http.response.body", "body": b"event: bye\ndata: {}\n\n", "more_body": False}
+                # A bounded last send: at most send_timeout, even past the deadline.
+                await self._deliver(send, end, asyncio.Event(), time.monotonic() + self.send_timeout)
+            elif not delivered and not watcher.done():
+                self.dropped_slow_clients += 1
+                log.warning(
+                    "seawall status stream: dropped a client that stopped reading for %.1fs",
+                    self.send_timeout,
                 )
         except OSError:
             pass  # the client went away between two frames

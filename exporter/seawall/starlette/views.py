@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._registry import Registry
+from .._task import heartbeat_stale
 
 __all__ = [
     "breakers_payload",
@@ -19,6 +20,7 @@ __all__ = [
     "recent_errors",
     "registry_payload",
     "retries_payload",
+    "tasks_payload",
 ]
 
 
@@ -93,6 +95,22 @@ def features_payload(registry: Registry) -> list[dict[str, Any]]:
     return [snapshot_dict(feature.snapshot()) for feature in registry.features()]
 
 
+def tasks_payload(registry: Registry, include_messages: bool = False) -> list[dict[str, Any]]:
+    """Supervised tasks, each with `stale`: running but silent for longer than its heartbeat timeout.
+    The last error's (redacted) message only when asked for, as for recent errors."""
+    now = time.time()
+    out = []
+    for task in registry.items("task"):
+        snap = task.snapshot()
+        data = snapshot_dict(snap)
+        data["state"] = str(snap.state)
+        data["stale"] = heartbeat_stale(snap, now)
+        if not include_messages:
+            del data["last_error_message"]
+        out.append(data)
+    return out
+
+
 def error_stats(registry: Registry) -> dict[str, Any]:
     """The aggregator's window statistics (total, by type/category/source, rate)."""
     return {key: _finite(value) for key, value in dict(registry.errors.stats()).items()}
@@ -118,6 +136,7 @@ def registry_payload(registry: Registry, recent: int = 10) -> dict[str, Any]:
         "breakers": breakers_payload(registry),
         "retries": retries_payload(registry),
         "features": features_payload(registry),
+        "tasks": tasks_payload(registry),
         "errors": error_stats(registry),
         "recent_errors": recent_errors(registry, recent),
     }

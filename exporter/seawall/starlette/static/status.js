@@ -17,12 +17,82 @@
   function fmt(n, digits) { return (n === null || n === undefined || isNaN(n)) ? "–" : n.toFixed(digits); }
   function total(calls) { var s = 0; for (var k in calls) s += calls[k]; return s; }
 
+  // Connection: connecting -> live; on error, a missed heartbeat or the server's "bye":
+  // reconnecting (next attempt after a fully jittered, capped exponential delay) -> live again;
+  // offline while the browser itself has no network. The page never reloads itself.
+  var BACKOFF_FIRST_MS = 500, BACKOFF_CAP_MS = 15000, CONNECT_TIMEOUT_MS = 10000;
+  var conn = { state: "connecting", attempt: 0, nextAt: 0, timer: null, watchdog: null, deadAfterMs: 5000 };
+
   function setConnection(state) {
+    conn.state = state;
     var badge = document.getElementById("connection");
+    var text = state, title = "the status stream is " + state;
+    if (state === "reconnecting") {
+      var wait = Math.max(0, Math.ceil((conn.nextAt - Date.now()) / 1000));
+      text = conn.timer ? "reconnecting · next try in " + wait + " s" : "reconnecting · trying now";
+      title = "attempt " + conn.attempt + "; retries back off up to " + BACKOFF_CAP_MS / 1000 + " s, with jitter";
+      badge.setAttribute("data-next-attempt", String(conn.nextAt));
+    } else if (state === "offline") {
+      title = "the browser reports no network; the page reconnects when it is back";
+    }
     badge.className = "badge " + state;
-    badge.textContent = state;
+    badge.textContent = text;
+    badge.title = title;
     badge.setAttribute("data-connection", state);
+    document.body.setAttribute("data-connection", state);
   }
+
+  function heard(es, timeoutMs) {
+    if (es !== source) return;
+    clearTimeout(conn.watchdog);
+    conn.watchdog = setTimeout(function () {
+      if (es !== source) return;
+      console.warn("seawall: no frame for " + timeoutMs + " ms; the stream is dead");
+      drop(false);
+    }, timeoutMs);
+  }
+
+  function drop(planned) {
+    clearTimeout(conn.watchdog);
+    if (source) { source.close(); source = null; }
+    if (navigator.onLine === false) { setConnection("offline"); return; }
+    if (!planned) conn.attempt += 1;
+    var bound = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * Math.pow(2, Math.max(0, conn.attempt - 1)));
+    var delay = planned ? 250 * Math.random() : bound * Math.random();   // full jitter
+    conn.nextAt = Date.now() + delay;
+    clearTimeout(conn.timer);
+    conn.timer = setTimeout(function () { conn.timer = null; connect(); }, delay);
+    setConnection("reconnecting");
+  }
+
+  function connect() {
+    clearTimeout(conn.timer);
+    conn.timer = null;
+    if (source) source.close();
+    if (navigator.onLine === false) { source = null; setConnection("offline"); return; }
+    var es = source = new EventSource("api/resilience/stream");
+    setConnection(conn.state === "connecting" ? "connecting" : "reconnecting");
+    heard(es, CONNECT_TIMEOUT_MS);
+    es.addEventListener("hello", function (event) {
+      try { conn.deadAfterMs = 2000 * JSON.parse(event.data).heartbeat + 1000; } catch (err) { /* keep */ }
+      heard(es, conn.deadAfterMs);
+    });
+    es.addEventListener("heartbeat", function () { heard(es, conn.deadAfterMs); });
+    es.addEventListener("snapshot", function (event) {
+      if (es !== source) return;
+      heard(es, conn.deadAfterMs);
+      conn.attempt = 0;
+      setConnection("live");
+      try { draw(JSON.parse(event.data)); } catch (err) { console.error("seawall: bad snapshot", err); }
+    });
+    // The server ends each stream after a while and on shutdown: reconnect at once (planned).
+    es.addEventListener("bye", function () { if (es === source) drop(true); });
+    es.addEventListener("error", function () { if (es === source) drop(false); });
+  }
+
+  setInterval(function () { if (conn.state === "reconnecting" && conn.timer) setConnection("reconnecting"); }, 500);
+  window.addEventListener("offline", function () { if (source) drop(false); else setConnection("offline"); });
+  window.addEventListener("online", function () { conn.attempt = 0; connect(); });
 
   function remember(store, name, t, sample) {
     var list = store[name] || (store[name] = []);
@@ -103,12 +173,28 @@
       stats.appendChild(stat("rejected/s", fmt(rejectRate, 1)));
       tile.appendChild(stats);
       tile.appendChild(sparkline(list));
-      var foot = "total " + total(calls) + " · rejected " + (calls.rejected || 0);
+      var foot = "calls " + total(calls) + " (rejected " + (calls.rejected || 0) + ")";
       if (b.retry_after !== null && b.retry_after !== undefined && b.state !== "closed")
         foot += " · probe in " + fmt(b.retry_after, 1) + " s";
       tile.appendChild(el("div", "foot", foot));
       box.appendChild(tile);
     });
+  }
+
+  var REASON_WORDS = { disabled: "off", circuit_open: "off", error: "error", stale: "stale" };
+
+  // Fallbacks by reason in the words of the note under the list: "off" ones never reached the
+  // breaker, which is why they do not add up to the breaker tile's calls.
+  function fallbackText(fallbacks) {
+    var by = {};
+    for (var reason in fallbacks) {
+      var word = REASON_WORDS[reason] || reason;
+      by[word] = (by[word] || 0) + fallbacks[reason];
+    }
+    var parts = ["off", "error", "stale"].filter(function (w) { return by[w]; }).map(function (w) {
+      return w + " " + by[w];
+    });
+    return parts.length ? " (" + parts.join(" · ") + ")" : "";
   }
 
   function drawFeatures(features) {
@@ -121,9 +207,43 @@
       item.setAttribute("data-enabled", f.enabled ? "true" : "false");
       item.appendChild(el("span", null, f.name + (f.manually_disabled ? " (switched off)" : "")));
       var fallbacks = total(f.fallbacks || {});
-      item.appendChild(el("span", "pill " + (f.enabled ? "on" : "off"),
-        (f.enabled ? "on" : "fallback") + " · " + fallbacks + " fallbacks"));
+      var pill = el("span", "pill " + (f.enabled ? "on" : "off"),
+        (f.enabled ? "on" : "fallback") + " · " + fallbacks + " fallbacks" + fallbackText(f.fallbacks || {}));
+      pill.title = "answers from the fallback; see the note below for why this differs from the breaker's calls";
+      item.appendChild(pill);
       list.appendChild(item);
+    });
+  }
+
+  function ago(epoch, now) {
+    if (epoch === null || epoch === undefined) return "–";
+    var s = Math.max(0, now - epoch);
+    return s < 120 ? Math.round(s) + " s ago" : Math.round(s / 60) + " min ago";
+  }
+
+  function drawTasks(tasks, now) {
+    var body = document.querySelector("#tasks tbody");
+    body.textContent = "";
+    if (!tasks.length) {
+      var row = el("tr", "empty");
+      var cell = el("td", null, "no supervised tasks");
+      cell.colSpan = 5;
+      row.appendChild(cell);
+      body.appendChild(row);
+      return;
+    }
+    tasks.forEach(function (t) {
+      var row = el("tr");
+      row.setAttribute("data-task", t.name);
+      row.setAttribute("data-state", t.state);
+      row.setAttribute("data-stale", t.stale ? "true" : "false");
+      var state = t.state.replace("_", " ");
+      if (t.state === "backing_off" && t.next_restart_at) state += " · restart in " + fmt(Math.max(0, t.next_restart_at - now), 1) + " s";
+      if (t.critical) state += " · critical";
+      var error = t.last_error_type ? t.last_error_type + (t.last_error_message ? ": " + t.last_error_message : "") : "–";
+      var beat = t.heartbeat_timeout && t.state === "running" ? (t.stale ? "stale, " : "") + ago(t.last_beat_at, now) : "–";
+      [t.name, state, String(t.restarts), error, beat].forEach(function (v) { row.appendChild(el("td", null, v)); });
+      body.appendChild(row);
     });
   }
 
@@ -183,29 +303,17 @@
     drawBreakers(breakers, t);
     drawFeatures(snapshot.features || []);
     drawRetries(snapshot.retries || [], t);
+    drawTasks(snapshot.tasks || [], t);
     drawErrors(snapshot.errors, snapshot.recent_errors);
     var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
+    var tasks = snapshot.tasks || [];
+    var failed = tasks.filter(function (k) { return k.state === "failed"; }).length;
     document.getElementById("summary").textContent = breakers.length + " breakers, " + open +
       " not closed · " + (snapshot.features || []).length + " features, " + off + " on fallback · " +
+      (tasks.length ? tasks.length + (tasks.length === 1 ? " task, " : " tasks, ") + failed + " failed · " : "") +
       "updated " + new Date(t * 1000).toLocaleTimeString();
     document.body.setAttribute("data-updated", String(t));
-  }
-
-  function connect() {
-    if (source) source.close();
-    source = new EventSource("api/resilience/stream");
-    source.addEventListener("open", function () { setConnection("live"); });
-    source.addEventListener("snapshot", function (event) {
-      setConnection("live");
-      try { draw(JSON.parse(event.data)); } catch (err) { console.error("seawall: bad snapshot", err); }
-    });
-    // The server ends each stream after a while (and on shutdown); EventSource reconnects by itself.
-    source.addEventListener("bye", function () { setConnection("reconnecting"); });
-    source.addEventListener("error", function () {
-      setConnection("reconnecting");
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
-    });
   }
 
   document.addEventListener("DOMContentLoaded", connect);
