@@ -31,12 +31,17 @@ from .._registry import Registry, default_registry
 from ..events import (
     BreakerCallRejected,
     BreakerStateChanged,
+    BulkheadRejected,
+    CallTimedOut,
     Event,
     FallbackUsed,
     FeatureToggled,
+    RateLimited,
+    RateLimiterBackendFailed,
     RetryAttemptFinished,
     RetryAttemptStarted,
     RetryCompleted,
+    TaskFailed,
 )
 from ._metrics import OtelMetricsInstrumentation, instrument_metrics
 from ._otlp import PROTOCOLS, OTLPExportError, configure_otlp
@@ -77,6 +82,11 @@ TRACED_EVENTS = (
     BreakerStateChanged,
     FallbackUsed,
     FeatureToggled,
+    CallTimedOut,
+    BulkheadRejected,
+    RateLimited,
+    RateLimiterBackendFailed,
+    TaskFailed,
 )
 
 
@@ -99,6 +109,11 @@ class OtelInstrumentation:
             BreakerStateChanged: self._on_state_changed,
             FallbackUsed: self._on_fallback,
             FeatureToggled: self._on_feature_toggled,
+            CallTimedOut: self._on_timed_out,
+            BulkheadRejected: self._on_bulkhead_rejected,
+            RateLimited: self._on_rate_limited,
+            RateLimiterBackendFailed: self._on_backend_failed,
+            TaskFailed: self._on_task_failed,
         }
         self.listener = self._make_listener()
         self._unsubscribe = (
@@ -232,6 +247,60 @@ class OtelInstrumentation:
                 "seawall.feature.name": event.feature,
                 "seawall.feature.enabled": event.enabled,
                 "seawall.feature.reason": event.reason,
+            },
+        )
+
+    def _on_timed_out(self, event: CallTimedOut) -> None:
+        self._annotate(
+            "seawall.timeout",
+            {
+                "seawall.timeout.name": event.timeout,
+                "seawall.timeout.seconds": event.seconds,
+                "seawall.timeout.elapsed": event.elapsed,
+                "seawall.timeout.cancelled": event.cancelled,
+                "error.type": "CallTimeoutError",
+            },
+        )
+
+    def _on_bulkhead_rejected(self, event: BulkheadRejected) -> None:
+        self._annotate(
+            "seawall.bulkhead.rejected",
+            {
+                "seawall.bulkhead.name": event.bulkhead,
+                "seawall.bulkhead.max_concurrent": event.max_concurrent,
+                "seawall.bulkhead.waited": event.waited,
+            },
+        )
+
+    def _on_rate_limited(self, event: RateLimited) -> None:
+        attributes: dict[str, Any] = {
+            "seawall.rate_limiter.name": event.limiter,
+            "seawall.rate_limiter.backend": event.backend,
+        }
+        if event.retry_after is not None:
+            attributes["seawall.rate_limiter.retry_after"] = event.retry_after
+        self._annotate("seawall.rate_limiter.rejected", attributes)
+
+    def _on_backend_failed(self, event: RateLimiterBackendFailed) -> None:
+        self._annotate(
+            "seawall.rate_limiter.backend_failed",
+            {
+                "seawall.rate_limiter.name": event.limiter,
+                "seawall.rate_limiter.backend": event.backend,
+                "seawall.rate_limiter.failure_policy": event.failure_policy,
+                "error.type": event.error_type,
+            },
+        )
+
+    def _on_task_failed(self, event: TaskFailed) -> None:
+        self._annotate(
+            "seawall.task.failed",
+            {
+                "seawall.task.name": event.task,
+                "seawall.task.will_restart": event.will_restart,
+                "seawall.task.restart_delay": event.delay,
+                "seawall.error.category": event.category.value,
+                "error.type": event.error_type,
             },
         )
 
