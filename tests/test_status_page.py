@@ -153,6 +153,10 @@ def test_tile_turns_open_when_its_dependency_fails(demo: Server, page: Any, tmp_
     assert tile.locator(".state").inner_text().lower() == "open"
     assert page.locator('.tile[data-breaker="inventory"]').get_attribute("data-state") == "closed"
     assert page.locator('#features li[data-feature="payments"]').count() == 1
+    # the demo's timeouts, bulkheads and rate limiter have their rows; breaker tiles show latency
+    assert page.locator('#limits tr[data-limit="bulkhead:payments"]').count() == 1
+    assert page.locator('#limits tr[data-limit="rate limiter:payments"]').count() == 1
+    assert "p99" in page.locator('.tile[data-breaker="inventory"] .foot').inner_text()
     assert errors == []
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._registry import Registry
+from .._snapshots import HistogramSnapshot
 from .._task import heartbeat_stale
 
 __all__ = [
@@ -77,9 +78,11 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
         ]
     elif transitions is not None:
         data["transitions"] = []
-    durations = data.get("durations")
-    if durations is not None:
-        data["durations"] = {outcome: hist.to_dict() for outcome, hist in durations.items()}
+    for name, value in data.items():
+        if isinstance(value, HistogramSnapshot):  # a timeout's durations, a bulkhead's waits
+            data[name] = value.to_dict()
+        elif name == "durations" and isinstance(value, dict):  # a breaker's, by outcome
+            data[name] = {outcome: hist.to_dict() for outcome, hist in value.items()}
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
@@ -111,6 +114,14 @@ def tasks_payload(registry: Registry, include_messages: bool = False) -> list[di
     return out
 
 
+def limits_payload(registry: Registry) -> dict[str, list[dict[str, Any]]]:
+    """Timeouts, bulkheads and rate limiters, by kind (durations and waits as count/sum/p50/p99)."""
+    return {
+        kind: [snapshot_dict(item.snapshot()) for item in registry.items(kind)]
+        for kind in ("timeout", "bulkhead", "rate_limiter")
+    }
+
+
 def error_stats(registry: Registry) -> dict[str, Any]:
     """The aggregator's window statistics (total, by type/category/source, rate)."""
     return {key: _finite(value) for key, value in dict(registry.errors.stats()).items()}
@@ -137,6 +148,7 @@ def registry_payload(registry: Registry, recent: int = 10) -> dict[str, Any]:
         "retries": retries_payload(registry),
         "features": features_payload(registry),
         "tasks": tasks_payload(registry),
+        "limits": limits_payload(registry),
         "errors": error_stats(registry),
         "recent_errors": recent_errors(registry, recent),
     }

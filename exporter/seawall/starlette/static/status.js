@@ -174,6 +174,8 @@
       tile.appendChild(stats);
       tile.appendChild(sparkline(list));
       var foot = "calls " + total(calls) + " (rejected " + (calls.rejected || 0) + ")";
+      var ok = (b.durations || {}).success;
+      if (ok && ok.count) foot += " · p50 " + ms(ok.p50) + " · p99 " + ms(ok.p99);
       if (b.retry_after !== null && b.retry_after !== undefined && b.state !== "closed")
         foot += " · probe in " + fmt(b.retry_after, 1) + " s";
       tile.appendChild(el("div", "foot", foot));
@@ -219,6 +221,49 @@
     if (epoch === null || epoch === undefined) return "–";
     var s = Math.max(0, now - epoch);
     return s < 120 ? Math.round(s) + " s ago" : Math.round(s / 60) + " min ago";
+  }
+
+  function ms(seconds) {
+    return seconds === null || seconds === undefined ? "–" : fmt(seconds * 1000, seconds < 0.01 ? 1 : 0) + " ms";
+  }
+
+  function drawLimits(limits) {
+    var body = document.querySelector("#limits tbody");
+    body.textContent = "";
+    var rows = [];
+    (limits.timeout || []).forEach(function (x) {
+      var c = x.calls || {};
+      rows.push(["timeout", x.name, (c.success || 0) + (c.failure || 0), (c.timed_out || 0) + " timed out",
+        fmt(x.seconds, 1) + " s budget", "p99 " + ms((x.durations || {}).p99)]);
+    });
+    (limits.bulkhead || []).forEach(function (x) {
+      var c = x.calls || {};
+      rows.push(["bulkhead", x.name, c.admitted || 0, (c.rejected || 0) + " rejected",
+        x.in_flight + " / " + x.max_concurrent + " in flight" + (x.waiting ? ", " + x.waiting + " waiting" : ""),
+        "wait p99 " + ms((x.wait || {}).p99)]);
+    });
+    (limits.rate_limiter || []).forEach(function (x) {
+      var c = x.calls || {};
+      var budget = fmt(x.rate, 0) + " / " + fmt(x.per, 0) + " s";
+      var tokens = x.available_tokens === null || x.available_tokens === undefined
+        ? x.backend + (x.backend_up ? "" : " down, failing " + x.failure_policy)
+        : fmt(x.available_tokens, 1) + " tokens left";
+      rows.push(["rate limiter", x.name, c.admitted || 0, (c.rejected || 0) + " rejected", budget, tokens]);
+    });
+    if (!rows.length) {
+      var row = el("tr", "empty");
+      var cell = el("td", null, "no timeouts, bulkheads or rate limiters");
+      cell.colSpan = 6;
+      row.appendChild(cell);
+      body.appendChild(row);
+      return;
+    }
+    rows.forEach(function (values) {
+      var row = el("tr");
+      row.setAttribute("data-limit", values[0] + ":" + values[1]);
+      values.forEach(function (v) { row.appendChild(el("td", null, String(v))); });
+      body.appendChild(row);
+    });
   }
 
   function drawTasks(tasks, now) {
@@ -304,6 +349,7 @@
     drawFeatures(snapshot.features || []);
     drawRetries(snapshot.retries || [], t);
     drawTasks(snapshot.tasks || [], t);
+    drawLimits(snapshot.limits || {});
     drawErrors(snapshot.errors, snapshot.recent_errors);
     var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
