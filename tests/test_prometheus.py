@@ -74,9 +74,15 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
         seawall.Retry(f"r{i}", attempts=2, sleep=lambda s: None, clock=clock, registry=registry)
         for i in range(3)
     ]
+    features = [
+        seawall.Feature(
+            f"f{i}", fallback=0, failure_threshold=2, reset_timeout=5, clock=clock, registry=registry
+        )
+        for i in range(3)
+    ]
     seen: list[object] = []
     for kind, index in ops:
-        breaker, retry = breakers[index], retries[index % 3]
+        breaker, retry, feature = breakers[index], retries[index % 3], features[index % 3]
         if kind == "ok":
             call(breaker, lambda: 1)
         elif kind == "fail":
@@ -93,13 +99,22 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
             breaker.disable()
         elif kind == "retry_ok":
             call(retry, lambda: 1)
-        else:
+        elif kind == "retry_fail":
             call(retry, boom)
+        elif kind == "feature_ok":
+            call(feature, lambda: 1)
+        elif kind == "feature_fail":
+            call(feature, boom)
+        elif feature.manually_disabled:
+            feature.enable()
+        else:
+            feature.disable()
     before = [b.snapshot() for b in breakers]
     unsubscribe = registry.bus.subscribe(seen.append)
     found = scrape(prom)
     unsubscribe()
     assert seen == [], "a scrape published events"
+    assert [f.snapshot().enabled for f in features] == [f.enabled for f in features]
     assert [b.snapshot().state for b in breakers] == [snap.state for snap in before], "a scrape moved a state"
     # b0 and b1 have their own series; b2 and b3 are folded into _other
     groups = {"b0": before[:1], "b1": before[1:2], OTHER: before[2:]}
@@ -126,6 +141,17 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
             assert got == sum(snap.calls[outcome.value] for snap in snaps)
         got = get(found, "seawall_retries_total", retry=label, error_type="OSError")
         assert (got or 0) == sum(snap.retries_by_error.get("OSError", 0) for snap in snaps)
+    feature_snaps = [f.snapshot() for f in features]
+    for label, fsnaps in {
+        "f0": feature_snaps[:1],
+        "f1": feature_snaps[1:2],
+        OTHER: feature_snaps[2:],
+    }.items():
+        enabled = min(1.0 if snap.enabled else 0.0 for snap in fsnaps)
+        assert get(found, "seawall_feature_enabled", feature=label) == enabled
+        for reason in seawall.FallbackReason:
+            got = get(found, "seawall_fallbacks_total", feature=label, reason=reason.value)
+            assert got == sum(snap.fallbacks[reason.value] for snap in fsnaps)
     instrumentation.close()
 
 

@@ -458,6 +458,27 @@ def test_metrics_text_and_openmetrics(client: TestClient, registry: seawall.Regi
     assert om.text.rstrip().endswith("# EOF")
 
 
+def test_metrics_odd_accept_is_the_text_format_not_a_500(
+    app_client: TestClient, registry: seawall.Registry
+) -> None:
+    """Issue 9: `version=abc` was a 500 and each one counted as the service's error."""
+    for accept in ("application/openmetrics-text; version=abc", "application/openmetrics-text;q=x", ";;=,"):
+        response = app_client.get("/metrics", headers={"accept": accept})
+        assert response.status_code == 200, accept
+        assert response.headers["content-type"].startswith("text/plain")
+    assert registry.errors.stats()["total_errors"] == 0
+
+
+def test_metrics_gzip_for_prometheus(client: TestClient) -> None:
+    response = client.get(
+        "/metrics",
+        headers={"accept": "application/openmetrics-text; version=1.0.0", "accept-encoding": "gzip"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text.rstrip().endswith("# EOF")  # httpx decoded it
+
+
 def test_routes_can_be_mounted_without_metrics(registry: seawall.Registry) -> None:
     from starlette.applications import Starlette
 
