@@ -27,6 +27,7 @@ from seawall.events import (
     RetryAttemptFinished,
     RetryAttemptStarted,
     RetryCompleted,
+    RetryGaveUp,
 )
 
 S = seawall.BreakerState
@@ -109,6 +110,7 @@ def test_breaker_and_retry_span_events(
         bus.publish(BreakerCallRejected("db", S.OPEN, 12.5))
         bus.publish(FallbackUsed("recs", seawall.FallbackReason.CIRCUIT_OPEN, None))
         bus.publish(RetryCompleted("fetch", seawall.RetryOutcome.FAILED_WITH_RETRY, 3, 1.0, "TimeoutError"))
+        bus.publish(RetryGaveUp("fetch", seawall.RetryOutcome.FAILED_WITH_RETRY, 3, "TimeoutError"))
         bus.publish(RetryCompleted("fetch", seawall.RetryOutcome.SUCCESS_WITHOUT_RETRY, 1, 1.0, None))
     (caller,) = exporter.get_finished_spans()
     events = [(e.name, dict(e.attributes)) for e in caller.events]

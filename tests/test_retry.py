@@ -12,7 +12,7 @@ import pytest
 import seawall
 from conftest import FakeClock
 from seawall import ErrorAggregator, ErrorCategory, Registry, Retry, RetryOutcome
-from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
 
 def flaky(failures: list[BaseException], result: Any = "ok") -> Callable[[], Any]:
@@ -210,7 +210,7 @@ def test_events_on_cancellation_close_attempt() -> None:
     reg.bus.subscribe(log.append)
     with pytest.raises(KeyboardInterrupt):
         r.call(flaky([KeyboardInterrupt()]))
-    assert [type(e) for e in log] == [RetryAttemptStarted, RetryAttemptFinished, RetryCompleted]
+    assert [type(e) for e in log] == [RetryAttemptStarted, RetryAttemptFinished, RetryCompleted, RetryGaveUp]
 
 
 def test_failed_attempts_recorded_in_aggregator() -> None:

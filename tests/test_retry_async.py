@@ -11,7 +11,7 @@ import pytest
 import seawall
 from conftest import FakeClock
 from seawall import Registry, Retry, RetryOutcome
-from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
 
 def no_sync_sleep(seconds: float) -> None:
@@ -151,5 +151,5 @@ def test_events_on_cancellation() -> None:
     reg.bus.subscribe(log.append)
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(r.call_async(Flaky([asyncio.CancelledError()])))
-    assert [type(e) for e in log] == [RetryAttemptStarted, RetryAttemptFinished, RetryCompleted]
+    assert [type(e) for e in log] == [RetryAttemptStarted, RetryAttemptFinished, RetryCompleted, RetryGaveUp]
     assert log[-1].outcome is RetryOutcome.FAILED_WITHOUT_RETRY  # type: ignore[union-attr]

@@ -53,6 +53,9 @@ class _Bucket:
         self.category = {}
 
 
+TOTALS_PER_KEY = 5  # distinct (source, type, category) totals kept per max_keys
+
+
 class ErrorAggregator:
     """Counts errors over a sliding window (a ring of buckets) and keeps the most recent ones.
 
@@ -101,11 +104,10 @@ class ErrorAggregator:
         self._lock = threading.Lock()
         # acquire/release rather than `with`: the context manager protocol costs as much again.
         self._acquire, self._release = self._lock.acquire, self._lock.release
-        # Totals since creation by (source, error_type, category), what exporters read; bounded
-        # like the buckets: past max_keys distinct sources or types, new ones count as "_other".
+        # Totals since creation by (source, error_type, category), what exporters read; bounded:
+        # past `TOTALS_PER_KEY * max_keys` distinct triples, new ones count as ("_other", "_other").
         self._totals: dict[tuple[str, str, ErrorCategory], int] = {}
-        self._total_sources: set[str] = set()
-        self._total_types: set[str] = set()
+        self._max_totals = TOTALS_PER_KEY * max_keys
         self._recorded = None if registry is None else registry.bus.channel(ErrorRecorded)
         if registry is not None:
             registry.add_aggregator(self)
@@ -163,12 +165,16 @@ class ErrorAggregator:
                 counts[_OTHER] = counts.get(_OTHER, 0) + 1
             cats = bucket.category
             cats[category] = cats.get(category, 0) + 1
-            key = (
-                _bounded(source, self._total_sources, cap),
-                _bounded(error_type, self._total_types, cap),
-                category,
-            )
-            self._totals[key] = self._totals.get(key, 0) + 1
+            totals = self._totals
+            key = (source, error_type, category)
+            n = totals.get(key)
+            if n is not None:
+                totals[key] = n + 1
+            elif len(totals) < self._max_totals:
+                totals[key] = 1
+            else:
+                key = (_OTHER, _OTHER, category)
+                totals[key] = totals.get(key, 0) + 1
         finally:
             self._release()
         recorded = self._recorded
@@ -233,16 +239,6 @@ class ErrorAggregator:
             for bucket in self._ring:
                 bucket.start = -1
             self._recent.clear()
-
-
-def _bounded(value: str, seen: set[str], cap: int) -> str:
-    """`value` while fewer than `cap` distinct values were seen (lock held), else "_other"."""
-    if value in seen:
-        return value
-    if len(seen) < cap:
-        seen.add(value)
-        return value
-    return _OTHER
 
 
 def _message(exc: BaseException, error_type: str) -> str:

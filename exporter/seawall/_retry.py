@@ -24,7 +24,7 @@ from ._classify import classify, retry_after_hint, to_category
 from ._enums import ErrorCategory, RetryOutcome
 from ._registry import Registry, default_registry
 from ._snapshots import RetrySnapshot
-from .events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from .events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,6 +143,9 @@ class Retry:
         self._on_started = bus.channel(RetryAttemptStarted)
         self._on_finished = bus.channel(RetryAttemptFinished)
         self._on_completed = bus.channel(RetryCompleted)
+        self._on_gave_up = bus.channel(RetryGaveUp)
+        # Frozen events can be shared: the first attempts' announcements are built once.
+        self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
         self._registry.add(self)
 
     @property
@@ -233,6 +236,8 @@ class Retry:
             self._on_completed.publish(
                 RetryCompleted(self._name, outcome, attempt, self._clock() - start, type(exc).__name__)
             )
+        if self._on_gave_up.listeners:
+            self._on_gave_up.publish(RetryGaveUp(self._name, outcome, attempt, type(exc).__name__))
 
     def _abort(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> None:
         """Cancellation or another BaseException: never retried, but the attempt span is closed."""
@@ -246,7 +251,11 @@ class Retry:
 
     def _announce(self, attempt: int) -> None:
         if self._on_started.listeners:
-            self._on_started.publish(RetryAttemptStarted(self._name, attempt))
+            started = self._started
+            event = (
+                started[attempt - 1] if attempt <= len(started) else RetryAttemptStarted(self._name, attempt)
+            )
+            self._on_started.publish(event)
 
     # -- sync ---------------------------------------------------------------------------------
 

@@ -86,6 +86,17 @@ class RetryCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryGaveUp:
+    """A retried operation failed for good (published besides `RetryCompleted`, for listeners that
+    care only about failures, such as the tracer's `seawall.retry.gave_up` span event)."""
+
+    retry: str
+    outcome: RetryOutcome  # failed_without_retry or failed_with_retry
+    attempts: int
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorRecorded:
     source: str
     error_type: str
@@ -177,6 +188,7 @@ Event: TypeAlias = (
     | RetryAttemptStarted
     | RetryAttemptFinished
     | RetryCompleted
+    | RetryGaveUp
     | ErrorRecorded
     | FeatureToggled
     | FallbackUsed
@@ -204,6 +216,7 @@ EVENT_TYPES: tuple[type, ...] = (
     RetryAttemptStarted,
     RetryAttemptFinished,
     RetryCompleted,
+    RetryGaveUp,
     ErrorRecorded,
     FeatureToggled,
     FallbackUsed,

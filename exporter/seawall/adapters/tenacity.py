@@ -31,7 +31,7 @@ from .._classify import classify
 from .._enums import ErrorCategory, RetryOutcome
 from .._registry import Registry, default_registry
 from .._snapshots import RetrySnapshot
-from ..events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted
+from ..events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
 __all__ = ["RETRYABLE_RESULT", "TenacityRetry", "instrument_retrying", "is_instrumented"]
 
@@ -73,6 +73,7 @@ class TenacityRetry:
         self.started = bus.channel(RetryAttemptStarted)
         self.finished = bus.channel(RetryAttemptFinished)
         self.completed = bus.channel(RetryCompleted)
+        self.gave_up = bus.channel(RetryGaveUp)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -272,6 +273,8 @@ class _Call:
             stats.completed.publish(
                 RetryCompleted(stats.name, outcome, max(1, self.attempt), duration, error_type)
             )
+        if error_type is not None and stats.gave_up.listeners:
+            stats.gave_up.publish(RetryGaveUp(stats.name, outcome, max(1, self.attempt), error_type))
 
 
 def _error_type(state: tenacity.RetryCallState, owner: Any) -> str | None:

@@ -26,7 +26,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
 
-from .._enums import RetryOutcome
 from .._registry import Registry, default_registry
 from ..events import (
     BreakerCallRejected,
@@ -40,7 +39,7 @@ from ..events import (
     RateLimiterBackendFailed,
     RetryAttemptFinished,
     RetryAttemptStarted,
-    RetryCompleted,
+    RetryGaveUp,
     TaskFailed,
 )
 from ._metrics import OtelMetricsInstrumentation, instrument_metrics
@@ -58,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger("seawall")
 
-_FAILED = (RetryOutcome.FAILED_WITH_RETRY, RetryOutcome.FAILED_WITHOUT_RETRY)
 _ERROR = Status(StatusCode.ERROR)
 
 
@@ -77,7 +75,7 @@ class _Open(NamedTuple):
 TRACED_EVENTS = (
     RetryAttemptStarted,
     RetryAttemptFinished,
-    RetryCompleted,
+    RetryGaveUp,
     BreakerCallRejected,
     BreakerStateChanged,
     FallbackUsed,
@@ -114,6 +112,7 @@ class OtelInstrumentation:
             RateLimited: self._on_rate_limited,
             RateLimiterBackendFailed: self._on_backend_failed,
             TaskFailed: self._on_task_failed,
+            RetryGaveUp: self._on_gave_up,
         }
         self.listener = self._make_listener()
         self._unsubscribe = (
@@ -127,8 +126,7 @@ class OtelInstrumentation:
         An attempt span is made current (attached) even when it is not sampled, so the attempt's
         own spans inherit that decision instead of starting traces of their own."""
         dispatch, names, open_spans, tracer = self._dispatch, self._names, self._open, self.tracer
-        started, finished, completed = RetryAttemptStarted, RetryAttemptFinished, RetryCompleted
-        on_completed = self._on_retry_completed
+        started, finished = RetryAttemptStarted, RetryAttemptFinished
         attach, detach, in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
         error = _ERROR
 
@@ -176,9 +174,6 @@ class OtelInstrumentation:
                         )
                 span.end()
                 detach(node.token)  # type: ignore[arg-type]
-            elif cls is completed:
-                if event.outcome in _FAILED:  # type: ignore[union-attr,operator]
-                    on_completed(event)  # type: ignore[arg-type]
             else:
                 handler = dispatch.get(cls)
                 if handler is not None:
@@ -198,17 +193,16 @@ class OtelInstrumentation:
         if span.is_recording():
             span.add_event(name, attributes)
 
-    def _on_retry_completed(self, event: RetryCompleted) -> None:
-        if event.outcome in _FAILED:  # a success adds nothing to the caller's span
-            self._annotate(
-                "seawall.retry.gave_up",
-                {
-                    "seawall.retry.name": event.retry,
-                    "seawall.retry.outcome": event.outcome.value,
-                    "seawall.retry.attempts": event.attempts,
-                    "error.type": event.error_type or "_OTHER",
-                },
-            )
+    def _on_gave_up(self, event: RetryGaveUp) -> None:
+        self._annotate(
+            "seawall.retry.gave_up",
+            {
+                "seawall.retry.name": event.retry,
+                "seawall.retry.outcome": event.outcome.value,
+                "seawall.retry.attempts": event.attempts,
+                "error.type": event.error_type,
+            },
+        )
 
     def _on_rejected(self, event: BreakerCallRejected) -> None:
         self._annotate(
