@@ -411,5 +411,7 @@ class BreakerStateMachine:
                     "ignored": self._ignored,
                 },
                 transitions=dict(self._transitions),
-                durations={} if durations is None else outcome_snapshots(durations),
+                durations={}
+                if durations is None
+                else outcome_snapshots(durations, skip_empty=(self._failed == 0, self._ignored == 0)),
             )

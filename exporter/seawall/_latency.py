@@ -106,10 +106,20 @@ class DurationHistogram:
             return HistogramSnapshot(self.bounds, counts, self._sum, sum(counts))
 
 
-def outcome_snapshots(durations: Mapping[Any, DurationHistogram]) -> dict[str, HistogramSnapshot]:
+def outcome_snapshots(
+    durations: Mapping[Any, DurationHistogram], skip_empty: tuple[bool, bool] = (False, False)
+) -> dict[str, HistogramSnapshot]:
     """Histograms by call outcome for a snapshot: success always (its series exist from the start),
-    the others once they happened. Keys are the outcomes' values (`"success"`, ...)."""
-    snapshots = {
-        str(getattr(outcome, "value", outcome)): hist.snapshot() for outcome, hist in durations.items()
-    }
-    return {name: snap for name, snap in snapshots.items() if snap.count or name == "success"}
+    failure and ignored once they happened. Keys are the outcomes' values (`"success"`, ...).
+    `skip_empty` (failure, ignored): the caller already knows those never happened, so their
+    histograms need not be read."""
+    out: dict[str, HistogramSnapshot] = {}
+    skip = {"failure": skip_empty[0], "ignored": skip_empty[1]}
+    for outcome, hist in durations.items():
+        name = str(getattr(outcome, "value", outcome))
+        if skip.get(name, False):
+            continue
+        snap = hist.snapshot()
+        if snap.count or name == "success":
+            out[name] = snap
+    return out
