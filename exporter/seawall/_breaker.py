@@ -3,8 +3,7 @@
 `CircuitBreaker` is what users touch: the ways to call through it (decorator, `call`,
 `call_async`, context managers), manual control and views. The state machine, its counts and its
 lock live in `BreakerStateMachine` (`_breaker_state`); every way to call goes through the
-machine's `enter` / `start` / `succeeded` / `failed` / `cancelled`, so there is one copy of the
-bookkeeping.
+machine's `enter` / `succeeded` / `failed` / `cancelled`, so there is one copy of the bookkeeping.
 """
 
 from __future__ import annotations
@@ -113,60 +112,61 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `fn(*args, **kwargs)` through the breaker."""
-        machine = self._machine
-        token = machine.enter()
-        start = machine.start()
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            machine.failed(token, start, exc)
-            raise
-        except BaseException:
-            machine.cancelled(token)
-            raise
-        machine.succeeded(token, start)
-        return result
+        return self._guard(fn)(*args, **kwargs)
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn(*args, **kwargs)` through the breaker."""
-        machine = self._machine
-        token = machine.enter()
-        start = machine.start()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            machine.failed(token, start, exc)
-            raise
-        except BaseException:
-            machine.cancelled(token)
-            raise
-        machine.succeeded(token, start)
-        return result
+        return await self._guard_async(fn)(*args, **kwargs)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or `async def` function; the wrapper keeps its name and signature."""
         if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
             async_fn = cast(Callable[P, Awaitable[Any]], fn)
+            return cast(Callable[P, R], functools.wraps(fn)(self._guard_async(async_fn)))
+        return functools.wraps(fn)(self._guard(fn))
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(async_fn, *args, **kwargs)
+    # The one body of a guarded call, as a closure over `fn`: the decorator's wrapper is this body
+    # itself (one frame per call), and `call` / `call_async` run it too.
 
-            return cast(Callable[P, R], async_wrapper)
+    def _guard(self, fn: Callable[P, R]) -> Callable[P, R]:
+        machine = self._machine
 
-        call = self.call
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            token, start = machine.enter()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                machine.failed(token, start, exc)
+                raise
+            except BaseException:
+                machine.cancelled(token)
+                raise
+            machine.succeeded(token, start)
+            return result
 
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
+        return guarded
 
-        return wrapper
+    def _guard_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        machine = self._machine
+
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            token, start = machine.enter()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                machine.failed(token, start, exc)
+                raise
+            except BaseException:
+                machine.cancelled(token)
+                raise
+            machine.succeeded(token, start)
+            return result
+
+        return guarded
 
     def __enter__(self) -> CircuitBreaker:
-        machine = self._machine
-        token = machine.enter()
-        _active.set((*_active.get(), (self, token, machine.start())))
+        token, start = self._machine.enter()
+        _active.set((*_active.get(), (self, token, start)))
         return self
 
     def __exit__(

@@ -206,12 +206,13 @@ class BreakerStateMachine:
 
     # -- admission and outcomes ------------------------------------------------------------------
 
-    def enter(self) -> int:
-        """Admit a call and return its token (gen, or ~gen for a half-open probe), or raise
-        CircuitOpenError. Closed and disabled breakers admit without the lock."""
+    def enter(self) -> tuple[int, float | None]:
+        """Admit a call: its token (gen, or ~gen for a half-open probe) and its start time (None
+        when nothing needs the duration), or raise CircuitOpenError. Closed and disabled breakers
+        admit without the lock."""
         state = self._state
         if state is _CLOSED or state is _DISABLED:
-            return self._gen
+            return self._gen, (self._clock() if self.timed or self._completed.listeners else None)
         if state is _OPEN and not self._rejected.listeners:  # a plain rejection needs no lock
             waited = self._clock() - self._opened_at
             if waited < self.settings.reset_timeout:
@@ -244,11 +245,7 @@ class BreakerStateMachine:
             if self._rejected.listeners:
                 self._rejected.publish(BreakerCallRejected(self.name, rejected.state, rejected.retry_after))
             raise rejected
-        return token
-
-    def start(self) -> float | None:
-        """The call's start time, when anything needs its duration."""
-        return self._clock() if self.timed or self._completed.listeners else None
+        return token, (self._clock() if self.timed or self._completed.listeners else None)
 
     def succeeded(self, token: int, start: float | None) -> None:
         now = duration = 0.0
