@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +28,7 @@ from seawall.events import (
     RetryCompleted,
     RetryGaveUp,
 )
+from stacktools.harness import wait_until
 
 S = seawall.BreakerState
 TRANSIENT = seawall.ErrorCategory.TRANSIENT
@@ -231,13 +231,8 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
+def otlp_failures(registry: seawall.Registry) -> int:
+    return registry.bus.instrumentation_errors().get("otlp", 0)
 
 
 def test_otlp_http_end_to_end(receiver: OTLPReceiver, registry: seawall.Registry) -> None:
@@ -301,7 +296,12 @@ def test_otlp_endpoint_down_is_counted_not_raised(registry: seawall.Registry) ->
     try:
         two_attempts(registry.bus)  # returns: nothing raised into the caller
         provider.force_flush(5_000)
-        assert wait_for(lambda: registry.bus.instrumentation_errors().get("otlp", 0) >= 1)
+        wait_until(
+            lambda: registry.bus.instrumentation_errors().get("otlp", 0) >= 1,
+            10,
+            "the export failure counted",
+            0.02,
+        )
         value = prom.get_sample_value("seawall_instrumentation_errors_total", {"component": "otlp"})
         assert value is not None
         assert value >= 1
@@ -323,7 +323,12 @@ def test_otlp_hanging_endpoint_never_blocks_calls(registry: seawall.Registry) ->
         for _ in range(1000):  # far more than the queue holds, while the exporter is stuck
             two_attempts(registry.bus)
         assert not server._release.is_set()  # still hanging: the calls did not wait for it
-        assert wait_for(lambda: registry.bus.instrumentation_errors().get("otlp", 0) >= 1)
+        wait_until(
+            lambda: registry.bus.instrumentation_errors().get("otlp", 0) >= 1,
+            10,
+            "the export failure counted",
+            0.02,
+        )
     finally:
         server.release()
         instrumentation.close()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from stacktools.harness import wait_until
+
 pytestmark = pytest.mark.slow
 
 
@@ -75,15 +77,6 @@ def demo() -> Iterator[Server]:
         stop(server)
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_demo_serves_trips_and_heals(demo: Server) -> None:
     with httpx.Client(base_url=demo.base, timeout=5) as client:
         assert client.get("/health").json() == {"status": "alive"}
@@ -91,10 +84,10 @@ def test_demo_serves_trips_and_heals(demo: Server) -> None:
         open_line = 'seawall_circuit_breaker_state{breaker="payments",state="open"} 1.0'
         closed_line = 'seawall_circuit_breaker_state{breaker="payments",state="closed"} 1.0'
         assert client.post("/chaos/payments", json={"outage": True}).status_code == 200
-        wait_for(lambda: open_line in client.get("/metrics").text, 10, "payments to open")
+        wait_until(lambda: open_line in client.get("/metrics").text, 10, "payments to open")
         assert client.get("/health/ready").json()["status"] == "degraded"
         assert client.post("/chaos/payments", json={"outage": False}).status_code == 200
-        wait_for(lambda: closed_line in client.get("/metrics").text, 20, "payments to close again")
+        wait_until(lambda: closed_line in client.get("/metrics").text, 20, "payments to close again")
         calls = client.get("/metrics").text
         assert re.search(
             r'seawall_circuit_breaker_calls_total\{breaker="inventory",outcome="success"\} [1-9]', calls
