@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from .._enums import BreakerState, CallOutcome
 from .._labels import LabelGuard, warn_overflow
 from .._registry import Registry
 from .._snapshots import BreakerSnapshot
@@ -36,8 +36,6 @@ WORST_FIRST = (
 _SEVERITY = {state: rank for rank, state in enumerate(WORST_FIRST)}
 _STATES = tuple(BreakerState)
 _OUTCOMES = tuple(CallOutcome)
-_RETRY_OUTCOMES = tuple(outcome.value for outcome in RetryOutcome)
-_FALLBACK_REASONS = tuple(reason.value for reason in FallbackReason)
 
 
 class ExemplarRecorder:
@@ -203,19 +201,13 @@ class SnapshotCollector(LimitAndTaskFamilies):
             "counter",
             ("retry", "error_type"),
         )
-        by_label: dict[str, dict[str, int]] = {}
+        self._counts(calls, "seawall_retry_calls_total", "retry", snapshots, "calls")
         retried: dict[tuple[str, str], int] = {}
         for snap in snapshots:
-            label = self._admit("seawall_retry_calls_total", "retry", snap.name)
-            self._admit("seawall_retries_total", "retry", snap.name)
-            totals = by_label.setdefault(label, dict.fromkeys(_RETRY_OUTCOMES, 0))
-            for outcome, count in snap.calls.items():
-                totals[outcome] = totals.get(outcome, 0) + count
+            label = self._admit("seawall_retries_total", "retry", snap.name)
             for error_type, count in snap.retries_by_error.items():
                 key = (label, self._admit("seawall_retries_total", "error_type", error_type))
                 retried[key] = retried.get(key, 0) + count
-        for label, totals in by_label.items():
-            calls.rows.extend(((label, outcome), count) for outcome, count in totals.items())
         retries.rows.extend(retried.items())
         return (calls, retries)
 
@@ -226,18 +218,9 @@ class SnapshotCollector(LimitAndTaskFamilies):
         fallbacks = Family(
             "seawall_fallbacks", "Fallback answers by reason", "counter", ("feature", "reason")
         )
-        on: dict[str, float] = {}
-        used: dict[str, dict[str, int]] = {}
-        for snap in snapshots:
-            label = self._admit("seawall_feature_enabled", "feature", snap.name)
-            self._admit("seawall_fallbacks_total", "feature", snap.name)
-            on[label] = min(on.get(label, 1.0), 1.0 if snap.enabled else 0.0)
-            totals = used.setdefault(label, dict.fromkeys(_FALLBACK_REASONS, 0))
-            for reason, count in snap.fallbacks.items():
-                totals[reason] = totals.get(reason, 0) + count
-        enabled.rows.extend(((label,), value) for label, value in on.items())
-        for label, totals in used.items():
-            fallbacks.rows.extend(((label, reason), count) for reason, count in totals.items())
+        rows = [(snap.name, 1.0 if snap.enabled else 0.0) for snap in snapshots]
+        self._per_name(enabled, "seawall_feature_enabled", "feature", rows, min)
+        self._counts(fallbacks, "seawall_fallbacks_total", "feature", snapshots, "fallbacks")
         return (enabled, fallbacks)
 
     def _errors(self) -> Family:
@@ -266,9 +249,6 @@ class SnapshotCollector(LimitAndTaskFamilies):
             "counter",
             ("component",),
         )
-        summed: dict[str, int] = {}
-        for component, count in self.registry.bus.instrumentation_errors().items():
-            label = self._admit("seawall_instrumentation_errors_total", "component", component)
-            summed[label] = summed.get(label, 0) + count
-        family.rows.extend(((label,), count) for label, count in summed.items())
+        counts = list(self.registry.bus.instrumentation_errors().items())
+        self._per_name(family, "seawall_instrumentation_errors_total", "component", counts, sum)
         return family

@@ -7,7 +7,7 @@ in-flight and capacity sum, "is it up" gauges take the minimum, a task's state t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._registry import Registry
@@ -29,6 +29,8 @@ def merge_all(hists: list[HistogramSnapshot]) -> HistogramSnapshot:
 
 
 class LimitAndTaskFamilies:
+    """The families of the newer kinds, and the folding helpers every family of the collector uses."""
+
     registry: Registry
 
     def _admit(self, metric: str, label: str, value: str) -> str:
@@ -43,10 +45,11 @@ class LimitAndTaskFamilies:
                 summed[(name, key)] = summed.get((name, key), 0) + count
         family.rows.extend(summed.items())
 
-    def _gauge(
-        self, family: Family, metric: str, label: str, rows: list[tuple[str, float]], fold: Any
+    def _per_name(
+        self, family: Family, metric: str, label: str, rows: Sequence[tuple[str, float]], fold: Any
     ) -> None:
-        """One gauge row per name; names past the cap combined with `fold` (sum, max, min)."""
+        """One row per name; names past the cap combined with `fold` (sum for counts and
+        capacities, min for "is it up", max for worst ratios)."""
         combined: dict[str, list[float]] = {}
         for name, value in rows:
             combined.setdefault(self._admit(metric, label, name), []).append(value)
@@ -89,11 +92,11 @@ class LimitAndTaskFamilies:
             in_flight = Family(
                 "seawall_bulkhead_in_flight", "Calls inside the bulkhead now", "gauge", ("bulkhead",)
             )
-            self._gauge(in_flight, metric, "bulkhead", [(b.name, b.in_flight) for b in bulkheads], sum)
+            self._per_name(in_flight, metric, "bulkhead", [(b.name, b.in_flight) for b in bulkheads], sum)
             capacity = Family(
                 "seawall_bulkhead_capacity", "Calls the bulkhead admits at once", "gauge", ("bulkhead",)
             )
-            self._gauge(capacity, metric, "bulkhead", [(b.name, b.max_concurrent) for b in bulkheads], sum)
+            self._per_name(capacity, metric, "bulkhead", [(b.name, b.max_concurrent) for b in bulkheads], sum)
             wait = Family(
                 "seawall_bulkhead_wait_seconds", "Time calls waited for a slot", "histogram", ("bulkhead",)
             )
@@ -117,25 +120,21 @@ class LimitAndTaskFamilies:
             local = [
                 (snap.name, snap.available_tokens) for snap in limiters if snap.available_tokens is not None
             ]
-            self._gauge(tokens, metric, "limiter", local, min)
+            self._per_name(tokens, metric, "limiter", local, min)
             errors = Family(
                 "seawall_rate_limiter_backend_errors",
                 "Failed decisions of a shared limiter's backend",
                 "counter",
                 ("limiter",),
             )
-            summed: dict[str, int] = {}
-            for snap in limiters:
-                name = self._admit(metric, "limiter", snap.name)
-                summed[name] = summed.get(name, 0) + snap.backend_errors
-            errors.rows.extend(((name,), count) for name, count in summed.items())
+            self._per_name(errors, metric, "limiter", [(s.name, s.backend_errors) for s in limiters], sum)
             up = Family(
                 "seawall_rate_limiter_backend_up",
                 "1 while the limiter's backend answers",
                 "gauge",
                 ("limiter",),
             )
-            self._gauge(
+            self._per_name(
                 up,
                 metric,
                 "limiter",
@@ -151,7 +150,6 @@ class LimitAndTaskFamilies:
         if not snaps:
             return ()
         metric = "seawall_task_state"
-        states = TASK_STATES
         state = Family(
             "seawall_task_state",
             "1 for the task's current state, 0 for the others",
@@ -186,30 +184,23 @@ class LimitAndTaskFamilies:
         timeout = Family(
             "seawall_task_heartbeat_timeout_seconds", "Heartbeat staleness threshold", "gauge", ("task",)
         )
-        worst: dict[str, int] = {}
-        for snap in snaps:
+        worst: dict[str, str] = {}
+        for snap in snaps:  # `_other` shows the worst state of the tasks folded into it
             name = self._admit(metric, "task", snap.name)
-            rank = {"failed": 0, "backing_off": 1, "starting": 2, "stopped": 3, "running": 4, "finished": 5}
-            current = worst.get(name)
-            if current is None or rank.get(snap.state, 9) < rank.get(states[current], 9):
-                worst[name] = states.index(snap.state) if snap.state in states else 0
-        for name, index in worst.items():
-            state.rows.extend(
-                ((name, value), 1.0 if position == index else 0.0) for position, value in enumerate(states)
-            )
-        self._gauge(
+            shown = worst.get(name)
+            if shown is None or _TASK_WORST_FIRST.index(snap.state) < _TASK_WORST_FIRST.index(shown):
+                worst[name] = snap.state
+        for name, shown in worst.items():
+            state.rows.extend(((name, value), 1.0 if value == shown else 0.0) for value in TASK_STATES)
+        self._per_name(
             up, metric, "task", [(snap.name, 1.0 if snap.state == "running" else 0.0) for snap in snaps], min
         )
         self._counts(restarts, metric, "task", snaps, "restarts_by_error")
-        summed: dict[str, int] = {}
-        for snap in snaps:
-            name = self._admit(metric, "task", snap.name)
-            summed[name] = summed.get(name, 0) + snap.permanent_failures
-        failures.rows.extend(((name,), count) for name, count in summed.items())
-        self._gauge(
+        self._per_name(failures, metric, "task", [(s.name, s.permanent_failures) for s in snaps], sum)
+        self._per_name(
             started, metric, "task", [(s.name, s.last_started_at) for s in snaps if s.last_started_at], min
         )
-        self._gauge(beat, metric, "task", [(s.name, s.last_beat_at) for s in snaps if s.last_beat_at], min)
+        self._per_name(beat, metric, "task", [(s.name, s.last_beat_at) for s in snaps if s.last_beat_at], min)
         thresholds = [(s.name, s.heartbeat_timeout) for s in snaps if s.heartbeat_timeout is not None]
-        self._gauge(timeout, metric, "task", thresholds, max)
+        self._per_name(timeout, metric, "task", thresholds, max)
         return (state, up, restarts, failures, started, beat, timeout)
