@@ -79,12 +79,18 @@ class BreakerSnapshot:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["state"] = self.state.value
         data["calls"] = dict(self.calls)
-        data["transitions"] = [
+        data["transitions"] = self.transitions_json()
+        data["durations"] = self.durations_json()
+        return data
+
+    def transitions_json(self) -> list[dict[str, Any]]:
+        return [
             {"from": frm.value, "to": to.value, "count": count}
             for (frm, to), count in self.transitions.items()
         ]
-        data["durations"] = {outcome: hist.to_dict() for outcome, hist in self.durations.items()}
-        return data
+
+    def durations_json(self) -> dict[str, dict[str, Any]]:
+        return {outcome: hist.to_dict() for outcome, hist in self.durations.items()}
 
 
 @dataclass(frozen=True, slots=True)

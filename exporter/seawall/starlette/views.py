@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._registry import Registry
-from .._snapshots import HistogramSnapshot
+from .._snapshots import BreakerSnapshot, HistogramSnapshot
 from .._task import heartbeat_stale
 
 __all__ = [
@@ -71,18 +71,12 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
         value = data[name]
         if isinstance(value, float) and not math.isfinite(value):
             data[name] = None
-    transitions = data.get("transitions")
-    if transitions:
-        data["transitions"] = [
-            {"from": frm.value, "to": to.value, "count": count} for (frm, to), count in transitions.items()
-        ]
-    elif transitions is not None:
-        data["transitions"] = []
+    if isinstance(snapshot, BreakerSnapshot):
+        data["transitions"] = snapshot.transitions_json()
+        data["durations"] = snapshot.durations_json()
     for name, value in data.items():
         if isinstance(value, HistogramSnapshot):  # a timeout's durations, a bulkhead's waits
             data[name] = value.to_dict()
-        elif name == "durations" and isinstance(value, dict):  # a breaker's, by outcome
-            data[name] = {outcome: hist.to_dict() for outcome, hist in value.items()}
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
