@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -210,6 +210,26 @@ def generate_openmetrics(registry: Any = REGISTRY) -> bytes:
     return _generate(registry, openmetrics=True)
 
 
+def _ranges(header: str) -> Iterator[tuple[str, float | None, dict[str, str]]]:
+    """(lowercased name, q or None when malformed, other parameters) per comma-separated item of an
+    `Accept` or `Accept-Encoding` header."""
+    for item in header.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        quality: float | None = 1.0
+        others: dict[str, str] = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            key, value = key.strip().lower(), value.strip().strip('"')
+            if key != "q":
+                others[key] = value
+                continue
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = None
+        yield name.lower(), quality, others
+
+
 def negotiate(accept: str | None) -> bool:
     """True when the `Accept` header prefers OpenMetrics (1.0.0 or 0.0.1, q > 0).
 
@@ -219,28 +239,11 @@ def negotiate(accept: str | None) -> bool:
     if not accept:
         return False
     best_openmetrics = best_text = -1.0
-    for position, media_range in enumerate(accept.split(",")):
-        media, *params = (part.strip() for part in media_range.split(";"))
-        quality = 1.0
-        version: str | None = None
-        valid = True
-        for param in params:
-            key, _, value = param.partition("=")
-            key, value = key.strip().lower(), value.strip().strip('"')
-            if key == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    valid = False
-                if not 0.0 <= quality <= 1.0:
-                    valid = False
-            elif key == "version":
-                version = value
-        if not valid or quality <= 0:
+    for position, (media, quality, params) in enumerate(_ranges(accept)):
+        if quality is None or not 0.0 < quality <= 1.0:
             continue
         rank = quality - position * 1e-6  # earlier ranges win ties
-        media = media.lower()
-        if media == _OPENMETRICS and version in _OPENMETRICS_VERSIONS:
+        if media == _OPENMETRICS and params.get("version") in _OPENMETRICS_VERSIONS:
             best_openmetrics = max(best_openmetrics, rank)
         elif media in ("text/plain", "text/*", "*/*"):
             best_text = max(best_text, rank)
@@ -251,18 +254,9 @@ def wants_gzip(accept_encoding: str | None) -> bool:
     """True when `Accept-Encoding` lists gzip with q > 0 (Prometheus sends `gzip`)."""
     if not accept_encoding:
         return False
-    for coding in accept_encoding.split(","):
-        name, *params = (part.strip() for part in coding.split(";"))
-        if name.lower() != "gzip":
-            continue
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
+    for name, quality, _ in _ranges(accept_encoding):
+        if name == "gzip":
+            return quality is not None and quality > 0
     return False
 
 
