@@ -161,8 +161,8 @@ class BreakerStateMachine:
     def record_durations(self, bounds: tuple[float, ...]) -> None:
         """Keep duration counts in these buckets from now on (an exporter asks for this)."""
         with self._lock:
-            if self._durations is not None:
-                have = next(iter(self._durations.values())).bounds
+            if self._success_durations is not None:
+                have = self._success_durations.bounds
                 if have != bounds:
                     raise ValueError(f"breaker {self.name!r} already records durations in buckets {have!r}")
                 return
