@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall._backoff import Backoff
+from seawall.retries.backoff import Backoff
 
 
 def test_exponential_without_jitter() -> None:

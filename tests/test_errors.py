@@ -11,7 +11,7 @@ import pytest
 
 import seawall
 from seawall import ErrorCategory, classify, register_classifier, register_error_type, retry_after_hint
-from seawall._classify import clear_registrations
+from seawall.errors.classify import clear_registrations
 
 C = ErrorCategory
 

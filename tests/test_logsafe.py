@@ -18,8 +18,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
-from seawall._classify import clear_registrations
-from seawall._logsafe import escape, exception_text, log_value
+from seawall.core.logsafe import escape, exception_text, log_value
+from seawall.errors.classify import clear_registrations
 from seawall.starlette import create_app
 from seawall.starlette.admin import BREAKER_ACTIONS, FEATURE_ACTIONS
 from seawall.starlette.middleware import ResponseAborted

@@ -17,7 +17,7 @@ from conftest import FakeClock
 from exposition import get, scrape
 from seawall import otel
 from seawall import prometheus as sp
-from seawall._labels import OTHER, LabelGuard
+from seawall.core.labels import OTHER, LabelGuard
 from seawall.prometheus._collector import WORST_FIRST
 
 S = seawall.BreakerState

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seawall import redact
-from seawall._redact import MASK
+from seawall.core.redact import MASK
 
 
 @pytest.mark.parametrize(

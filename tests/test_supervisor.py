@@ -13,8 +13,8 @@ import pytest
 import seawall
 from conftest import FakeClock
 from seawall import Supervisor, TaskState
-from seawall._task import heartbeat_stale
 from seawall.events import TaskFailed, TaskStateChanged
+from seawall.tasks.record import heartbeat_stale
 
 
 class Boom(Exception):

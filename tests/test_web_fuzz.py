@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 import seawall
-from seawall._breaker import CircuitBreaker
-from seawall._degrade import Features
+from seawall.breakers.breaker import CircuitBreaker
+from seawall.degrade.features import Features
 from seawall.demo import create_demo_app
 from seawall.starlette import create_app
 

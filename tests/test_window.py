@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall._window import CountWindow, TimeWindow, make_window
+from seawall.breakers.window import CountWindow, TimeWindow, make_window
 
 
 def test_count_window_keeps_last_n() -> None:

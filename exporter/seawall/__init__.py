@@ -8,21 +8,12 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import events
-from ._aggregator import ErrorAggregator, record_error
-from ._breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, breaker
-from ._bulkhead import Bulkhead, BulkheadFullError, bulkhead
-from ._classify import classify, register_classifier, register_error_type, retry_after_hint
-from ._degrade import Feature, FeatureResult, Features, FeatureUnavailableError, safe_call, safe_call_async
-from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
-from ._latency import DEFAULT_DURATION_BUCKETS
-from ._policy import Policy, policy
-from ._ratelimit import RateLimitedError, RateLimiter, rate_limiter
-from ._redact import redact
-from ._redis_limiter import RedisBackend
-from ._registry import Registry, default_registry
-from ._retry import Retry, retry
-from ._snapshots import (
+from seawall.breakers.breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, breaker
+from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from seawall.core.latency import DEFAULT_DURATION_BUCKETS
+from seawall.core.redact import redact
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import (
     BreakerSnapshot,
     BulkheadSnapshot,
     FeatureSnapshot,
@@ -33,9 +24,26 @@ from ._snapshots import (
     TaskSnapshot,
     TimeoutSnapshot,
 )
-from ._supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
-from ._task import TaskState
-from ._timeout import CallTimeoutError, Timeout, remaining, timeout, within
+from seawall.degrade.features import (
+    Feature,
+    FeatureResult,
+    Features,
+    FeatureUnavailableError,
+    safe_call,
+    safe_call_async,
+)
+from seawall.errors.aggregator import ErrorAggregator, record_error
+from seawall.errors.classify import classify, register_classifier, register_error_type, retry_after_hint
+from seawall.limits.bulkhead import Bulkhead, BulkheadFullError, bulkhead
+from seawall.limits.policy import Policy, policy
+from seawall.limits.ratelimit import RateLimitedError, RateLimiter, rate_limiter
+from seawall.limits.redis_backend import RedisBackend
+from seawall.limits.timeout import CallTimeoutError, Timeout, remaining, timeout, within
+from seawall.retries.retry import Retry, retry
+from seawall.tasks.record import TaskState
+from seawall.tasks.supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
+
+from . import events
 from .events import EventBus, Listener
 
 try:

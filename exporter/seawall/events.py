@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from ._enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
-from ._logsafe import exception_text, log_value
+from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from seawall.core.logsafe import exception_text, log_value
 
 log = logging.getLogger("seawall")
 

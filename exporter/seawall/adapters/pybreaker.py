@@ -21,10 +21,11 @@ from typing import Any
 
 import pybreaker
 
-from .._enums import BreakerState, CallOutcome
-from .._latency import DurationHistogram, outcome_snapshots
-from .._registry import Registry, default_registry
-from .._snapshots import BreakerSnapshot
+from seawall.core.enums import BreakerState, CallOutcome
+from seawall.core.latency import DurationHistogram, outcome_snapshots
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import BreakerSnapshot
+
 from ..events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged
 
 __all__ = ["PybreakerBreaker", "SeawallListener", "instrument_breaker"]

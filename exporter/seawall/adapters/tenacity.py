@@ -27,10 +27,11 @@ from typing import Any
 
 import tenacity
 
-from .._classify import classify
-from .._enums import ErrorCategory, RetryOutcome
-from .._registry import Registry, default_registry
-from .._snapshots import RetrySnapshot
+from seawall.core.enums import ErrorCategory, RetryOutcome
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import RetrySnapshot
+from seawall.errors.classify import classify
+
 from ..events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
 __all__ = ["RETRYABLE_RESULT", "TenacityRetry", "instrument_retrying", "is_instrumented"]

@@ -26,15 +26,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._breaker import CircuitBreaker
-from .._bulkhead import Bulkhead
-from .._degrade import Feature, Features
-from .._logsafe import log_value
-from .._policy import Policy, policy
-from .._ratelimit import RateLimiter
-from .._registry import Registry
-from .._retry import Retry
-from .._timeout import CallTimeoutError, Timeout
+from seawall.breakers.breaker import CircuitBreaker
+from seawall.core.logsafe import log_value
+from seawall.core.registry import Registry
+from seawall.degrade.features import Feature, Features
+from seawall.limits.bulkhead import Bulkhead
+from seawall.limits.policy import Policy, policy
+from seawall.limits.ratelimit import RateLimiter
+from seawall.limits.timeout import CallTimeoutError, Timeout
+from seawall.retries.retry import Retry
+
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep

@@ -16,8 +16,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._registry import Registry
-from .._supervisor import SupervisedTask, Supervisor
+from seawall.core.registry import Registry
+from seawall.tasks.supervisor import SupervisedTask, Supervisor
+
 from ..starlette import ApiError
 
 __all__ = ["WORKER", "DemoWorker"]

@@ -26,7 +26,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
 
-from .._registry import Registry, default_registry
+from seawall.core.registry import Registry, default_registry
+
 from ..events import (
     BreakerCallRejected,
     BreakerStateChanged,

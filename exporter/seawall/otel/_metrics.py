@@ -17,8 +17,9 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 
-from .._enums import BreakerState
-from .._registry import Registry, default_registry
+from seawall.core.enums import BreakerState
+from seawall.core.registry import Registry, default_registry
+
 from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,

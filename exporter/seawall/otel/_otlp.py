@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from .._registry import Registry, default_registry
+from seawall.core.registry import Registry, default_registry
 
 log = logging.getLogger("seawall.otel")
 

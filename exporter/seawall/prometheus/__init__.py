@@ -21,9 +21,10 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
 
-from .._labels import DEFAULT_MAX_LABEL_VALUES, check_max_label_values
-from .._latency import DEFAULT_DURATION_BUCKETS, check_buckets
-from .._registry import Registry, default_registry
+from seawall.core.labels import DEFAULT_MAX_LABEL_VALUES, check_max_label_values
+from seawall.core.latency import DEFAULT_DURATION_BUCKETS, check_buckets
+from seawall.core.registry import Registry, default_registry
+
 from ..events import BreakerCallCompleted
 from ._collector import ExemplarRecorder, SnapshotCollector
 from ._exposition import generate_latest, generate_openmetrics, negotiate, render

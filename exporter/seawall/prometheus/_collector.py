@@ -15,10 +15,11 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._enums import BreakerState, CallOutcome
-from .._labels import LabelGuard, warn_overflow
-from .._registry import Registry
-from .._snapshots import BreakerSnapshot
+from seawall.core.enums import BreakerState, CallOutcome
+from seawall.core.labels import LabelGuard, warn_overflow
+from seawall.core.registry import Registry
+from seawall.core.snapshots import BreakerSnapshot
+
 from ._exposition import ExemplarIds, Family
 from ._kinds import LimitAndTaskFamilies, merge_all
 

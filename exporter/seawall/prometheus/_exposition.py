@@ -28,7 +28,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as _openmetrics_encoder
 from prometheus_client.samples import Exemplar, Sample
 
-from .._snapshots import HistogramSnapshot
+from seawall.core.snapshots import HistogramSnapshot
 
 __all__ = [
     "OPENMETRICS_CONTENT_TYPE",

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .._enums import BreakerState, CallOutcome
+from seawall.core.enums import BreakerState, CallOutcome
 
 # Gauge modes in multiprocess mode. Per-state 0/1 gauges take the max over live workers: "open" is 1
 # when any worker's breaker is open (the alert should fire), and a dead worker's last state is

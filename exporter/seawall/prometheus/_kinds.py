@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .._registry import Registry
-from .._snapshots import HistogramSnapshot
+from seawall.core.registry import Registry
+from seawall.core.snapshots import HistogramSnapshot
+
 from ._exposition import Family
 
 __all__ = ["TASK_STATES", "LimitAndTaskFamilies", "merge_all"]

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
-from .._labels import LabelGuard, warn_overflow
-from .._registry import Registry
+from seawall.core.enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from seawall.core.labels import LabelGuard, warn_overflow
+from seawall.core.registry import Registry
+
 from ..events import (
     BreakerCallCompleted,
     BreakerCallRejected,

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from .._logsafe import exception_text, log_value
+from seawall.core.logsafe import exception_text, log_value
 
 __all__ = ["ApiError", "disconnected_response", "error_response", "exception_handlers", "guarded"]
 

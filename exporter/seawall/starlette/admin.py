@@ -19,8 +19,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._logsafe import log_value
-from .._registry import Registry
+from seawall.core.logsafe import log_value
+from seawall.core.registry import Registry
+
 from ._problems import ApiError, api_error_response
 
 __all__ = ["AdminActions", "resolve_admin_token"]

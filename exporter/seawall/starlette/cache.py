@@ -19,7 +19,7 @@ import operator
 import time
 from collections.abc import Callable, Hashable
 
-from .._registry import Registry
+from seawall.core.registry import Registry
 
 __all__ = [
     "BodyCache",

@@ -25,9 +25,9 @@ from typing import Any
 
 import anyio.to_thread
 
-from .._enums import BreakerState
-from .._registry import Registry
-from .._task import heartbeat_stale
+from seawall.core.enums import BreakerState
+from seawall.core.registry import Registry
+from seawall.tasks.record import heartbeat_stale
 
 __all__ = ["Check", "HealthChecker", "normalize_checks"]
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect
 
-from .._registry import Registry, default_registry
+from seawall.core.registry import Registry, default_registry
+
 from ._problems import disconnected_response, internal_error_response, log_unhandled
 
 __all__ = ["HTTPServerError", "ResilienceMiddleware", "ResponseAborted", "route_template"]

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .._logsafe import log_value
-from .._registry import Registry, default_registry
+from seawall.core.logsafe import log_value
+from seawall.core.registry import Registry, default_registry
+
 from . import views
 from ._problems import ApiError, Endpoint, exception_handlers, guarded
 from .admin import AdminActions, resolve_admin_token

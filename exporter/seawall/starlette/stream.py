@@ -26,7 +26,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._registry import Registry
+from seawall.core.registry import Registry
+
 from ._problems import error_body
 from .views import registry_payload
 

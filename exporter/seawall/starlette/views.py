@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._registry import Registry
-from .._snapshots import BreakerSnapshot, HistogramSnapshot
-from .._task import heartbeat_stale
+from seawall.core.registry import Registry
+from seawall.core.snapshots import BreakerSnapshot, HistogramSnapshot
+from seawall.tasks.record import heartbeat_stale
 
 __all__ = [
     "breakers_payload",

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._snapshots import HistogramSnapshot
+from seawall.core.snapshots import HistogramSnapshot
 
 __all__ = ["DEFAULT_DURATION_BUCKETS", "FOLD_AT", "DurationHistogram", "check_buckets", "outcome_snapshots"]
 

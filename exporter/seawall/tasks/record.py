@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._logsafe import log_value
-from ._snapshots import TaskSnapshot
+from seawall.core.logsafe import log_value
+from seawall.core.snapshots import TaskSnapshot
 
 MAX_ERROR_TYPES = 200  # distinct error class names counted per task; later ones count as "_other"
 MESSAGE_LIMIT = 200  # characters of the last error's (redacted) message that are kept

@@ -31,13 +31,13 @@ from contextvars import ContextVar
 from threading import Lock
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
-from ._expiry import Expiry, ExpiryWheel, uncancel
-from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
-from ._registry import Registry, default_registry
-from ._snapshots import TimeoutSnapshot
-from ._wrap import check_identity
-from ._wrap import seconds as seconds_of
-from .events import CallTimedOut
+from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import TimeoutSnapshot
+from seawall.events import CallTimedOut
+from seawall.limits.expiry import Expiry, ExpiryWheel, uncancel
+from seawall.limits.wrap import check_identity
+from seawall.limits.wrap import seconds as seconds_of
 
 __all__ = ["CallTimeoutError", "Timeout", "remaining", "timeout", "within"]
 

@@ -21,15 +21,15 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._backoff import Backoff
-from ._classify import classify
-from ._enums import ErrorCategory
-from ._logsafe import log_value
-from ._registry import Registry, default_registry
-from ._retry import _retry_predicate
-from ._snapshots import TaskSnapshot
-from ._task import DONE, TaskPolicy, TaskRecord, TaskState
-from .events import TaskFailed, TaskStateChanged
+from seawall.core.enums import ErrorCategory
+from seawall.core.logsafe import log_value
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import TaskSnapshot
+from seawall.errors.classify import classify
+from seawall.events import TaskFailed, TaskStateChanged
+from seawall.retries.backoff import Backoff
+from seawall.retries.retry import _retry_predicate
+from seawall.tasks.record import DONE, TaskPolicy, TaskRecord, TaskState
 
 __all__ = ["SupervisedTask", "Supervisor", "current_task", "default_supervisor", "supervise"]
 

@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable
 from threading import Lock
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from ._registry import Registry, default_registry
-from ._snapshots import RateLimiterSnapshot
-from ._timeout import remaining
-from ._wrap import check_identity, decorate_gated, seconds
-from .events import RateLimited, RateLimiterBackendFailed
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import RateLimiterSnapshot
+from seawall.events import RateLimited, RateLimiterBackendFailed
+from seawall.limits.timeout import remaining
+from seawall.limits.wrap import check_identity, decorate_gated, seconds
 
 __all__ = ["Backend", "BackendUnavailable", "RateLimitedError", "RateLimiter", "rate_limiter"]
 

@@ -11,14 +11,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._snapshots import RegistrySnapshot
-from .events import EventBus, PrimitiveRegistered
+from seawall.core.snapshots import RegistrySnapshot
+from seawall.events import EventBus, PrimitiveRegistered
 
 if TYPE_CHECKING:
-    from ._aggregator import ErrorAggregator
-    from ._breaker import CircuitBreaker
-    from ._degrade import Feature
-    from ._retry import Retry
+    from seawall.breakers.breaker import CircuitBreaker
+    from seawall.degrade.features import Feature
+    from seawall.errors.aggregator import ErrorAggregator
+    from seawall.retries.retry import Retry
 
 # Kinds of primitive a registry holds; names are unique per kind.
 KINDS = ("breaker", "retry", "feature", "timeout", "bulkhead", "rate_limiter", "task")
@@ -75,7 +75,7 @@ class Registry:
         Exporters call this (a histogram needs the buckets); a second caller with other buckets is
         refused, since one breaker keeps one set of counts.
         """
-        from ._latency import check_buckets
+        from seawall.core.latency import check_buckets
 
         bounds = check_buckets(buckets)
         with self._lock:
@@ -159,7 +159,7 @@ class Registry:
         """The registry's error aggregator, made on first use."""
         with self._lock:
             if self._errors is None:
-                from ._aggregator import ErrorAggregator
+                from seawall.errors.aggregator import ErrorAggregator
 
                 self._errors = ErrorAggregator(registry=self)
             return self._errors

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from ._bulkhead import Bulkhead
-from ._ratelimit import RateLimiter
-from ._timeout import Timeout, within
-from ._wrap import decorate
+from seawall.limits.bulkhead import Bulkhead
+from seawall.limits.ratelimit import RateLimiter
+from seawall.limits.timeout import Timeout, within
+from seawall.limits.wrap import decorate
 
 __all__ = ["Policy", "policy"]
 

@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._enums import ErrorCategory
-from ._logsafe import exception_text
+from seawall.core.enums import ErrorCategory
+from seawall.core.logsafe import exception_text
 
 log = logging.getLogger("seawall")
 

@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping
 from math import floor
 from typing import TYPE_CHECKING, Any
 
-from ._classify import classify, to_category
-from ._enums import ErrorCategory
-from ._logsafe import exception_text
-from ._redact import MASK, is_secret_name, redact
-from .events import ErrorRecorded
+from seawall.core.enums import ErrorCategory
+from seawall.core.logsafe import exception_text
+from seawall.core.redact import MASK, is_secret_name, redact
+from seawall.errors.classify import classify, to_category
+from seawall.events import ErrorRecorded
 
 if TYPE_CHECKING:
-    from ._registry import Registry
+    from seawall.core.registry import Registry
 
 log = logging.getLogger("seawall")
 
@@ -293,6 +293,6 @@ def record_error(
     exc: BaseException, source: str = "app", context: Mapping[str, Any] | None = None
 ) -> ErrorCategory:
     """Record `exc` into the default registry's aggregator."""
-    from ._registry import default_registry
+    from seawall.core.registry import default_registry
 
     return default_registry().errors.record(exc, source=source, context=context)

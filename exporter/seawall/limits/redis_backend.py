@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._ratelimit import EPSILON, BackendUnavailable
-from ._wrap import seconds
+from seawall.limits.ratelimit import EPSILON, BackendUnavailable
+from seawall.limits.wrap import seconds
 
 __all__ = ["GCRA_SCRIPT", "RedisBackend"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._enums import BreakerState
+from seawall.core.enums import BreakerState
 
 
 @dataclass(frozen=True, slots=True)

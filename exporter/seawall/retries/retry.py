@@ -19,12 +19,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._backoff import Backoff
-from ._classify import classify, retry_after_hint, to_category
-from ._enums import ErrorCategory, RetryOutcome
-from ._registry import Registry, default_registry
-from ._snapshots import RetrySnapshot
-from .events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
+from seawall.core.enums import ErrorCategory, RetryOutcome
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import RetrySnapshot
+from seawall.errors.classify import classify, retry_after_hint, to_category
+from seawall.events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
+from seawall.retries.backoff import Backoff
 
 P = ParamSpec("P")
 R = TypeVar("R")

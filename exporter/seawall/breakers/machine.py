@@ -19,12 +19,12 @@ from collections.abc import Callable
 from threading import Lock
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ._breaker_config import BreakerSettings, compile_filter
-from ._enums import BreakerState, CallOutcome
-from ._latency import DurationHistogram, outcome_snapshots
-from ._snapshots import BreakerSnapshot
-from ._window import CountWindow, TimeWindow, make_window
-from .events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, EventBus
+from seawall.breakers.settings import BreakerSettings, compile_filter
+from seawall.breakers.window import CountWindow, TimeWindow, make_window
+from seawall.core.enums import BreakerState, CallOutcome
+from seawall.core.latency import DurationHistogram, outcome_snapshots
+from seawall.core.snapshots import BreakerSnapshot
+from seawall.events import BreakerCallCompleted, BreakerCallRejected, BreakerStateChanged, EventBus
 
 __all__ = ["BreakerStateMachine", "CircuitOpenError", "ErrorSink"]
 

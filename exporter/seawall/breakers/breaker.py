@@ -16,11 +16,11 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
-from ._breaker_config import BreakerSettings
-from ._breaker_state import BreakerStateMachine, CircuitOpenError, ErrorSink
-from ._enums import BreakerState
-from ._registry import Registry, default_registry
-from ._snapshots import BreakerSnapshot
+from seawall.breakers.machine import BreakerStateMachine, CircuitOpenError, ErrorSink
+from seawall.breakers.settings import BreakerSettings
+from seawall.core.enums import BreakerState
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import BreakerSnapshot
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "CircuitOpenError", "ErrorSink", "breaker"]
 

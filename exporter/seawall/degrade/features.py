@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast
 
-from ._breaker import CircuitBreaker, CircuitOpenError
-from ._enums import BreakerState, FallbackReason
-from ._registry import Registry, default_registry
-from ._snapshots import FeatureSnapshot
-from .events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
+from seawall.breakers.breaker import CircuitBreaker, CircuitOpenError
+from seawall.core.enums import BreakerState, FallbackReason
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import FeatureSnapshot
+from seawall.events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
 
 P = ParamSpec("P")
 T = TypeVar("T")

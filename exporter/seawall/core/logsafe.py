@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import traceback
 
-from ._redact import redact
+from seawall.core.redact import redact
 
 __all__ = ["escape", "exception_text", "log_value"]
 

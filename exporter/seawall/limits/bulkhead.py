@@ -21,12 +21,12 @@ from threading import Lock
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from ._latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
-from ._registry import Registry, default_registry
-from ._snapshots import BulkheadSnapshot, HistogramSnapshot
-from ._timeout import remaining
-from ._wrap import check_identity, decorate_gated, seconds
-from .events import BulkheadRejected
+from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
+from seawall.core.registry import Registry, default_registry
+from seawall.core.snapshots import BulkheadSnapshot, HistogramSnapshot
+from seawall.events import BulkheadRejected
+from seawall.limits.timeout import remaining
+from seawall.limits.wrap import check_identity, decorate_gated, seconds
 
 __all__ = ["Bulkhead", "BulkheadFullError", "bulkhead"]
 

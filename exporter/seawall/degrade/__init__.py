@@ -1,0 +1,1 @@
+"""Features with fallbacks and `safe_call`."""

@@ -1,0 +1,1 @@
+"""Error classification and the windowed error aggregator."""

@@ -1,0 +1,1 @@
+"""Supervised background tasks: the per-task record and the restart loop."""
