@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from seawall.breakers.breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, breaker
 from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from seawall.core.kinds import Kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS
 from seawall.core.redact import redact
 from seawall.core.registry import Registry, default_registry
@@ -29,6 +30,7 @@ from seawall.degrade.features import (
     FeatureResult,
     Features,
     FeatureUnavailableError,
+    feature,
     safe_call,
     safe_call_async,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "FeatureUnavailableError",
     "Features",
     "HistogramSnapshot",
+    "Kind",
     "Listener",
     "Policy",
     "RateLimitedError",
@@ -98,6 +101,7 @@ __all__ = [
     "default_registry",
     "default_supervisor",
     "events",
+    "feature",
     "policy",
     "rate_limiter",
     "record_error",

@@ -6,7 +6,12 @@ listener may use context (the current span) of the call it observes. A listener 
 event types it wants, and an event is built only when its type has a listener. A listener that
 raises is counted and logged (rate-limited); the exception never reaches the caller.
 
-The event classes are public API: users and the adapters subscribe to them.
+The event classes are public API: users and the adapters subscribe to them. Every event about a
+primitive says which under the same two fields: `kind` (a `Kind`, fixed per event type) and `name`;
+the older per-kind field names (`event.breaker`, `event.limiter`, ...) still read, as aliases.
+`ErrorRecorded` (its `source` is free-form) and `InstrumentationFailed` are about no one primitive.
+The event types are listed once, in the `Event` union; `EVENT_TYPES` and every dispatch table
+(`handlers`) are derived from it.
 """
 
 from __future__ import annotations
@@ -17,25 +22,40 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias, get_args
 
 from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
+from seawall.core.kinds import Kind
 from seawall.core.logsafe import exception_text, log_value
 
 log = logging.getLogger("seawall")
 
 
+class NameAlias:
+    """The primitive's name under the field an event used before every event said `name`
+    (`event.breaker`, `event.retry`, ...): read-only, so listeners written for it keep working."""
+
+    __slots__ = ()
+
+    def __get__(self, event: object, owner: type | None = None) -> str:
+        name: str = getattr(event, "name")  # noqa: B009 - a descriptor on the class, not the instance
+        return name
+
+
 @dataclass(frozen=True, slots=True)
 class PrimitiveRegistered:
-    """A breaker, retry or feature joined a registry (so exporters can create its series at once)."""
+    """A primitive of any kind joined a registry (so exporters can create its series at once)."""
 
-    kind: str  # "breaker", "retry" or "feature"
+    kind: Kind
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerStateChanged:
-    breaker: str
+    kind: ClassVar[Kind] = Kind.BREAKER
+    breaker = NameAlias()
+
+    name: str
     from_state: BreakerState
     to_state: BreakerState
     # bounded: "failures", "failure_rate", "slow_calls", "timeout", "probe_success", "probe_failure", "manual"
@@ -46,7 +66,10 @@ class BreakerStateChanged:
 class BreakerCallCompleted:
     """A call the breaker let through has finished (success, failure or ignored)."""
 
-    breaker: str
+    kind: ClassVar[Kind] = Kind.BREAKER
+    breaker = NameAlias()
+
+    name: str
     outcome: CallOutcome
     duration: float  # seconds, measured with the breaker's clock
     error_type: str | None  # exception class name on failure/ignored
@@ -54,20 +77,29 @@ class BreakerCallCompleted:
 
 @dataclass(frozen=True, slots=True)
 class BreakerCallRejected:
-    breaker: str
+    kind: ClassVar[Kind] = Kind.BREAKER
+    breaker = NameAlias()
+
+    name: str
     state: BreakerState
     retry_after: float  # seconds until a probe will be let through (0 when unknown or forced)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryAttemptStarted:
-    retry: str
+    kind: ClassVar[Kind] = Kind.RETRY
+    retry = NameAlias()
+
+    name: str
     attempt: int  # 1-based
 
 
 @dataclass(frozen=True, slots=True)
 class RetryAttemptFinished:
-    retry: str
+    kind: ClassVar[Kind] = Kind.RETRY
+    retry = NameAlias()
+
+    name: str
     attempt: int
     duration: float
     error_type: str | None  # None when the attempt succeeded
@@ -78,7 +110,10 @@ class RetryAttemptFinished:
 
 @dataclass(frozen=True, slots=True)
 class RetryCompleted:
-    retry: str
+    kind: ClassVar[Kind] = Kind.RETRY
+    retry = NameAlias()
+
+    name: str
     outcome: RetryOutcome
     attempts: int
     duration: float
@@ -90,7 +125,10 @@ class RetryGaveUp:
     """A retried operation failed for good (published besides `RetryCompleted`, for listeners that
     care only about failures, such as the tracer's `seawall.retry.gave_up` span event)."""
 
-    retry: str
+    kind: ClassVar[Kind] = Kind.RETRY
+    retry = NameAlias()
+
+    name: str
     outcome: RetryOutcome  # failed_without_retry or failed_with_retry
     attempts: int
     error_type: str
@@ -105,14 +143,20 @@ class ErrorRecorded:
 
 @dataclass(frozen=True, slots=True)
 class FeatureToggled:
-    feature: str
+    kind: ClassVar[Kind] = Kind.FEATURE
+    feature = NameAlias()
+
+    name: str
     enabled: bool
     reason: str  # bounded: "manual", "failures", "recovered"
 
 
 @dataclass(frozen=True, slots=True)
 class FallbackUsed:
-    feature: str
+    kind: ClassVar[Kind] = Kind.FEATURE
+    feature = NameAlias()
+
+    name: str
     reason: FallbackReason
     error_type: str | None
 
@@ -129,7 +173,10 @@ class InstrumentationFailed:
 class CallTimedOut:
     """A call overran its timeout (async: cancelled at the deadline; sync: found late, see Timeout)."""
 
-    timeout: str
+    kind: ClassVar[Kind] = Kind.TIMEOUT
+    timeout = NameAlias()
+
+    name: str
     seconds: float  # the budget it had: the timeout's, or less when an outer deadline was nearer
     elapsed: float  # seconds from the start to when the overrun was acted on
     cancelled: bool  # True when the call was cancelled (async); False when it ran on past the deadline (sync)
@@ -137,14 +184,20 @@ class CallTimedOut:
 
 @dataclass(frozen=True, slots=True)
 class BulkheadRejected:
-    bulkhead: str
+    kind: ClassVar[Kind] = Kind.BULKHEAD
+    bulkhead = NameAlias()
+
+    name: str
     max_concurrent: int
     waited: float  # seconds spent waiting for a slot before giving up (0 when max_wait is 0)
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimited:
-    limiter: str
+    kind: ClassVar[Kind] = Kind.RATE_LIMITER
+    limiter = NameAlias()
+
+    name: str
     backend: str  # "local" or "redis"
     retry_after: float | None  # seconds until a call would be admitted (None when unknown)
 
@@ -153,7 +206,10 @@ class RateLimited:
 class RateLimiterBackendFailed:
     """The shared backend (Redis) could not decide; the limiter applied its failure policy."""
 
-    limiter: str
+    kind: ClassVar[Kind] = Kind.RATE_LIMITER
+    limiter = NameAlias()
+
+    name: str
     backend: str
     error_type: str
     failure_policy: str  # "open" (admitted) or "closed" (rejected)
@@ -164,7 +220,10 @@ class TaskStateChanged:
     """A supervised task moved between states (`seawall.TaskState` values: starting, running,
     backing_off, failed, finished, stopped)."""
 
-    task: str
+    kind: ClassVar[Kind] = Kind.TASK
+    task = NameAlias()
+
+    name: str
     from_state: str
     to_state: str
 
@@ -173,7 +232,10 @@ class TaskStateChanged:
 class TaskFailed:
     """A supervised task raised; `will_restart` is False when it is now permanently failed."""
 
-    task: str
+    kind: ClassVar[Kind] = Kind.TASK
+    task = NameAlias()
+
+    name: str
     error_type: str
     category: ErrorCategory
     will_restart: bool
@@ -208,26 +270,21 @@ class Listener(Protocol):
     def __call__(self, event: Event, /) -> None: ...
 
 
-EVENT_TYPES: tuple[type, ...] = (
-    PrimitiveRegistered,
-    BreakerStateChanged,
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    RetryAttemptStarted,
-    RetryAttemptFinished,
-    RetryCompleted,
-    RetryGaveUp,
-    ErrorRecorded,
-    FeatureToggled,
-    FallbackUsed,
-    InstrumentationFailed,
-    CallTimedOut,
-    BulkheadRejected,
-    RateLimited,
-    RateLimiterBackendFailed,
-    TaskStateChanged,
-    TaskFailed,
-)
+EVENT_TYPES: tuple[type, ...] = get_args(Event)
+
+
+def handler_name(event_type: type) -> str:
+    """The method handling `event_type` in a listener (`BreakerCallRejected`: `_on_breaker_call_rejected`)."""
+    name = event_type.__name__
+    return "_on" + "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def handlers(listener: object) -> dict[type, Callable[[Any], None]]:
+    """The dispatch table of a listener: each event type it has an `_on_...` method for, mapped to the
+    method. Its keys are what the listener subscribes to, so no second list can drift from it."""
+    found = {kind: getattr(listener, handler_name(kind), None) for kind in EVENT_TYPES}
+    return {kind: method for kind, method in found.items() if callable(method)}
+
 
 # Exceptions a listener may raise that must reach the caller: stopping the program or the task.
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)

@@ -22,6 +22,7 @@ from typing import Any
 import pybreaker
 
 from seawall.core.enums import BreakerState, CallOutcome
+from seawall.core.kinds import Kind
 from seawall.core.latency import DurationHistogram, outcome_snapshots
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import BreakerSnapshot
@@ -55,7 +56,7 @@ class PybreakerBreaker:
     """One pybreaker breaker as the registry sees it: counts kept here (under a lock), the state
     read from pybreaker's storage. `snapshot()` changes nothing and publishes nothing."""
 
-    kind = "breaker"
+    kind = Kind.BREAKER
 
     def __init__(self, cb: pybreaker.CircuitBreaker, name: str, registry: Registry) -> None:
         self.cb = cb
@@ -230,7 +231,7 @@ class SeawallListener(pybreaker.CircuitBreakerListener):
             shadow = self._breakers.get(id(cb))
             if shadow is None or shadow.cb is not cb:
                 name = self.name_of(cb)
-                existing = self.registry.get("breaker", name)
+                existing = self.registry.get(Kind.BREAKER, name)
                 if isinstance(existing, PybreakerBreaker) and existing.cb is cb:
                     shadow = existing
                 else:

@@ -28,6 +28,7 @@ from typing import Any
 import tenacity
 
 from seawall.core.enums import ErrorCategory, RetryOutcome
+from seawall.core.kinds import Kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import RetrySnapshot
 from seawall.errors.classify import classify
@@ -60,7 +61,7 @@ class TenacityRetry:
     into the same object, as the series are per name.
     """
 
-    kind = "retry"
+    kind = Kind.RETRY
 
     def __init__(self, name: str, registry: Registry, attempts: int = 0) -> None:
         self.name = name
@@ -128,7 +129,7 @@ def _token_of(registry: Registry) -> str:
 def _stats_for(name: str, registry: Registry, attempts: int) -> TenacityRetry:
     """The shadow named `name` in `registry`, created on first use."""
     with _lock:
-        existing = registry.get("retry", name)
+        existing = registry.get(Kind.RETRY, name)
         if isinstance(existing, TenacityRetry):
             return existing
         if existing is not None:

@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 from seawall.breakers.machine import BreakerStateMachine, CircuitOpenError, ErrorSink
 from seawall.breakers.settings import BreakerSettings
 from seawall.core.enums import BreakerState
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import BreakerSnapshot
 
@@ -42,7 +43,7 @@ class CircuitBreaker:
 
     __slots__ = ("__weakref__", "_machine", "config", "name", "registry", "settings")
 
-    kind = "breaker"
+    kind = Kind.BREAKER
 
     def __init__(
         self,
@@ -214,5 +215,10 @@ def breaker(name: str, *, registry: Registry | None = None, **settings: Any) -> 
     asked: Mapping[str, Any] = BreakerSettings.of(settings).as_config()
     config = {key: asked[key] for key in settings}
     return reg.get_or_create(
-        "breaker", name, config, lambda: CircuitBreaker(name, registry=reg, **settings, **extras)
+        Kind.BREAKER, name, config, lambda: CircuitBreaker(name, registry=reg, **settings, **extras)
     )
+
+
+register_kind(
+    KindSpec(Kind.BREAKER, CircuitBreaker, BreakerSnapshot, breaker, settings=BreakerSettings, timed=True)
+)

@@ -8,7 +8,14 @@ from __future__ import annotations
 import enum
 
 
-class BreakerState(str, enum.Enum):
+class StrValue(str, enum.Enum):
+    """The base of seawall's vocabularies: `str()` and f-strings give the bare value."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+
+class BreakerState(StrValue):
     """States of a circuit breaker; `forced_open` and `disabled` are set only by hand."""
 
     CLOSED = "closed"
@@ -17,11 +24,8 @@ class BreakerState(str, enum.Enum):
     FORCED_OPEN = "forced_open"
     DISABLED = "disabled"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class CallOutcome(str, enum.Enum):
+class CallOutcome(StrValue):
     """How one call through a breaker ended, as counted in `seawall_circuit_breaker_calls_total`."""
 
     SUCCESS = "success"
@@ -29,11 +33,8 @@ class CallOutcome(str, enum.Enum):
     REJECTED = "rejected"
     IGNORED = "ignored"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RetryOutcome(str, enum.Enum):
+class RetryOutcome(StrValue):
     """How one retried operation ended, as counted in `seawall_retry_calls_total`."""
 
     SUCCESS_WITHOUT_RETRY = "success_without_retry"
@@ -41,11 +42,8 @@ class RetryOutcome(str, enum.Enum):
     FAILED_WITHOUT_RETRY = "failed_without_retry"
     FAILED_WITH_RETRY = "failed_with_retry"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ErrorCategory(str, enum.Enum):
+class ErrorCategory(StrValue):
     """What kind of failure an exception is; decides whether retrying can help."""
 
     TRANSIENT = "transient"
@@ -55,17 +53,11 @@ class ErrorCategory(str, enum.Enum):
     VALIDATION = "validation"
     UNKNOWN = "unknown"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class FallbackReason(str, enum.Enum):
+class FallbackReason(StrValue):
     """Why a feature answered with its fallback, as the `reason` label of `seawall_fallbacks_total`."""
 
     DISABLED = "disabled"  # switched off by hand
     CIRCUIT_OPEN = "circuit_open"  # switched off by its breaker after repeated failures
     ERROR = "error"  # the primary raised
     STALE = "stale"  # served the last good value instead of failing
-
-    def __str__(self) -> str:
-        return self.value

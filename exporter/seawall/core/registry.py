@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from seawall.core.kinds import Kind, declared, spec_of
 from seawall.core.snapshots import RegistrySnapshot
 from seawall.events import EventBus, PrimitiveRegistered
 
@@ -20,16 +21,12 @@ if TYPE_CHECKING:
     from seawall.errors.aggregator import ErrorAggregator
     from seawall.retries.retry import Retry
 
-# Kinds of primitive a registry holds; names are unique per kind.
-KINDS = ("breaker", "retry", "feature", "timeout", "bulkhead", "rate_limiter", "task")
-TIMED_KINDS = ("breaker", "timeout", "bulkhead")  # the kinds that count durations in buckets
-
 
 class Registrable(Protocol):
     """What a primitive offers its registry."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> Kind: ...
 
     @property
     def name(self) -> str: ...
@@ -42,27 +39,25 @@ P = TypeVar("P", bound=Registrable)
 
 
 class Registry:
-    """Holds breakers, retries and features by name, plus one error aggregator and the event bus."""
+    """Holds the primitives of every declared `Kind` by name, the error aggregators and the event bus."""
 
     def __init__(self) -> None:
         self.bus = EventBus()
         self._lock = threading.RLock()
-        self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._items: dict[Kind, dict[str, Any]] = {kind: {} for kind in Kind}
         self._errors: ErrorAggregator | None = None
         self._aggregators: list[ErrorAggregator] = []
         self.duration_buckets: tuple[float, ...] | None = None
 
     def add(self, primitive: Registrable) -> None:
         """Register a new primitive; a second one of the same kind and name is refused."""
-        kind, name = primitive.kind, primitive.name
-        if kind not in self._items:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        kind, name = Kind.of(primitive.kind), primitive.name
         with self._lock:
             existing = self._items[kind].get(name)
             if existing is not None and existing is not primitive:
                 raise ValueError(
                     f"a {kind} named {name!r} already exists in this registry; get it with "
-                    f"seawall.{kind}({name!r}) or pass registry= to keep them apart"
+                    f"{spec_of(kind).factory_call}({name!r}) or pass registry= to keep them apart"
                 )
             self._items[kind][name] = primitive
         channel = self.bus.channel(PrimitiveRegistered)
@@ -85,9 +80,7 @@ class Registry:
                     f"got {bounds!r}"
                 )
             self.duration_buckets = bounds
-            timed = [
-                item for kind in ("breaker", "timeout", "bulkhead") for item in self._items[kind].values()
-            ]
+            timed = [item for spec in declared() if spec.timed for item in self._items[spec.kind].values()]
         for item in timed:
             record = getattr(item, "record_durations", None)
             if record is not None:
@@ -104,18 +97,21 @@ class Registry:
         with self._lock:
             return list(self._aggregators)
 
-    def remove(self, kind: str, name: str) -> None:
+    def remove(self, kind: Kind | str, name: str) -> None:
         with self._lock:
-            self._items.get(kind, {}).pop(name, None)
+            self._items[Kind.of(kind)].pop(name, None)
 
-    def get(self, kind: str, name: str) -> Any | None:
-        return self._items.get(kind, {}).get(name)
+    def get(self, kind: Kind | str, name: str) -> Any | None:
+        return self._items[Kind.of(kind)].get(name)
 
-    def get_or_create(self, kind: str, name: str, config: Mapping[str, Any], factory: Callable[[], P]) -> P:
+    def get_or_create(
+        self, kind: Kind | str, name: str, config: Mapping[str, Any], factory: Callable[[], P]
+    ) -> P:
         """Return the primitive named `name`, creating it with `factory` when absent.
 
         `config` is the subset of settings the caller asked for; each must equal the existing one's.
         """
+        kind = Kind.of(kind)
         with self._lock:
             existing = self._items[kind].get(name)
             if existing is None:
@@ -135,24 +131,20 @@ class Registry:
                 raise ValueError(f"{kind} {name!r} already exists with a different configuration: {detail}")
             return existing  # type: ignore[no-any-return]
 
-    def items(self, kind: str) -> list[Any]:
+    def items(self, kind: Kind | str) -> list[Any]:
         """Every primitive of `kind`, in the order they joined."""
-        if kind not in self._items:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        member = Kind.of(kind)
         with self._lock:
-            return list(self._items[kind].values())
+            return list(self._items[member].values())
 
     def breakers(self) -> list[CircuitBreaker]:
-        with self._lock:
-            return list(self._items["breaker"].values())
+        return self.items(Kind.BREAKER)
 
     def retries(self) -> list[Retry]:
-        with self._lock:
-            return list(self._items["retry"].values())
+        return self.items(Kind.RETRY)
 
     def features(self) -> list[Feature]:
-        with self._lock:
-            return list(self._items["feature"].values())
+        return self.items(Kind.FEATURE)
 
     @property
     def errors(self) -> ErrorAggregator:
@@ -165,11 +157,8 @@ class Registry:
             return self._errors
 
     def snapshot(self) -> RegistrySnapshot:
-        return RegistrySnapshot(
-            breakers=tuple(item.snapshot() for item in self.breakers()),
-            retries=tuple(item.snapshot() for item in self.retries()),
-            features=tuple(item.snapshot() for item in self.features()),
-        )
+        """Every primitive of every declared kind, read now (`snapshot.of(Kind.TIMEOUT)`)."""
+        return RegistrySnapshot({kind: tuple(item.snapshot() for item in self.items(kind)) for kind in Kind})
 
 
 _default = Registry()

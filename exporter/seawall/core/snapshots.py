@@ -6,6 +6,7 @@ for longer than a copy, and serializing it needs no knowledge of the primitive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -172,9 +173,29 @@ class RateLimiterSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
-    breakers: tuple[BreakerSnapshot, ...]
-    retries: tuple[RetrySnapshot, ...]
-    features: tuple[FeatureSnapshot, ...]
+    """The snapshots of every primitive of a registry, by kind (every declared kind is a key)."""
+
+    by_kind: Mapping[str, tuple[Any, ...]]
+
+    def of(self, kind: str) -> tuple[Any, ...]:
+        """The snapshots of one kind (`Kind.BREAKER` or "breaker"), in the order they joined."""
+        return self.by_kind[kind]
+
+    @property
+    def breakers(self) -> tuple[BreakerSnapshot, ...]:
+        return self.by_kind["breaker"]
+
+    @property
+    def retries(self) -> tuple[RetrySnapshot, ...]:
+        return self.by_kind["retry"]
+
+    @property
+    def features(self) -> tuple[FeatureSnapshot, ...]:
+        return self.by_kind["feature"]
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """JSON-ready, keyed by kind."""
+        return {str(kind): [snap.to_dict() for snap in snaps] for kind, snaps in self.by_kind.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from seawall.breakers.breaker import CircuitBreaker, CircuitOpenError
 from seawall.core.enums import BreakerState, FallbackReason
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import FeatureSnapshot
 from seawall.events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
@@ -54,7 +55,7 @@ class FeatureResult(Generic[T]):
 class Feature:
     """One degradable capability; see the module docstring."""
 
-    kind = "feature"
+    kind = Kind.FEATURE
 
     def __init__(
         self,
@@ -148,7 +149,7 @@ class Feature:
             self._manually_disabled = False
         self._breaker.reset()
         if not was_enabled:
-            self._publish(FeatureToggled(feature=self._name, enabled=True, reason="manual"))
+            self._publish(FeatureToggled(name=self._name, enabled=True, reason="manual"))
 
     def disable(self) -> None:
         """Switch off by hand: every call answers from the fallback until `enable()`."""
@@ -156,7 +157,7 @@ class Feature:
         with self._lock:
             self._manually_disabled = True
         if was_enabled:
-            self._publish(FeatureToggled(feature=self._name, enabled=False, reason="manual"))
+            self._publish(FeatureToggled(name=self._name, enabled=False, reason="manual"))
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class Feature:
         with self._lock:
             self._fallbacks[reason.value] += 1
         error_type = None if exc is None else type(exc).__name__
-        self._publish(FallbackUsed(feature=self._name, reason=reason, error_type=error_type))
+        self._publish(FallbackUsed(name=self._name, reason=reason, error_type=error_type))
 
     def _record_error(self, exc: Exception) -> None:
         if self._errors is not None:
@@ -294,9 +295,9 @@ class Feature:
         if not isinstance(event, BreakerStateChanged) or self._manually_disabled:
             return
         if event.to_state is BreakerState.OPEN and event.from_state is BreakerState.CLOSED:
-            self._publish(FeatureToggled(feature=self._name, enabled=False, reason="failures"))
+            self._publish(FeatureToggled(name=self._name, enabled=False, reason="failures"))
         elif event.to_state is BreakerState.CLOSED and event.from_state is BreakerState.HALF_OPEN:
-            self._publish(FeatureToggled(feature=self._name, enabled=True, reason="recovered"))
+            self._publish(FeatureToggled(name=self._name, enabled=True, reason="recovered"))
 
     def _publish(self, event: Event) -> None:
         channel = self._registry.bus.channel(type(event))
@@ -305,37 +306,30 @@ class Feature:
 
 
 class Features:
-    """A named set of features, usually one per service."""
+    """A service's features by name: a view of its registry's features (the registry keeps them)."""
 
     def __init__(self, *, registry: Registry | None = None) -> None:
         self._registry = registry if registry is not None else default_registry()
-        self._features: dict[str, Feature] = {}
-        self._lock = threading.Lock()
 
     def register(self, name: str, **settings: Any) -> Feature:
-        """Create a feature (see `Feature` for the settings) and keep it under `name`."""
-        with self._lock:
-            if name in self._features:
-                raise ValueError(f"feature {name!r} is already registered")
-            feature = Feature(name, registry=self._registry, **settings)
-            self._features[name] = feature
-            return feature
+        """Create a feature (see `Feature` for the settings); a name already taken is a ValueError."""
+        return Feature(name, registry=self._registry, **settings)
 
     def __getitem__(self, name: str) -> Feature:
-        try:
-            return self._features[name]
-        except KeyError:
-            known = ", ".join(sorted(self._features)) or "none"
-            raise KeyError(f"no feature named {name!r} (registered: {known})") from None
+        found: Feature | None = self._registry.get(Kind.FEATURE, name)
+        if found is None:
+            known = ", ".join(sorted(feature.name for feature in self)) or "none"
+            raise KeyError(f"no feature named {name!r} (registered: {known})")
+        return found
 
     def __contains__(self, name: object) -> bool:
-        return name in self._features
+        return isinstance(name, str) and self._registry.get(Kind.FEATURE, name) is not None
 
     def __iter__(self) -> Iterator[Feature]:
-        return iter(list(self._features.values()))
+        return iter(self._registry.features())
 
     def __len__(self) -> int:
-        return len(self._features)
+        return len(self._registry.features())
 
     def call(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self[name].call(fn, *args, **kwargs)
@@ -353,6 +347,16 @@ class Features:
 
     def is_enabled(self, name: str) -> bool:
         return self[name].enabled
+
+
+def feature(name: str, *, registry: Registry | None = None, **settings: Any) -> Feature:
+    """The feature named `name` in the default registry (or `registry`), created on first use;
+    asking again with different settings is a ValueError."""
+    reg = default_registry() if registry is None else registry
+    extras = {key: settings.pop(key) for key in ("errors", "clock") if key in settings}
+    return reg.get_or_create(
+        Kind.FEATURE, name, settings, lambda: Feature(name, registry=reg, **settings, **extras)
+    )
 
 
 def safe_call(
@@ -412,3 +416,6 @@ def _note_swallowed(fn: Callable[..., Any], exc: Exception, errors: Any | None, 
     aggregator = default_registry().errors if errors is _DEFAULT_ERRORS else errors
     if aggregator is not None:
         aggregator.record(exc, source=name)
+
+
+register_kind(KindSpec(Kind.FEATURE, Feature, FeatureSnapshot, feature))

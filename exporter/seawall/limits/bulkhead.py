@@ -21,6 +21,7 @@ from threading import Lock
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import BulkheadSnapshot, HistogramSnapshot
@@ -105,7 +106,7 @@ class Bulkhead:
         "registry",
     )
 
-    kind = "bulkhead"
+    kind = Kind.BULKHEAD
 
     def __init__(
         self,
@@ -354,5 +355,8 @@ def bulkhead(
     reg = default_registry() if registry is None else registry
     config = {"max_concurrent": max_concurrent, "max_wait": float(max_wait)}
     return reg.get_or_create(
-        "bulkhead", name, config, lambda: Bulkhead(name, max_concurrent, max_wait, registry=reg)
+        Kind.BULKHEAD, name, config, lambda: Bulkhead(name, max_concurrent, max_wait, registry=reg)
     )
+
+
+register_kind(KindSpec(Kind.BULKHEAD, Bulkhead, BulkheadSnapshot, bulkhead, timed=True))

@@ -85,5 +85,5 @@ def policy(
     if not layers:
         raise ValueError("policy needs at least one of retry, rate_limiter, bulkhead, breaker, timeout")
     deadline = None if retry is None else retry.config.get("deadline")
-    clock = getattr(retry, "_clock", time.monotonic)  # the retry's own clock measures its deadline
+    clock = getattr(retry, "clock", time.monotonic)  # the retry's own clock measures its deadline
     return Policy(tuple(layers), deadline, clock)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from threading import Lock
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import RateLimiterSnapshot
 from seawall.events import RateLimited, RateLimiterBackendFailed
@@ -114,7 +115,7 @@ class RateLimiter:
         "registry",
     )
 
-    kind = "rate_limiter"
+    kind = Kind.RATE_LIMITER
 
     def __init__(
         self,
@@ -356,5 +357,8 @@ def rate_limiter(
     if "failure_policy" in settings:
         config["failure_policy"] = settings["failure_policy"]
     return reg.get_or_create(
-        "rate_limiter", name, config, lambda: RateLimiter(name, rate, per, burst, registry=reg, **settings)
+        Kind.RATE_LIMITER, name, config, lambda: RateLimiter(name, rate, per, burst, registry=reg, **settings)
     )
+
+
+register_kind(KindSpec(Kind.RATE_LIMITER, RateLimiter, RateLimiterSnapshot, rate_limiter))

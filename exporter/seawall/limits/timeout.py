@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from threading import Lock
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import TimeoutSnapshot
@@ -122,7 +123,7 @@ class Timeout:
         "registry",
     )
 
-    kind = "timeout"
+    kind = Kind.TIMEOUT
 
     def __init__(
         self,
@@ -318,8 +319,11 @@ def timeout(
     `seconds`; asking again with other seconds is a ValueError."""
     reg = default_registry() if registry is None else registry
     config = {} if seconds is None else {"seconds": seconds_of("seconds", seconds)}
-    if seconds is None and reg.get("timeout", name) is None:
+    if seconds is None and reg.get(Kind.TIMEOUT, name) is None:
         raise ValueError(f"timeout {name!r} does not exist yet: give seconds= to create it")
     return reg.get_or_create(
-        "timeout", name, config, lambda: Timeout(name, cast(float, seconds), registry=reg, **extras)
+        Kind.TIMEOUT, name, config, lambda: Timeout(name, cast(float, seconds), registry=reg, **extras)
     )
+
+
+register_kind(KindSpec(Kind.TIMEOUT, Timeout, TimeoutSnapshot, timeout, timed=True))

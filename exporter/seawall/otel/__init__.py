@@ -42,6 +42,7 @@ from ..events import (
     RetryAttemptStarted,
     RetryGaveUp,
     TaskFailed,
+    handlers,
 )
 from ._metrics import OtelMetricsInstrumentation, instrument_metrics
 from ._otlp import PROTOCOLS, OTLPExportError, configure_otlp
@@ -72,23 +73,6 @@ class _Open(NamedTuple):
     recording: bool
 
 
-# What the listener handles; every other event type is never built for it.
-TRACED_EVENTS = (
-    RetryAttemptStarted,
-    RetryAttemptFinished,
-    RetryGaveUp,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    FallbackUsed,
-    FeatureToggled,
-    CallTimedOut,
-    BulkheadRejected,
-    RateLimited,
-    RateLimiterBackendFailed,
-    TaskFailed,
-)
-
-
 class OtelInstrumentation:
     """The listener `instrument()` returns. `active` is False when nothing was subscribed."""
 
@@ -103,21 +87,13 @@ class OtelInstrumentation:
         self._open: contextvars.ContextVar[_Open | None] = contextvars.ContextVar(
             "seawall_otel_attempt", default=None
         )
-        self._dispatch: dict[type, Any] = {
-            BreakerCallRejected: self._on_rejected,
-            BreakerStateChanged: self._on_state_changed,
-            FallbackUsed: self._on_fallback,
-            FeatureToggled: self._on_feature_toggled,
-            CallTimedOut: self._on_timed_out,
-            BulkheadRejected: self._on_bulkhead_rejected,
-            RateLimited: self._on_rate_limited,
-            RateLimiterBackendFailed: self._on_backend_failed,
-            TaskFailed: self._on_task_failed,
-            RetryGaveUp: self._on_gave_up,
-        }
+        self._dispatch = handlers(self)
+        # What the listener handles (attempt spans inline, the rest by the dispatch table); every
+        # other event type is never built for it.
+        self.traced_events = (RetryAttemptStarted, RetryAttemptFinished, *self._dispatch)
         self.listener = self._make_listener()
         self._unsubscribe = (
-            seawall_registry.bus.subscribe(self.listener, events=TRACED_EVENTS) if self.active else None
+            seawall_registry.bus.subscribe(self.listener, events=self.traced_events) if self.active else None
         )
 
     def _make_listener(self) -> Any:
@@ -194,7 +170,7 @@ class OtelInstrumentation:
         if span.is_recording():
             span.add_event(name, attributes)
 
-    def _on_gave_up(self, event: RetryGaveUp) -> None:
+    def _on_retry_gave_up(self, event: RetryGaveUp) -> None:
         self._annotate(
             "seawall.retry.gave_up",
             {
@@ -205,7 +181,7 @@ class OtelInstrumentation:
             },
         )
 
-    def _on_rejected(self, event: BreakerCallRejected) -> None:
+    def _on_breaker_call_rejected(self, event: BreakerCallRejected) -> None:
         self._annotate(
             "seawall.breaker.rejected",
             {
@@ -215,7 +191,7 @@ class OtelInstrumentation:
             },
         )
 
-    def _on_state_changed(self, event: BreakerStateChanged) -> None:
+    def _on_breaker_state_changed(self, event: BreakerStateChanged) -> None:
         self._annotate(
             "seawall.breaker.state_change",
             {
@@ -226,7 +202,7 @@ class OtelInstrumentation:
             },
         )
 
-    def _on_fallback(self, event: FallbackUsed) -> None:
+    def _on_fallback_used(self, event: FallbackUsed) -> None:
         attributes: dict[str, Any] = {
             "seawall.feature.name": event.feature,
             "seawall.fallback.reason": event.reason.value,
@@ -245,7 +221,7 @@ class OtelInstrumentation:
             },
         )
 
-    def _on_timed_out(self, event: CallTimedOut) -> None:
+    def _on_call_timed_out(self, event: CallTimedOut) -> None:
         self._annotate(
             "seawall.timeout",
             {
@@ -276,7 +252,7 @@ class OtelInstrumentation:
             attributes["seawall.rate_limiter.retry_after"] = event.retry_after
         self._annotate("seawall.rate_limiter.rejected", attributes)
 
-    def _on_backend_failed(self, event: RateLimiterBackendFailed) -> None:
+    def _on_rate_limiter_backend_failed(self, event: RateLimiterBackendFailed) -> None:
         self._annotate(
             "seawall.rate_limiter.backend_failed",
             {

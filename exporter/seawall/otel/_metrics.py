@@ -31,6 +31,7 @@ from ..events import (
     InstrumentationFailed,
     RetryAttemptFinished,
     RetryCompleted,
+    handlers,
 )
 
 __all__ = ["OtelMetricsInstrumentation", "instrument_metrics"]
@@ -81,34 +82,24 @@ class OtelMetricsInstrumentation:
         meter.create_observable_gauge(
             "seawall_feature_enabled", [self._observe_features], description="1 while the primary answers"
         )
-        self._dispatch: dict[type, Any] = {
-            BreakerCallCompleted: self._on_completed,
-            BreakerCallRejected: self._on_rejected,
-            BreakerStateChanged: self._on_state_changed,
-            RetryAttemptFinished: self._on_attempt_finished,
-            RetryCompleted: self._on_retry_completed,
-            ErrorRecorded: self._on_error,
-            FallbackUsed: self._on_fallback,
-            FeatureToggled: self._on_feature_toggled,
-            InstrumentationFailed: self._on_instrumentation_failed,
-        }
-        self._unsubscribe = seawall_registry.bus.subscribe(self)
+        self._dispatch = handlers(self)
+        self._unsubscribe = seawall_registry.bus.subscribe(self, events=self._dispatch)
 
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(event.__class__)
         if handler is not None:
             handler(event)
 
-    def _on_completed(self, event: BreakerCallCompleted) -> None:
+    def _on_breaker_call_completed(self, event: BreakerCallCompleted) -> None:
         attributes = {"breaker": event.breaker, "outcome": event.outcome.value}
         self._calls.add(1, attributes)
         self._duration.record(event.duration, attributes)
 
-    def _on_rejected(self, event: BreakerCallRejected) -> None:
+    def _on_breaker_call_rejected(self, event: BreakerCallRejected) -> None:
         self._calls.add(1, {"breaker": event.breaker, "outcome": "rejected"})
         self._states[event.breaker] = event.state
 
-    def _on_state_changed(self, event: BreakerStateChanged) -> None:
+    def _on_breaker_state_changed(self, event: BreakerStateChanged) -> None:
         attributes = {
             "breaker": event.breaker,
             "from_state": event.from_state.value,
@@ -117,14 +108,14 @@ class OtelMetricsInstrumentation:
         self._transitions.add(1, attributes)
         self._states[event.breaker] = event.to_state
 
-    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
+    def _on_retry_attempt_finished(self, event: RetryAttemptFinished) -> None:
         if event.will_retry:
             self._retry_attempts.add(1, {"retry": event.retry, "error_type": event.error_type or "none"})
 
     def _on_retry_completed(self, event: RetryCompleted) -> None:
         self._retry_calls.add(1, {"retry": event.retry, "outcome": event.outcome.value})
 
-    def _on_error(self, event: ErrorRecorded) -> None:
+    def _on_error_recorded(self, event: ErrorRecorded) -> None:
         attributes = {
             "source": event.source,
             "error_type": event.error_type,
@@ -132,7 +123,7 @@ class OtelMetricsInstrumentation:
         }
         self._errors.add(1, attributes)
 
-    def _on_fallback(self, event: FallbackUsed) -> None:
+    def _on_fallback_used(self, event: FallbackUsed) -> None:
         self._fallbacks.add(1, {"feature": event.feature, "reason": event.reason.value})
 
     def _on_feature_toggled(self, event: FeatureToggled) -> None:

@@ -29,7 +29,7 @@ from ..events import BreakerCallCompleted
 from ._collector import ExemplarRecorder, SnapshotCollector
 from ._exposition import generate_latest, generate_openmetrics, negotiate, render
 from ._families import _Metrics, _multiprocess_enabled
-from ._multiprocess import COUNTED_EVENTS, MultiprocessWriter
+from ._multiprocess import MultiprocessWriter
 
 DEFAULT_BUCKETS = DEFAULT_DURATION_BUCKETS
 
@@ -108,7 +108,7 @@ class PrometheusInstrumentation(MultiprocessWriter):
         metrics.build_info.labels(version).set(1)
         for component, count in self.seawall_registry.bus.instrumentation_errors().items():
             self._instrumentation_error_child(component).inc(count)
-        self._unsubscribers.append(self.seawall_registry.bus.subscribe(self, events=COUNTED_EVENTS))
+        self._unsubscribers.append(self.seawall_registry.bus.subscribe(self, events=self._dispatch))
         self.refresh()
 
     # -- scrape time ---------------------------------------------------------------------------

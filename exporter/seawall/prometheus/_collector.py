@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from seawall.core.enums import BreakerState, CallOutcome
+from seawall.core.kinds import declared
 from seawall.core.labels import LabelGuard, warn_overflow
 from seawall.core.registry import Registry
 from seawall.core.snapshots import BreakerSnapshot
@@ -104,12 +105,10 @@ class SnapshotCollector(LimitAndTaskFamilies):
         if self.before_collect is not None:
             self.before_collect()
         try:
-            families.extend(self._breakers([item.snapshot() for item in registry.breakers()]))
-            families.extend(self._retries([item.snapshot() for item in registry.retries()]))
-            families.extend(self._features([item.snapshot() for item in registry.features()]))
+            for spec in declared():  # each kind's families: the method named after its plural
+                snapshots = [item.snapshot() for item in registry.items(spec.kind)]
+                families.extend(getattr(self, f"_{spec.kind.plural}")(snapshots))
             families.append(self._errors())
-            families.extend(self._limits())
-            families.extend(self._tasks())
         except Exception as exc:  # a broken primitive must not break the scrape
             registry.bus.report_error("prometheus", exc)
         families.append(self._instrumentation_errors())

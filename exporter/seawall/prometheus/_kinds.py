@@ -63,12 +63,7 @@ class LimitAndTaskFamilies:
                 combined.setdefault(self._admit(metric, label, name), []).append(hist)
         family.histograms.extend(((name,), merge_all(hists), None) for name, hists in combined.items())
 
-    def _limits(self) -> Iterable[Family]:
-        """Timeouts, bulkheads and rate limiters, from their snapshots."""
-        registry = self.registry
-        timeouts = [item.snapshot() for item in registry.items("timeout")]
-        bulkheads = [item.snapshot() for item in registry.items("bulkhead")]
-        limiters = [item.snapshot() for item in registry.items("rate_limiter")]
+    def _timeouts(self, timeouts: list[Any]) -> Iterable[Family]:
         out: list[Family] = []
         if timeouts:
             calls = Family(
@@ -84,6 +79,10 @@ class LimitAndTaskFamilies:
             rows = [(snap.name, snap.durations) for snap in timeouts]
             self._histograms(durations, "seawall_timeout_call_duration_seconds", "timeout", rows)
             out += [calls, durations]
+        return out
+
+    def _bulkheads(self, bulkheads: list[Any]) -> Iterable[Family]:
+        out: list[Family] = []
         if bulkheads:
             metric = "seawall_bulkhead_calls_total"
             calls = Family(
@@ -103,6 +102,10 @@ class LimitAndTaskFamilies:
             )
             self._histograms(wait, metric, "bulkhead", [(b.name, b.wait) for b in bulkheads])
             out += [calls, in_flight, capacity, wait]
+        return out
+
+    def _rate_limiters(self, limiters: list[Any]) -> Iterable[Family]:
+        out: list[Family] = []
         if limiters:
             metric = "seawall_rate_limiter_calls_total"
             calls = Family(
@@ -145,9 +148,8 @@ class LimitAndTaskFamilies:
             out += [calls, tokens, errors, up]
         return out
 
-    def _tasks(self) -> Iterable[Family]:
+    def _tasks(self, snaps: list[Any]) -> Iterable[Family]:
         """Supervised background tasks, from their snapshots."""
-        snaps = [item.snapshot() for item in self.registry.items("task")]
         if not snaps:
             return ()
         metric = "seawall_task_state"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from seawall.core.enums import BreakerState, CallOutcome, FallbackReason, RetryOutcome
+from seawall.core.kinds import Kind
 from seawall.core.labels import LabelGuard, warn_overflow
 from seawall.core.registry import Registry
 
@@ -33,33 +33,20 @@ from ..events import (
     PrimitiveRegistered,
     RetryAttemptFinished,
     RetryCompleted,
+    handlers,
 )
 from ._collector import _SEVERITY
 from ._families import _MULTIPROCESS_REFRESH_SECONDS, _SUCCESS, _BreakerSeries, _Metrics, _windowless
 
-__all__ = ["COUNTED_EVENTS", "MultiprocessWriter"]
+__all__ = ["MultiprocessWriter"]
 
 log = logging.getLogger("seawall")
-
-
-COUNTED_EVENTS = (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    RetryAttemptFinished,
-    RetryCompleted,
-    ErrorRecorded,
-    FeatureToggled,
-    FallbackUsed,
-    InstrumentationFailed,
-    PrimitiveRegistered,
-)
 
 
 class MultiprocessWriter:
     """Events in, prometheus_client children counted; the base of `PrometheusInstrumentation`
     in multiprocess mode. The subclass sets the attributes declared here, then calls
-    `_init_listener()` before subscribing itself for `COUNTED_EVENTS`."""
+    `_init_listener()` before subscribing itself for the event types of its dispatch table."""
 
     component: str
     seawall_registry: Registry
@@ -80,25 +67,14 @@ class MultiprocessWriter:
         self._folded: dict[str, list[str]] = {}  # breaker names per label (several only for _other)
         self._overflow_children: dict[tuple[str, str], Any] = {}
         self._overflow_logged: set[tuple[str, str]] = set()
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            BreakerCallCompleted: self._on_call_completed,
-            BreakerCallRejected: self._on_call_rejected,
-            BreakerStateChanged: self._on_state_changed,
-            RetryAttemptFinished: self._on_attempt_finished,
-            RetryCompleted: self._on_retry_completed,
-            ErrorRecorded: self._on_error,
-            FeatureToggled: self._on_feature_toggled,
-            FallbackUsed: self._on_fallback,
-            InstrumentationFailed: self._on_instrumentation_failed,
-            PrimitiveRegistered: self._on_registered,
-        }
+        self._dispatch = handlers(self)
 
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(event.__class__)
         if handler is not None:
             handler(event)
 
-    def _on_call_completed(self, event: BreakerCallCompleted) -> None:
+    def _on_breaker_call_completed(self, event: BreakerCallCompleted) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
         outcome = event.outcome
         if outcome is _SUCCESS:
@@ -113,12 +89,12 @@ class MultiprocessWriter:
             series.refreshed_at = now
             self._refresh_breaker(event.breaker)
 
-    def _on_call_rejected(self, event: BreakerCallRejected) -> None:
+    def _on_breaker_call_rejected(self, event: BreakerCallRejected) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
         series.calls[CallOutcome.REJECTED].inc()
         self._set_state(series, event.state)
 
-    def _on_state_changed(self, event: BreakerStateChanged) -> None:
+    def _on_breaker_state_changed(self, event: BreakerStateChanged) -> None:
         series = self._breakers.get(event.breaker) or self._breaker_series(event.breaker)
         key = (event.from_state, event.to_state)
         child = series.transitions.get(key)
@@ -128,7 +104,7 @@ class MultiprocessWriter:
         child.inc()
         self._set_state(series, event.to_state)
 
-    def _on_attempt_finished(self, event: RetryAttemptFinished) -> None:
+    def _on_retry_attempt_finished(self, event: RetryAttemptFinished) -> None:
         if event.will_retry:
             label = self._retry_series(event.retry)[0]
             error_type = self._admit("seawall_retries_total", "error_type", event.error_type or "none")
@@ -137,7 +113,7 @@ class MultiprocessWriter:
     def _on_retry_completed(self, event: RetryCompleted) -> None:
         self._retry_series(event.retry)[1][event.outcome].inc()
 
-    def _on_error(self, event: ErrorRecorded) -> None:
+    def _on_error_recorded(self, event: ErrorRecorded) -> None:
         metric = "seawall_errors_total"
         source = self._admit(metric, "source", event.source)
         error_type = self._admit(metric, "error_type", event.error_type)
@@ -146,13 +122,13 @@ class MultiprocessWriter:
     def _on_feature_toggled(self, event: FeatureToggled) -> None:
         self._feature_series(event.feature)[1].set(1 if event.enabled else 0)
 
-    def _on_fallback(self, event: FallbackUsed) -> None:
+    def _on_fallback_used(self, event: FallbackUsed) -> None:
         self._feature_series(event.feature)[2][event.reason].inc()
 
     def _on_instrumentation_failed(self, event: InstrumentationFailed) -> None:
         self._instrumentation_error_child(event.component).inc()
 
-    def _on_registered(self, event: PrimitiveRegistered) -> None:
+    def _on_primitive_registered(self, event: PrimitiveRegistered) -> None:
         if event.kind == "breaker":
             self._breaker_series(event.name)
             self._refresh_breaker(event.name)
@@ -248,7 +224,7 @@ class MultiprocessWriter:
         if len(names) > 1:  # `_other` shows the worst state of the breakers folded into it
             states = [state]
             for name in names:
-                breaker = self.seawall_registry.get("breaker", name)
+                breaker = self.seawall_registry.get(Kind.BREAKER, name)
                 if breaker is not None:
                     states.append(breaker.state)
             state = min(states, key=_SEVERITY.__getitem__)
@@ -264,7 +240,7 @@ class MultiprocessWriter:
     def _refresh_breaker(self, name: str, breaker: Any = None) -> None:
         try:
             if breaker is None:
-                breaker = self.seawall_registry.get("breaker", name)
+                breaker = self.seawall_registry.get(Kind.BREAKER, name)
                 if breaker is None:
                     return
             series = self._breakers.get(name) or self._breaker_series(name)
@@ -283,7 +259,7 @@ class MultiprocessWriter:
     def _refresh_feature(self, name: str, feature: Any = None) -> None:
         try:
             if feature is None:
-                feature = self.seawall_registry.get("feature", name)
+                feature = self.seawall_registry.get(Kind.FEATURE, name)
                 if feature is None:
                     return
             snapshot = feature.snapshot()

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from seawall.core.enums import ErrorCategory, RetryOutcome
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import RetrySnapshot
 from seawall.errors.classify import classify, retry_after_hint, to_category
@@ -68,7 +69,7 @@ def _retry_predicate(
 class Retry:
     """A named retry policy; use it as a decorator, or through `call` / `call_async`."""
 
-    kind = "retry"
+    kind = Kind.RETRY
 
     def __init__(
         self,
@@ -151,6 +152,11 @@ class Retry:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock that measures attempts and the deadline (a policy measures its deadline with it)."""
+        return self._clock
 
     @property
     def config(self) -> dict[str, Any]:
@@ -404,4 +410,7 @@ def retry(name: str, *, registry: Registry | None = None, **settings: Any) -> Re
     for key in ("initial", "max_delay", "multiplier", "jitter"):
         if key in config and isinstance(config[key], int) and not isinstance(config[key], bool):
             config[key] = float(config[key])
-    return reg.get_or_create("retry", name, config, lambda: Retry(name, registry=reg, **settings))
+    return reg.get_or_create(Kind.RETRY, name, config, lambda: Retry(name, registry=reg, **settings))
+
+
+register_kind(KindSpec(Kind.RETRY, Retry, RetrySnapshot, retry))

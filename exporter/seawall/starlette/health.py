@@ -26,6 +26,7 @@ from typing import Any
 import anyio.to_thread
 
 from seawall.core.enums import BreakerState
+from seawall.core.kinds import Kind
 from seawall.core.registry import Registry
 from seawall.tasks.record import heartbeat_stale
 
@@ -143,7 +144,7 @@ class HealthChecker:
         summary: dict[str, Any] = {"total": 0, "failed": [], "restarting": [], "stale": []}
         reasons: list[str] = []
         unhealthy = False
-        for task in self.registry.items("task"):
+        for task in self.registry.items(Kind.TASK):
             snap = task.snapshot()
             summary["total"] += 1
             if snap.state == "failed":

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from seawall.core.kinds import Kind
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
 
@@ -205,7 +206,7 @@ def resilience_routes(
         return _json(report, 503 if report["status"] == "unhealthy" else 200)
 
     async def breaker(request: Request) -> Response:
-        found = reg.get("breaker", request.path_params["name"])
+        found = reg.get(Kind.BREAKER, request.path_params["name"])
         if found is None:
             raise ApiError(404, "unknown_breaker", "no breaker with this name", field="name")
         return _json(views.snapshot_dict(found.snapshot()))

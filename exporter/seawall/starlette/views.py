@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from seawall.core.kinds import Kind, declared
 from seawall.core.registry import Registry
 from seawall.core.snapshots import BreakerSnapshot, HistogramSnapshot
 from seawall.tasks.record import heartbeat_stale
@@ -18,6 +19,7 @@ __all__ = [
     "breakers_payload",
     "error_stats",
     "features_payload",
+    "kind_payload",
     "recent_errors",
     "registry_payload",
     "retries_payload",
@@ -80,16 +82,23 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
+def kind_payload(registry: Registry, kind: Kind | str) -> list[dict[str, Any]]:
+    """The snapshots of every primitive of `kind`, JSON-ready (histograms as count/sum/p50/p99)."""
+    if kind == Kind.TASK:
+        return tasks_payload(registry)
+    return [snapshot_dict(item.snapshot()) for item in registry.items(kind)]
+
+
 def breakers_payload(registry: Registry) -> list[dict[str, Any]]:
-    return [snapshot_dict(breaker.snapshot()) for breaker in registry.breakers()]
+    return kind_payload(registry, Kind.BREAKER)
 
 
 def retries_payload(registry: Registry) -> list[dict[str, Any]]:
-    return [snapshot_dict(retry.snapshot()) for retry in registry.retries()]
+    return kind_payload(registry, Kind.RETRY)
 
 
 def features_payload(registry: Registry) -> list[dict[str, Any]]:
-    return [snapshot_dict(feature.snapshot()) for feature in registry.features()]
+    return kind_payload(registry, Kind.FEATURE)
 
 
 def tasks_payload(registry: Registry, include_messages: bool = False) -> list[dict[str, Any]]:
@@ -97,7 +106,7 @@ def tasks_payload(registry: Registry, include_messages: bool = False) -> list[di
     The last error's (redacted) message only when asked for, as for recent errors."""
     now = time.time()
     out = []
-    for task in registry.items("task"):
+    for task in registry.items(Kind.TASK):
         snap = task.snapshot()
         data = snapshot_dict(snap)
         data["state"] = str(snap.state)
@@ -106,14 +115,6 @@ def tasks_payload(registry: Registry, include_messages: bool = False) -> list[di
             del data["last_error_message"]
         out.append(data)
     return out
-
-
-def limits_payload(registry: Registry) -> dict[str, list[dict[str, Any]]]:
-    """Timeouts, bulkheads and rate limiters, by kind (durations and waits as count/sum/p50/p99)."""
-    return {
-        kind: [snapshot_dict(item.snapshot()) for item in registry.items(kind)]
-        for kind in ("timeout", "bulkhead", "rate_limiter")
-    }
 
 
 def error_stats(registry: Registry) -> dict[str, Any]:
@@ -135,14 +136,11 @@ def recent_errors(registry: Registry, limit: int, include_messages: bool = False
 
 
 def registry_payload(registry: Registry, recent: int = 10) -> dict[str, Any]:
-    """Everything the status page draws, in one object (one SSE frame)."""
+    """Everything the status page draws, in one object (one SSE frame): a list per declared kind
+    under its plural ("breakers", ..., "rate_limiters", "tasks"), the errors and the recent ones."""
     return {
         "time": time.time(),
-        "breakers": breakers_payload(registry),
-        "retries": retries_payload(registry),
-        "features": features_payload(registry),
-        "tasks": tasks_payload(registry),
-        "limits": limits_payload(registry),
+        **{spec.kind.plural: kind_payload(registry, spec.kind) for spec in declared()},
         "errors": error_stats(registry),
         "recent_errors": recent_errors(registry, recent),
     }

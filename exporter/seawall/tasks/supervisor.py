@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from seawall.core.enums import ErrorCategory
+from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import TaskSnapshot
@@ -47,7 +48,7 @@ def current_task() -> SupervisedTask | None:
 class SupervisedTask:
     """One named, restarted coroutine; made and started by `Supervisor.supervise`."""
 
-    kind = "task"
+    kind = Kind.TASK
 
     def __init__(
         self,
@@ -313,9 +314,9 @@ class Supervisor:
 
         A finished, failed or stopped task of the same name is replaced; a live one is an error.
         """
-        existing = self.registry.get("task", name)
+        existing = self.registry.get(Kind.TASK, name)
         if isinstance(existing, SupervisedTask) and existing.done:
-            self.registry.remove("task", name)
+            self.registry.remove(Kind.TASK, name)
             self._tasks = [task for task in self._tasks if task is not existing]
         task = SupervisedTask(name, factory, registry=self.registry, **{**self._defaults, **settings})
         task.start()
@@ -361,3 +362,6 @@ def supervise(
     """Run `await factory()` as the supervised task `name` (see `SupervisedTask` for the settings);
     stop them all with `await seawall.default_supervisor().shutdown()`."""
     return default_supervisor(registry).supervise(name, factory, **settings)
+
+
+register_kind(KindSpec(Kind.TASK, SupervisedTask, TaskSnapshot, supervise))

@@ -227,22 +227,22 @@
     return seconds === null || seconds === undefined ? "–" : fmt(seconds * 1000, seconds < 0.01 ? 1 : 0) + " ms";
   }
 
-  function drawLimits(limits) {
+  function drawLimits(snapshot) {
     var body = document.querySelector("#limits tbody");
     body.textContent = "";
     var rows = [];
-    (limits.timeout || []).forEach(function (x) {
+    (snapshot.timeouts || []).forEach(function (x) {
       var c = x.calls || {};
       rows.push(["timeout", x.name, (c.success || 0) + (c.failure || 0), (c.timed_out || 0) + " timed out",
         fmt(x.seconds, 1) + " s budget", "p99 " + ms((x.durations || {}).p99)]);
     });
-    (limits.bulkhead || []).forEach(function (x) {
+    (snapshot.bulkheads || []).forEach(function (x) {
       var c = x.calls || {};
       rows.push(["bulkhead", x.name, c.admitted || 0, (c.rejected || 0) + " rejected",
         x.in_flight + " / " + x.max_concurrent + " in flight" + (x.waiting ? ", " + x.waiting + " waiting" : ""),
         "wait p99 " + ms((x.wait || {}).p99)]);
     });
-    (limits.rate_limiter || []).forEach(function (x) {
+    (snapshot.rate_limiters || []).forEach(function (x) {
       var c = x.calls || {};
       var budget = fmt(x.rate, 0) + " / " + fmt(x.per, 0) + " s";
       var tokens = x.available_tokens === null || x.available_tokens === undefined
@@ -349,7 +349,7 @@
     drawFeatures(snapshot.features || []);
     drawRetries(snapshot.retries || [], t);
     drawTasks(snapshot.tasks || [], t);
-    drawLimits(snapshot.limits || {});
+    drawLimits(snapshot);
     drawErrors(snapshot.errors, snapshot.recent_errors);
     var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
