@@ -261,11 +261,6 @@ def test_get_or_create_and_config() -> None:
     ("kwargs", "error", "text"),
     [
         ({"name": "", "seconds": 1.0}, ValueError, "name"),
-        ({"name": "x", "seconds": 0}, ValueError, "seconds must be > 0 and finite, got 0"),
-        ({"name": "x", "seconds": -1.5}, ValueError, "got -1.5"),
-        ({"name": "x", "seconds": float("inf")}, ValueError, "got inf"),
-        ({"name": "x", "seconds": "1"}, TypeError, "seconds must be a number of seconds, got '1'"),
-        ({"name": "x", "seconds": True}, TypeError, "got True"),
         ({"name": "x", "seconds": 1.0, "clock": 3}, TypeError, "clock must be callable"),
     ],
 )

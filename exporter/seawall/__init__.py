@@ -40,8 +40,10 @@ from seawall.limits.bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from seawall.limits.policy import Policy, policy
 from seawall.limits.ratelimit import RateLimitedError, RateLimiter, rate_limiter
 from seawall.limits.redis_backend import RedisBackend
+from seawall.limits.settings import BulkheadSettings, RateLimiterSettings, TimeoutSettings
 from seawall.limits.timeout import CallTimeoutError, Timeout, remaining, timeout, within
 from seawall.retries.retry import Retry, retry
+from seawall.retries.settings import RetrySettings
 from seawall.tasks.record import TaskState
 from seawall.tasks.supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
 
@@ -60,6 +62,7 @@ __all__ = [
     "BreakerState",
     "Bulkhead",
     "BulkheadFullError",
+    "BulkheadSettings",
     "BulkheadSnapshot",
     "CallOutcome",
     "CallTimeoutError",
@@ -80,18 +83,21 @@ __all__ = [
     "Policy",
     "RateLimitedError",
     "RateLimiter",
+    "RateLimiterSettings",
     "RateLimiterSnapshot",
     "RedisBackend",
     "Registry",
     "RegistrySnapshot",
     "Retry",
     "RetryOutcome",
+    "RetrySettings",
     "RetrySnapshot",
     "SupervisedTask",
     "Supervisor",
     "TaskSnapshot",
     "TaskState",
     "Timeout",
+    "TimeoutSettings",
     "TimeoutSnapshot",
     "__version__",
     "breaker",

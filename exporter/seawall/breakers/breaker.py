@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 from seawall.breakers.machine import BreakerStateMachine, CircuitOpenError, ErrorSink
 from seawall.breakers.settings import BreakerSettings
 from seawall.core.enums import BreakerState
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import BreakerSnapshot
@@ -41,7 +42,7 @@ class CircuitBreaker:
     `call_async`, or as a (async) context manager. See docs/architecture.md for the state machine.
     """
 
-    __slots__ = ("__weakref__", "_machine", "config", "name", "registry", "settings")
+    __slots__ = ("__weakref__", "_machine", "config", "injected", "name", "registry", "settings")
 
     kind = Kind.BREAKER
 
@@ -70,6 +71,7 @@ class CircuitBreaker:
         self.name = name
         self.settings = settings
         self.config = settings.as_config()
+        self.injected = {"errors": errors, "clock": clock}
         self.registry = default_registry() if registry is None else registry
         self._machine = BreakerStateMachine(name, settings, self.registry.bus, errors, clock)
         buckets = self.registry.duration_buckets
@@ -204,19 +206,14 @@ class CircuitBreaker:
         return self._machine.snapshot()
 
 
-def breaker(name: str, *, registry: Registry | None = None, **settings: Any) -> CircuitBreaker:
+def breaker(name: str, *, registry: Registry | None = None, **options: Any) -> CircuitBreaker:
     """The breaker named `name` in the default registry (or `registry`), created on first use.
 
     Asking again with different settings is a ValueError, so two call sites cannot silently
     disagree about one dependency's breaker.
     """
-    reg = default_registry() if registry is None else registry
-    extras = {key: settings.pop(key) for key in ("errors", "clock") if key in settings}
-    asked: Mapping[str, Any] = BreakerSettings.of(settings).as_config()
-    config = {key: asked[key] for key in settings}
-    return reg.get_or_create(
-        Kind.BREAKER, name, config, lambda: CircuitBreaker(name, registry=reg, **settings, **extras)
-    )
+    found: CircuitBreaker = obtain(Kind.BREAKER, name, registry, options)
+    return found
 
 
 register_kind(

@@ -21,13 +21,16 @@ from threading import Lock
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_identity, resolve
 from seawall.core.snapshots import BulkheadSnapshot, HistogramSnapshot
 from seawall.events import BulkheadRejected
+from seawall.limits.settings import BulkheadSettings
 from seawall.limits.timeout import remaining
-from seawall.limits.wrap import check_identity, decorate_gated, seconds
+from seawall.limits.wrap import decorate_gated
 
 __all__ = ["Bulkhead", "BulkheadFullError", "bulkhead"]
 
@@ -100,10 +103,12 @@ class Bulkhead:
         "_rejected",
         "_wait",
         "_waiters",
+        "injected",
         "max_concurrent",
         "max_wait",
         "name",
         "registry",
+        "settings",
     )
 
     kind = Kind.BULKHEAD
@@ -111,19 +116,23 @@ class Bulkhead:
     def __init__(
         self,
         name: str,
-        max_concurrent: int,
-        max_wait: float = 0.0,
+        max_concurrent: int | None = None,
+        max_wait: float | None = None,
         *,
+        settings: BulkheadSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
         check_identity(name, clock)
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
+        self.settings = resolve(
+            BulkheadSettings, settings, overrides, max_concurrent=max_concurrent, max_wait=max_wait
+        )
         self.name = name
-        self.max_concurrent = max_concurrent
-        self.max_wait = seconds("max_wait", max_wait, zero=True)
+        self.max_concurrent: int = self.settings.max_concurrent
+        self.max_wait: float = self.settings.max_wait
         self._clock = clock
+        self.injected = {"clock": clock}
         self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
         self._in_flight = 0
@@ -137,7 +146,7 @@ class Bulkhead:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"max_concurrent": self.max_concurrent, "max_wait": self.max_wait}
+        return self.settings.as_config()
 
     def __repr__(self) -> str:
         return f"Bulkhead({self.name!r}, max_concurrent={self.max_concurrent}, in_flight={self._in_flight})"
@@ -348,15 +357,18 @@ class Bulkhead:
 
 
 def bulkhead(
-    name: str, max_concurrent: int, max_wait: float = 0.0, *, registry: Registry | None = None
+    name: str,
+    max_concurrent: int | None = None,
+    max_wait: float | None = None,
+    *,
+    registry: Registry | None = None,
+    **options: Any,
 ) -> Bulkhead:
     """The bulkhead named `name` in the default registry (or `registry`), created on first use;
-    asking again with other settings is a ValueError."""
-    reg = default_registry() if registry is None else registry
-    config = {"max_concurrent": max_concurrent, "max_wait": float(max_wait)}
-    return reg.get_or_create(
-        Kind.BULKHEAD, name, config, lambda: Bulkhead(name, max_concurrent, max_wait, registry=reg)
-    )
+    asking again with other settings is a ValueError naming them."""
+    asked = {"max_concurrent": max_concurrent, "max_wait": max_wait, **options}
+    found: Bulkhead = obtain(Kind.BULKHEAD, name, registry, asked)
+    return found
 
 
-register_kind(KindSpec(Kind.BULKHEAD, Bulkhead, BulkheadSnapshot, bulkhead, timed=True))
+register_kind(KindSpec(Kind.BULKHEAD, Bulkhead, BulkheadSnapshot, bulkhead, BulkheadSettings, timed=True))

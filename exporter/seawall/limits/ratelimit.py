@@ -23,12 +23,15 @@ from collections.abc import Awaitable, Callable
 from threading import Lock
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_callables, check_identity, resolve
 from seawall.core.snapshots import RateLimiterSnapshot
 from seawall.events import RateLimited, RateLimiterBackendFailed
+from seawall.limits.settings import RateLimiterSettings
 from seawall.limits.timeout import remaining
-from seawall.limits.wrap import check_identity, decorate_gated, seconds
+from seawall.limits.wrap import decorate_gated
 
 __all__ = ["Backend", "BackendUnavailable", "RateLimitedError", "RateLimiter", "rate_limiter"]
 
@@ -108,11 +111,13 @@ class RateLimiter:
         "_tolerance",
         "burst",
         "failure_policy",
+        "injected",
         "max_wait",
         "name",
         "per",
         "rate",
         "registry",
+        "settings",
     )
 
     kind = Kind.RATE_LIMITER
@@ -120,36 +125,31 @@ class RateLimiter:
     def __init__(
         self,
         name: str,
-        rate: float,
-        per: float = 1.0,
+        rate: float | None = None,
+        per: float | None = None,
         burst: int | None = None,
         *,
-        max_wait: float = 0.0,
+        settings: RateLimiterSettings | None = None,
         backend: Backend | None = None,
-        failure_policy: str = "open",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
         check_identity(name, clock)
-        self.rate = seconds("rate", rate)  # a positive finite number, like seconds
-        self.per = seconds("per", per)
-        if burst is None:
-            burst = max(1, math.floor(self.rate))
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int >= 1 or None, got {burst!r}")
-        if failure_policy not in POLICIES:
-            raise ValueError(f"failure_policy must be 'open' or 'closed', got {failure_policy!r}")
-        for field, fn in (("sleep", sleep), ("async_sleep", async_sleep)):
-            if not callable(fn):
-                raise TypeError(f"{field} must be callable, got {fn!r}")
+        self.settings = resolve(RateLimiterSettings, settings, overrides, rate=rate, per=per, burst=burst)
+        check_callables({"sleep": sleep, "async_sleep": async_sleep})
         if backend is not None and not callable(getattr(backend, "take", None)):
             raise TypeError(f"backend must have take() and take_async() (e.g. RedisBackend), got {backend!r}")
         self.name = name
-        self.burst = burst
-        self.max_wait = seconds("max_wait", max_wait, zero=True)
-        self.failure_policy = failure_policy
+        self.rate: float = self.settings.rate
+        self.per: float = self.settings.per
+        self.burst: int = self.settings.burst or 1  # filled in by the settings
+        self.max_wait: float = self.settings.max_wait
+        self.failure_policy: str = self.settings.failure_policy
+        self.injected = {"backend": backend, "clock": clock, "sleep": sleep, "async_sleep": async_sleep}
+        burst = self.burst
         self._interval = self.per / self.rate
         self._tolerance = self._interval * (burst - 1)  # a full bucket admits `burst` at once
         self._backend = backend
@@ -172,14 +172,7 @@ class RateLimiter:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "per": self.per,
-            "burst": self.burst,
-            "max_wait": self.max_wait,
-            "backend": self.backend,
-            "failure_policy": self.failure_policy,
-        }
+        return {**self.settings.as_config(), "backend": self.backend}
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.name!r}, rate={self.rate!r}, per={self.per!r}, burst={self.burst})"
@@ -339,26 +332,20 @@ class RateLimiter:
 
 def rate_limiter(
     name: str,
-    rate: float,
-    per: float = 1.0,
+    rate: float | None = None,
+    per: float | None = None,
     burst: int | None = None,
     *,
     registry: Registry | None = None,
-    **settings: Any,
+    **options: Any,
 ) -> RateLimiter:
     """The rate limiter named `name` in the default registry (or `registry`), created on first
-    use; asking again with other settings is a ValueError."""
-    reg = default_registry() if registry is None else registry
-    config: dict[str, Any] = {"rate": float(rate), "per": float(per)}
-    if burst is not None:
-        config["burst"] = burst
-    if "max_wait" in settings:
-        config["max_wait"] = float(settings["max_wait"])
-    if "failure_policy" in settings:
-        config["failure_policy"] = settings["failure_policy"]
-    return reg.get_or_create(
-        Kind.RATE_LIMITER, name, config, lambda: RateLimiter(name, rate, per, burst, registry=reg, **settings)
-    )
+    use; asking again with other settings is a ValueError naming them."""
+    asked = {"rate": rate, "per": per, "burst": burst, **options}
+    found: RateLimiter = obtain(Kind.RATE_LIMITER, name, registry, asked)
+    return found
 
 
-register_kind(KindSpec(Kind.RATE_LIMITER, RateLimiter, RateLimiterSnapshot, rate_limiter))
+register_kind(
+    KindSpec(Kind.RATE_LIMITER, RateLimiter, RateLimiterSnapshot, rate_limiter, RateLimiterSettings)
+)

@@ -31,13 +31,15 @@ from contextvars import ContextVar
 from threading import Lock
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_identity, resolve
 from seawall.core.snapshots import TimeoutSnapshot
 from seawall.events import CallTimedOut
 from seawall.limits.expiry import Expiry, ExpiryWheel, uncancel
-from seawall.limits.wrap import check_identity
+from seawall.limits.settings import TimeoutSettings
 from seawall.limits.wrap import seconds as seconds_of
 
 __all__ = ["CallTimeoutError", "Timeout", "remaining", "timeout", "within"]
@@ -119,8 +121,10 @@ class Timeout:
         "_timed_out",
         "_wheel",
         "_wheels",
+        "injected",
         "name",
         "registry",
+        "settings",
     )
 
     kind = Kind.TIMEOUT
@@ -128,15 +132,19 @@ class Timeout:
     def __init__(
         self,
         name: str,
-        seconds: float,
+        seconds: float | None = None,
         *,
+        settings: TimeoutSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
         check_identity(name, clock)
+        self.settings = resolve(TimeoutSettings, settings, overrides, seconds=seconds)
         self.name = name
-        self._seconds = seconds_of("seconds", seconds)
+        self._seconds = self.settings.seconds
         self._clock = clock
+        self.injected = {"clock": clock}
         self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
         # Every finished call is one observation; successes are the observations that are neither
@@ -156,7 +164,7 @@ class Timeout:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"seconds": self._seconds}
+        return self.settings.as_config()
 
     def __repr__(self) -> str:
         return f"Timeout({self.name!r}, {self._seconds!r})"
@@ -313,17 +321,15 @@ class Timeout:
 
 
 def timeout(
-    name: str, seconds: float | None = None, *, registry: Registry | None = None, **extras: Any
+    name: str, seconds: float | None = None, *, registry: Registry | None = None, **options: Any
 ) -> Timeout:
     """The timeout named `name` in the default registry (or `registry`), created on first use with
-    `seconds`; asking again with other seconds is a ValueError."""
+    `seconds`; without `seconds` it only looks the timeout up. Other settings: a ValueError."""
     reg = default_registry() if registry is None else registry
-    config = {} if seconds is None else {"seconds": seconds_of("seconds", seconds)}
     if seconds is None and reg.get(Kind.TIMEOUT, name) is None:
         raise ValueError(f"timeout {name!r} does not exist yet: give seconds= to create it")
-    return reg.get_or_create(
-        Kind.TIMEOUT, name, config, lambda: Timeout(name, cast(float, seconds), registry=reg, **extras)
-    )
+    found: Timeout = obtain(Kind.TIMEOUT, name, reg, {"seconds": seconds, **options})
+    return found
 
 
-register_kind(KindSpec(Kind.TIMEOUT, Timeout, TimeoutSnapshot, timeout, timed=True))
+register_kind(KindSpec(Kind.TIMEOUT, Timeout, TimeoutSnapshot, timeout, TimeoutSettings, timed=True))

@@ -40,14 +40,6 @@ def decorate(primitive: Calls, fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def check_identity(name: object, clock: object) -> None:
-    """The checks every primitive makes of its name and injected clock."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty str, got {name!r}")
-    if not callable(clock):
-        raise TypeError(f"clock must be callable, got {clock!r}")
-
-
 def seconds(field: str, value: object, *, zero: bool = False) -> float:
     """A finite number of seconds, > 0 (or >= 0 with `zero`), else an error naming `field`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -20,12 +20,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from seawall.core.enums import ErrorCategory, RetryOutcome
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_callables, check_errors, check_identity, resolve
 from seawall.core.snapshots import RetrySnapshot
 from seawall.errors.classify import classify, retry_after_hint, to_category
 from seawall.events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 from seawall.retries.backoff import Backoff
+from seawall.retries.settings import RetrySettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,13 +78,7 @@ class Retry:
         self,
         name: str,
         *,
-        attempts: int = 3,
-        initial: float = 0.1,
-        max_delay: float = 10.0,
-        multiplier: float = 2.0,
-        jitter: float = 1.0,
-        deadline: float | None = None,
-        retry_on: object = None,
+        settings: RetrySettings | None = None,
         classifier: Callable[[BaseException], ErrorCategory] = classify,
         errors: Any = None,
         sleep: Callable[[float], object] = time.sleep,
@@ -89,44 +86,28 @@ class Retry:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
-        if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
-        ):
-            raise ValueError(f"deadline must be a number > 0 or None, got {deadline!r}")
-        for pname, fn in (
-            ("sleep", sleep),
-            ("async_sleep", async_sleep),
-            ("clock", clock),
-            ("classifier", classifier),
-        ):
-            if not callable(fn):
-                raise TypeError(f"{pname} must be callable, got {fn!r}")
-        if errors is not None and not callable(getattr(errors, "record", None)):
-            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
-        self.backoff = Backoff(initial, max_delay, multiplier, jitter, rng)
-        self._should = _retry_predicate(retry_on, classifier)
+        check_identity(name, clock)
+        settings = resolve(RetrySettings, settings, overrides)
+        check_callables({"sleep": sleep, "async_sleep": async_sleep, "classifier": classifier})
+        check_errors(errors)
+        self.settings = settings
+        self.backoff = Backoff(
+            settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng
+        )
+        self._should = _retry_predicate(settings.retry_on, classifier)
         self._name = name
-        self._attempts = attempts
-        self._deadline = None if deadline is None else float(deadline)
+        self._attempts = attempts = settings.attempts
+        self._deadline = settings.deadline
         self._classifier = classifier
         self._errors = errors
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._clock = clock
-        self._config: dict[str, Any] = {
-            "attempts": attempts,
-            "initial": self.backoff.initial,
-            "max_delay": self.backoff.max_delay,
-            "multiplier": self.backoff.multiplier,
-            "jitter": self.backoff.jitter,
-            "deadline": self._deadline,
-            "retry_on": retry_on,
-        }
+        self._config = settings.as_config()
+        self.injected = {"classifier": classifier, "errors": errors, "sleep": sleep}
+        self.injected.update({"async_sleep": async_sleep, "clock": clock, "rng": rng})
         self._lock = threading.Lock()
         # Outcomes and re-attempts are counted without the lock: next() on an itertools.count is one
         # C call, atomic under the GIL. Reading one takes a value too, so the reader (under the
@@ -395,22 +376,11 @@ class Retry:
         return f"Retry({self._name!r}, attempts={self._attempts})"
 
 
-_EXTRAS = ("classifier", "errors", "sleep", "async_sleep", "clock", "rng")
+def retry(name: str, *, registry: Registry | None = None, **options: Any) -> Retry:
+    """The retry named `name` in the default registry (or `registry`), created on first use;
+    asking again with different settings is a ValueError naming them (see `obtain`)."""
+    found: Retry = obtain(Kind.RETRY, name, registry, options)
+    return found
 
 
-def retry(name: str, *, registry: Registry | None = None, **settings: Any) -> Retry:
-    """The retry named `name` in the default registry (or `registry`), created on first use.
-
-    Asking again with different settings (attempts, delays, deadline, retry_on) is a ValueError.
-    """
-    reg = default_registry() if registry is None else registry
-    config = {key: value for key, value in settings.items() if key not in _EXTRAS}
-    if "deadline" in config and config["deadline"] is not None:
-        config["deadline"] = float(config["deadline"])
-    for key in ("initial", "max_delay", "multiplier", "jitter"):
-        if key in config and isinstance(config[key], int) and not isinstance(config[key], bool):
-            config[key] = float(config[key])
-    return reg.get_or_create(Kind.RETRY, name, config, lambda: Retry(name, registry=reg, **settings))
-
-
-register_kind(KindSpec(Kind.RETRY, Retry, RetrySnapshot, retry))
+register_kind(KindSpec(Kind.RETRY, Retry, RetrySnapshot, retry, settings=RetrySettings))
