@@ -4,12 +4,15 @@ event about a primitive names it by `kind` and `name`."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from typing import Any
 
 import pytest
 
 import seawall
 from seawall import events
 from seawall.core.kinds import Kind, KindSpec, declared, register_kind, spec_of
+from seawall.core.settings import Choice, Number, Settings
 from seawall.starlette.views import registry_payload
 
 # Events about no single primitive: the aggregator's (its `source` is free-form) and instrumentation's.
@@ -112,3 +115,101 @@ def test_dispatch_tables_are_derived_from_handler_methods() -> None:
     assert events.handler_name(events.RateLimiterBackendFailed) == "_on_rate_limiter_backend_failed"
     table = events.handlers(Listener())
     assert set(table) == {events.BreakerCallRejected, events.TaskFailed}
+
+
+# -- settings and factories, derived from the declared kinds ------------------------------------
+WITH_SETTINGS = [spec for spec in declared() if spec.settings is not None]
+ODD_VALUES = [float("nan"), float("inf"), float("-inf"), -1, 0, 10**12, 1e300, "1", True, None]
+
+
+def _valid(rule: Any) -> Any:
+    """A value the rule accepts (for the settings a test is not about)."""
+    if isinstance(rule, Number):
+        return rule.low + 1 if rule.low_open or rule.low < 1 else rule.low
+    if isinstance(rule, Choice):
+        return rule.values[0]
+    return False
+
+
+def _required(settings: type[Settings]) -> dict[str, Any]:
+    """The settings without a usable default (a timeout's seconds, ...), filled with valid values."""
+    defaults = {item.name: item.default for item in dataclasses.fields(settings)}
+    return {
+        name: _valid(rule)
+        for name, rule in settings.rules().items()
+        if defaults[name] is None and not getattr(rule, "optional", False)
+    }
+
+
+CASES = [
+    pytest.param(spec, name, value, id=f"{spec.kind}-{name}-{value!r}")
+    for spec in WITH_SETTINGS
+    for name in spec.settings.rules()  # type: ignore[union-attr]
+    for value in ODD_VALUES
+]
+
+
+@pytest.mark.parametrize(("spec", "name", "value"), CASES)
+def test_every_setting_refuses_odd_values_at_once_naming_the_field(
+    spec: KindSpec, name: str, value: Any
+) -> None:
+    settings = spec.settings
+    assert settings is not None
+    rule = settings.rules()[name]
+    kwargs = {**_required(settings), name: value}
+    parameter = inspect.signature(spec.cls).parameters.get(name)
+    as_default = (
+        value is None
+        and parameter is not None
+        and parameter.default is None
+        and name not in _required(settings)
+    )
+    if as_default or rule_accepts(rule, value):
+        error: ValueError | None = None
+        try:
+            primitive = spec.cls("p", registry=seawall.Registry(), **kwargs)
+        except ValueError as exc:  # a rule across settings (slow_call_rate_threshold needs a duration)
+            error = exc
+        if error is not None:
+            assert name in str(error)
+        else:
+            assert primitive.snapshot().name == "p"  # accepted values work, no failure later
+        return
+    with pytest.raises((ValueError, TypeError)) as caught:
+        spec.cls("p", registry=seawall.Registry(), **kwargs)
+    assert name in str(caught.value)
+    assert repr(value) in str(caught.value)
+    wrong_type = (
+        isinstance(value, bool) or value is None or isinstance(value, str) != isinstance(rule, Choice)
+    )
+    wrong_type = wrong_type or (isinstance(rule, Number) and rule.integer and isinstance(value, float))
+    assert caught.type is (TypeError if wrong_type else ValueError)
+
+
+def rule_accepts(rule: Any, value: Any) -> bool:
+    try:
+        rule.check("value", value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("spec", WITH_SETTINGS, ids=lambda spec: str(spec.kind))
+def test_every_factory_follows_the_one_rule(spec: KindSpec) -> None:
+    registry = seawall.Registry()
+    settings = spec.settings
+    assert settings is not None
+    base = _required(settings)
+    first = spec.factory("p", registry=registry, **base)
+    assert spec.factory("p", registry=registry, **base) is first
+    assert registry.items(spec.kind) == [first]
+    # one setting changed: a ValueError naming it and both values
+    name, rule = next((n, r) for n, r in settings.rules().items() if isinstance(r, Number))
+    other = getattr(first.settings, name) + 1 if getattr(first.settings, name) is not None else _valid(rule)
+    with pytest.raises(
+        ValueError, match=rf"{spec.kind} 'p' already exists with a different configuration: {name}="
+    ):
+        spec.factory("p", registry=registry, **{**base, name: other})
+    # an injected part other than the one it was made with: refused, not silently dropped
+    with pytest.raises(ValueError, match="clock="):
+        spec.factory("p", registry=registry, clock=lambda: 0.0)
