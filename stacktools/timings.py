@@ -83,6 +83,7 @@ WINDOWS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("CircuitBreakerFlapping", "warning"): ("0s", "15m", "from the 3rd trip; quiet 15m after the last"),
     ("CircuitBreakerHalfOpenStuck", "warning"): ("1m", "0s", "a whole minute half_open, then `for`"),
     ("CircuitBreakerForcedOpen", "info"): ("0s", "0s", "breaker state; never sent"),
+    ("CircuitBreakerSharedStateDown", "warning"): ("0s", "0s", "the shared breaker's up gauge"),
     ("HighRejectionRate", "warning"): ("30s", "0s", "10% of the 5m window; stops when the breaker closes"),
     ("HighRetryRate", "warning"): ("5m", "1m", "up to the 5m window (2.5m if every call retries once)"),
     ("RetryExhaustion", "warning"): ("15s", "1m", "5% of the 5m window"),

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import seawall
+from redis_server import RedisServer
 from seawall import prometheus as sp
 from seawall.events import Event
 from stacktools.receivers import FakePagerDuty, FakeSlack
@@ -79,3 +80,13 @@ def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
     """Fake Slack and PagerDuty on 127.0.0.1 for the stack tests, stopped afterwards."""
     with FakeSlack() as slack, FakePagerDuty() as pagerduty:
         yield slack, pagerduty
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1, stopped after the test (tests/redis_server.py)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -42,7 +42,11 @@ LIMITS_METRICS = frozenset(
         "seawall_rate_limiter_backend_up",
     }
 )
-METRIC_CONTRACT = METRIC_CONTRACT | LIMITS_METRICS
+# Breakers shared by a fleet through Redis (issue 18): exported only for shared breakers.
+SHARED_BREAKER_METRICS = frozenset(
+    {"seawall_circuit_breaker_shared_up", "seawall_circuit_breaker_shared_errors_total"}
+)
+METRIC_CONTRACT = METRIC_CONTRACT | LIMITS_METRICS | SHARED_BREAKER_METRICS
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import multiprocessing
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,15 +20,6 @@ from seawall.events import RateLimiterBackendFailed
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not installed")
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def shared_limiter(url: str, burst: int, **settings: object) -> RateLimiter:

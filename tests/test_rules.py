@@ -7,6 +7,7 @@ import contextlib
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,13 @@ def _exported_samples() -> dict[str, list[dict[str, str]]]:
         with contextlib.suppress(seawall.RateLimitedError):
             limiter.call(lambda: None)
         asyncio.run(_a_task_that_fails_for_good(registry))
+        # a breaker shared through a Redis that does not answer (port 1): its sync fails, counted
+        nowhere = seawall.RedisBackend("redis://127.0.0.1:1/0", timeout=0.05)
+        fleet = seawall.CircuitBreaker("fleet", registry=registry, shared=nowhere)
+        deadline = time.monotonic() + 5.0
+        while fleet.snapshot().shared_errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        nowhere.close()
         text = generate_latest(prom).decode()
     finally:
         inst.close()

@@ -13,8 +13,9 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar, cast
 
 from seawall.breakers.machine import BreakerStateMachine, CircuitOpenError, ErrorSink
 from seawall.breakers.settings import BreakerSettings
@@ -23,6 +24,9 @@ from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import BreakerSnapshot
+
+if TYPE_CHECKING:
+    from seawall.breakers.shared import FleetLink
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "CircuitOpenError", "ErrorSink", "breaker"]
 
@@ -42,7 +46,7 @@ class CircuitBreaker:
     `call_async`, or as a (async) context manager. See docs/architecture.md for the state machine.
     """
 
-    __slots__ = ("__weakref__", "_machine", "config", "injected", "name", "registry", "settings")
+    __slots__ = ("__weakref__", "_fleet", "_machine", "config", "injected", "name", "registry", "settings")
 
     kind = Kind.BREAKER
 
@@ -54,6 +58,7 @@ class CircuitBreaker:
         errors: ErrorSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
+        shared: Any = None,
         **overrides: Any,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -71,13 +76,20 @@ class CircuitBreaker:
         self.name = name
         self.settings = settings
         self.config = settings.as_config()
-        self.injected = {"errors": errors, "clock": clock}
+        self.injected = {"errors": errors, "clock": clock, "shared": shared}
         self.registry = default_registry() if registry is None else registry
         self._machine = BreakerStateMachine(name, settings, self.registry.bus, errors, clock)
         buckets = self.registry.duration_buckets
         if buckets is not None:
             self._machine.record_durations(buckets)
+        self._fleet: FleetLink | None = None
+        if shared is not None:
+            from seawall.breakers.shared import fleet_of
+
+            fleet = fleet_of(shared)  # a TypeError naming `shared` before the breaker joins anything
         self.registry.add(self)
+        if shared is not None:
+            self._fleet = fleet.attach(self._machine)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
@@ -203,7 +215,17 @@ class CircuitBreaker:
 
     def snapshot(self) -> BreakerSnapshot:
         """A consistent copy of the state and counters; reading never changes state."""
-        return self._machine.snapshot()
+        snap = self._machine.snapshot()
+        fleet = self._fleet
+        if fleet is None:
+            return snap
+        return replace(snap, shared="redis", shared_up=fleet.up, shared_errors=fleet.errors)
+
+    def unshare(self) -> None:
+        """Stop syncing with the fleet (the breaker decides alone from now on)."""
+        fleet, self._fleet = self._fleet, None
+        if fleet is not None:
+            fleet.detach()
 
 
 def breaker(name: str, *, registry: Registry | None = None, **options: Any) -> CircuitBreaker:

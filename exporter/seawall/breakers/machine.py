@@ -86,6 +86,7 @@ class BreakerStateMachine:
         "_failed",
         "_gen",
         "_ignored",
+        "_last_reason",
         "_lock",
         "_opened_at",
         "_probe_successes",
@@ -101,8 +102,11 @@ class BreakerStateMachine:
         "_transitions",
         "_window",
         "name",
+        "notify",
+        "permits",
         "settings",
         "timed",
+        "wants_probe",
     )
 
     def __init__(
@@ -148,6 +152,13 @@ class BreakerStateMachine:
         self._successes = itertools.count()
         self._rejections = itertools.count()
         self._reads = 0
+        # Fleet hooks (breakers/shared.py): `permits` is None for a local breaker, else the fleet
+        # probe slots this worker holds; `notify` is called (lock held, must not block) on every
+        # transition and when a call wants a probe slot it does not have.
+        self.permits: int | None = None
+        self.notify: Callable[[], None] | None = None
+        self.wants_probe = False
+        self._last_reason = "manual"
 
     def _update_timed(self) -> None:
         """Read the clock around calls only when an outcome, a count or a listener needs the time."""
@@ -198,6 +209,9 @@ class BreakerStateMachine:
             self._opened_at = now
         if self._window is not None and (to is _CLOSED or frm is _CLOSED):
             self._window.reset()
+        self._last_reason = reason
+        if self.notify is not None:
+            self.notify()
         if frm is to:
             return None
         key = (frm, to)
@@ -224,18 +238,26 @@ class BreakerStateMachine:
             now = self._clock()
             state = self._state
             reset_timeout = self.settings.reset_timeout
+            permits = self.permits
             if state is _OPEN and now - self._opened_at >= reset_timeout:
-                changed = self._move(_HALF_OPEN, "timeout", now)
-                state = _HALF_OPEN
+                if permits is None or permits > 0:
+                    changed = self._move(_HALF_OPEN, "timeout", now)
+                    state = _HALF_OPEN
+                elif not self.wants_probe and self.notify is not None:
+                    self.wants_probe = True  # no fleet probe slot yet: ask for one, refuse meanwhile
+                    self.notify()
+            limit = self.settings.half_open_max_calls
+            if permits is not None and permits < limit:
+                limit = permits
             if state is _CLOSED or state is _DISABLED:
                 token = self._gen
-            elif state is _HALF_OPEN and self._probes < self.settings.half_open_max_calls:
+            elif state is _HALF_OPEN and self._probes < limit:
                 self._probes += 1
                 token = ~self._gen
             else:
                 next(self._rejections)
                 if state is _OPEN:
-                    retry_after = reset_timeout - (now - self._opened_at)
+                    retry_after = max(0.0, reset_timeout - (now - self._opened_at))
                 else:  # forced_open waits for a person: report the configured timeout
                     retry_after = reset_timeout if state is _FORCED_OPEN else 0.0
                 rejected = CircuitOpenError(self.name, state, retry_after)
@@ -366,6 +388,39 @@ class BreakerStateMachine:
             changed = self._move(to, "manual", self._clock())
         if changed is not None:
             self._changed.publish(changed)
+
+    def adopt(self, to: BreakerState, elapsed: float, permits: int | None) -> None:
+        """Take the fleet's state (breakers/shared.py): `elapsed` seconds since the fleet opened,
+        `permits` the fleet probe slots this worker holds. Not a local decision, so not published
+        back: the reason is "fleet"."""
+        changed: BreakerStateChanged | None = None
+        with self._lock:
+            self.permits = permits
+            self.wants_probe = False
+            now = self._clock()
+            if to is not self._state:
+                changed = self._move(to, "fleet", now)
+            if to is _OPEN:  # the fleet's reset timer, also when it re-opened while we were open
+                self._opened_at = now - max(0.0, elapsed)
+        if changed is not None:
+            self._changed.publish(changed)
+
+    def grant(self, permits: int | None, clear_want: bool = True) -> None:
+        """Set the fleet probe slots this worker holds (None: decide locally); `clear_want`:
+        the wish for a slot was answered, so the next call that needs one asks again."""
+        with self._lock:
+            self.permits = permits
+            if clear_want:
+                self.wants_probe = False
+
+    def fleet_view(self) -> tuple[int, BreakerState, str, int, bool]:
+        """(generation, state, last reason, failure streak, wants a probe slot), consistent."""
+        with self._lock:
+            return self._gen, self._state, self._last_reason, self._consecutive, self.wants_probe
+
+    @property
+    def generation(self) -> int:
+        return self._gen
 
     @property
     def state(self) -> BreakerState:

@@ -75,6 +75,9 @@ class BreakerSnapshot:
     transitions: dict[tuple[BreakerState, BreakerState], int] = field(default_factory=dict)
     # call durations by outcome (success, failure, ignored), while durations are recorded
     durations: dict[str, HistogramSnapshot] = field(default_factory=dict)
+    shared: str | None = None  # "redis" when the state is shared by a fleet (breakers/shared.py)
+    shared_up: bool = True  # False while the shared state cannot be reached (deciding locally)
+    shared_errors: int = 0  # failed syncs with the shared state since creation
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -78,20 +78,26 @@ class RedisBackend:
         prefix: str = "seawall:ratelimit:",
         timeout: float = 0.1,
         recheck: float = 1.0,
+        breaker_prefix: str = "seawall:breaker:",
+        sync_interval: float = 0.05,
         client: Any = None,
         async_client: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"url must be a redis:// or rediss:// URL, got {url!r}")
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {prefix!r}")
+        for field, text in (("prefix", prefix), ("breaker_prefix", breaker_prefix)):
+            if not isinstance(text, str):
+                raise TypeError(f"{field} must be a str, got {text!r}")
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         self.url = url
         self.prefix = prefix
         self.timeout = seconds("timeout", timeout)
         self.recheck = seconds("recheck", recheck, zero=True)
+        self.breaker_prefix = breaker_prefix
+        self.sync_interval = seconds("sync_interval", sync_interval)
+        self.fleet: Any = None  # the shared breakers' sync thread (breakers/shared.py), on first use
         self._clock = clock
         self._redis = _import_redis()
         self._client = client
@@ -112,16 +118,20 @@ class RedisBackend:
             "health_check_interval": 0,
         }
 
+    def client(self) -> Any:
+        """The sync redis-py client (made on first use, bounded by `timeout`, no retries)."""
+        if self._client is None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self._client = self._redis.Redis.from_url(
+                self.url, retry=Retry(NoBackoff(), 0), **self._options()
+            )
+        return self._client
+
     def _sync_script(self) -> Any:
         if self._script is None:
-            if self._client is None:
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
-
-                self._client = self._redis.Redis.from_url(
-                    self.url, retry=Retry(NoBackoff(), 0), **self._options()
-                )
-            self._script = self._client.register_script(GCRA_SCRIPT)
+            self._script = self.client().register_script(GCRA_SCRIPT)
         return self._script
 
     def _loop_script(self) -> Any:
@@ -192,7 +202,9 @@ class RedisBackend:
             return False
 
     def close(self) -> None:
-        """Close the sync client's connections."""
+        """Stop the shared breakers' sync thread and close the sync client's connections."""
+        if self.fleet is not None:
+            self.fleet.close()
         if self._client is not None:
             self._client.close()
 

@@ -189,7 +189,29 @@ class SnapshotCollector(LimitAndTaskFamilies):
                 for snap in group:
                     exemplars.update(recorded.get((snap.name, outcome_name), {}))
                 durations.histograms.append(((label, outcome_name), merged, exemplars or None))
-        return (state, calls, durations, transitions, ratio)
+        return (state, calls, durations, transitions, ratio, *self._shared_breakers(snapshots))
+
+    def _shared_breakers(self, snapshots: list[BreakerSnapshot]) -> tuple[Family, ...]:
+        """Health of the fleet sync of breakers shared through Redis (none: no families)."""
+        shared = [snap for snap in snapshots if snap.shared is not None]
+        if not shared:
+            return ()
+        metric = "seawall_circuit_breaker_calls_total"  # the cap that admitted the breaker labels
+        up = Family(
+            "seawall_circuit_breaker_shared_up",
+            "1 while a shared breaker reaches the fleet state, 0 while it decides locally",
+            "gauge",
+            ("breaker",),
+        )
+        self._per_name(up, metric, "breaker", [(s.name, 1.0 if s.shared_up else 0.0) for s in shared], min)
+        errors = Family(
+            "seawall_circuit_breaker_shared_errors",
+            "Failed syncs of a shared breaker with the fleet state",
+            "counter",
+            ("breaker",),
+        )
+        self._per_name(errors, metric, "breaker", [(s.name, s.shared_errors) for s in shared], sum)
+        return (up, errors)
 
     def _retries(self, snapshots: list[Any]) -> Iterable[Family]:
         calls = Family(
