@@ -7,10 +7,15 @@ bounded waits. `kill()` stops it abruptly (SIGKILL) to test what limiters do whe
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from stacktools.receivers import free_port
 
@@ -75,3 +80,21 @@ class RedisServer:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@contextlib.contextmanager
+def worker_processes(
+    target: Callable[..., None], args: Sequence[tuple[Any, ...]]
+) -> Iterator[list[BaseProcess]]:
+    """Forked worker processes running `target(*args[i])`, joined (bounded) or killed on exit."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=target, args=one) for one in args]
+    for worker in workers:
+        worker.start()
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()

@@ -116,6 +116,40 @@ def test_async_waits_on_the_loop(fake_clock: FakeClock) -> None:
     assert done == [0.0, 0.5, 1.0, 1.5]
 
 
+def test_a_cancelled_waiters_slot_goes_to_the_next_waiter(fake_clock: FakeClock) -> None:
+    """aiolimiter hands a cancelled waiter's capacity on; so does seawall: the next reservation
+    gets the given-back slot, whether it was the newest one (tat moves back) or an earlier one."""
+    waits: list[float] = []
+
+    async def parked(seconds: float) -> None:  # sleeps until cancelled: the test decides
+        waits.append(round(seconds, 6))
+        await asyncio.Event().wait()
+
+    limiter = RateLimiter(
+        "api", 10.0, burst=1, max_wait=5.0, clock=fake_clock, async_sleep=parked, registry=Registry()
+    )
+
+    async def main() -> None:
+        await limiter.acquire_async()  # the burst: no wait
+        first, second = (asyncio.create_task(limiter.acquire_async()) for _ in range(2))
+        await asyncio.sleep(0)
+        first.cancel()  # slot +0.1 given back while +0.2 is still reserved
+        await asyncio.sleep(0)
+        third = asyncio.create_task(limiter.acquire_async())  # takes +0.1, not +0.3
+        await asyncio.sleep(0)
+        second.cancel()  # the newest reservation: tat moves back
+        await asyncio.sleep(0)
+        fourth = asyncio.create_task(limiter.acquire_async())  # takes +0.2, not +0.3
+        await asyncio.sleep(0)
+        for task in (third, fourth):
+            task.cancel()
+        await asyncio.gather(first, second, third, fourth, return_exceptions=True)
+
+    asyncio.run(main())
+    assert waits == [0.1, 0.2, 0.1, 0.2]
+    assert limiter.snapshot().calls == {"admitted": 1, "rejected": 0}  # the cancelled were never admitted
+
+
 def test_threads_share_one_budget_exactly(fake_clock: FakeClock) -> None:
     limiter = make(fake_clock, 1.0, per=3600.0, burst=100)
     admitted = []

@@ -1,4 +1,5 @@
-"""The Redis rate-limiter backend against a real redis-server the tests start and stop: one
+"""The Redis rate-limiter backend in exact mode (one round trip per decision; leased tokens are
+tests/test_leased_limiter.py) against a real redis-server the tests start and stop: one
 budget shared by 4 worker processes, exact decisions, async, the failure policy when the server
 is killed mid-test (and when it hangs), recovery, and bad input."""
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import FakeClock
-from redis_server import REDIS_SERVER, RedisServer
+from redis_server import REDIS_SERVER, RedisServer, worker_processes
 from seawall import RateLimitedError, RateLimiter, RedisBackend, Registry
 from seawall.events import RateLimiterBackendFailed
 
@@ -24,7 +25,7 @@ HOUR = 3600.0
 
 def shared_limiter(url: str, burst: int, **settings: object) -> RateLimiter:
     """One call an hour sustained, `burst` at once: refills nothing during a test."""
-    backend = RedisBackend(url, timeout=1.0)
+    backend = RedisBackend(url, timeout=1.0, exact=True)
     return RateLimiter("shared", 1.0, per=HOUR, burst=burst, backend=backend, registry=Registry(), **settings)  # type: ignore[arg-type]
 
 
@@ -48,7 +49,7 @@ def test_decisions_are_exact_and_retry_after_is_the_interval(redis_server: Redis
 
 
 def test_limits_are_separate_keys_and_async_shares_them(redis_server: RedisServer) -> None:
-    backend = RedisBackend(redis_server.url, timeout=1.0)
+    backend = RedisBackend(redis_server.url, timeout=1.0, exact=True)
     registry = Registry()
     one = RateLimiter("one", 1.0, per=HOUR, burst=2, backend=backend, registry=registry)
     two = RateLimiter("two", 1.0, per=HOUR, burst=2, backend=backend, registry=registry)
@@ -72,7 +73,7 @@ def test_limits_are_separate_keys_and_async_shares_them(redis_server: RedisServe
 
 
 def _worker(url: str, barrier: Any, results: Any, attempts: int) -> None:
-    backend = RedisBackend(url, timeout=1.0)
+    backend = RedisBackend(url, timeout=1.0, exact=True)
     limiter = RateLimiter("shared", 1.0, per=HOUR, burst=200, backend=backend, registry=Registry())
     assert backend.ping()  # connected before the race starts
     barrier.wait(timeout=30)
@@ -89,18 +90,8 @@ def _worker(url: str, barrier: Any, results: Any, attempts: int) -> None:
 def test_four_worker_processes_share_one_budget(redis_server: RedisServer) -> None:
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(4), context.Queue()
-    workers = [
-        context.Process(target=_worker, args=(redis_server.url, barrier, results, 150)) for _ in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
+    with worker_processes(_worker, [(redis_server.url, barrier, results, 150)] * 4) as workers:
         outcomes = [results.get(timeout=60) for _ in workers]
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.kill()
     admitted = [count for count, _ in outcomes]
     assert [errors for _, errors in outcomes] == [0, 0, 0, 0]
     assert sum(admitted) == 200  # 600 attempts against a budget of 200: exactly the budget
@@ -113,7 +104,7 @@ def test_killed_server_fails_open_counted_logged_then_recovers(
     registry = Registry()
     failures: list[object] = []
     registry.bus.subscribe(failures.append, events=[RateLimiterBackendFailed])
-    backend = RedisBackend(redis_server.url, timeout=0.5, recheck=5.0, clock=fake_clock)
+    backend = RedisBackend(redis_server.url, timeout=0.5, recheck=5.0, clock=fake_clock, exact=True)
     limiter = RateLimiter("api", 1.0, per=HOUR, burst=3, backend=backend, registry=registry)
     limiter.acquire()
     redis_server.kill()
@@ -138,7 +129,7 @@ def test_killed_server_fails_open_counted_logged_then_recovers(
 def test_killed_server_fails_closed_with_the_recheck_as_retry_after(
     redis_server: RedisServer, fake_clock: FakeClock
 ) -> None:
-    backend = RedisBackend(redis_server.url, timeout=0.5, recheck=2.0, clock=fake_clock)
+    backend = RedisBackend(redis_server.url, timeout=0.5, recheck=2.0, clock=fake_clock, exact=True)
     limiter = RateLimiter(
         "api", 1.0, per=HOUR, burst=3, backend=backend, failure_policy="closed", registry=Registry()
     )
@@ -187,6 +178,10 @@ def test_a_hanging_server_costs_one_bounded_timeout_per_recheck(fake_clock: Fake
         ({"timeout": 0}, ValueError, "timeout must be > 0 and finite, got 0"),
         ({"recheck": -1}, ValueError, "recheck must be >= 0"),
         ({"prefix": 3}, TypeError, "prefix must be a str"),
+        ({"exact": "yes"}, TypeError, "exact must be a bool, got 'yes'"),
+        ({"max_batch": 0}, ValueError, "max_batch must be an int >= 1, got 0"),
+        ({"lease": 0}, ValueError, "lease must be > 0"),
+        ({"lease_ttl": -1}, ValueError, "lease_ttl must be > 0"),
         ({"clock": "now"}, TypeError, "clock must be callable"),
     ],
 )

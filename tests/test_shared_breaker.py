@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from redis_server import REDIS_SERVER, RedisServer
+from redis_server import REDIS_SERVER, RedisServer, worker_processes
 from seawall import BreakerState, CircuitBreaker, CircuitOpenError, RedisBackend, Registry
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not installed")
@@ -239,23 +239,14 @@ def test_four_worker_processes_one_fault_trips_all_and_probes_are_fleet_wide(
     context = multiprocessing.get_context("fork")
     barrier, results, stop = context.Barrier(4), context.Queue(), context.Event()
     roles = ["trip", "watch", "watch", "watch"]
-    workers = [
-        context.Process(target=_worker, args=(redis_server.url, i, role, barrier, results, stop))
-        for i, role in enumerate(roles)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        first = [results.get(timeout=30) for _ in workers]
-        time.sleep(2.0)  # five reset periods of 0.4 s with the dependency still down
-        stop.set()
+    args = [(redis_server.url, i, role, barrier, results, stop) for i, role in enumerate(roles)]
+    with worker_processes(_worker, args) as workers:
+        try:
+            first = [results.get(timeout=30) for _ in workers]
+            time.sleep(2.0)  # five reset periods of 0.4 s with the dependency still down
+        finally:
+            stop.set()
         last = [results.get(timeout=30) for _ in workers]
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.kill()
     tripped = next(at for _, what, at in first if what == "tripped")
     delays = [at - tripped for _, what, at in first if what == "rejected"]
     print(f"\nshared breaker: other workers rejected {[f'{d * 1000:.1f} ms' for d in delays]} after the trip")

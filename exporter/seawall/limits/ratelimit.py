@@ -16,6 +16,7 @@ backend cannot decide ("open": admit, "closed": reject), counting and logging ea
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import time
@@ -106,6 +107,7 @@ class RateLimiter:
         "_on_backend_failed",
         "_on_limited",
         "_rejected",
+        "_returned",
         "_sleep",
         "_tat",
         "_tolerance",
@@ -159,6 +161,7 @@ class RateLimiter:
         self._async_sleep = async_sleep
         self._lock = Lock()
         self._tat = -math.inf
+        self._returned: list[float] = []  # slot times given back by cancelled waiters, ascending
         self._admitted = self._rejected = self._backend_errors = 0
         self._backend_up = True
         self.registry = default_registry() if registry is None else registry
@@ -210,16 +213,40 @@ class RateLimiter:
 
     def _take_local(self, patience: float) -> float:
         """Admit (returning the wait before proceeding) or raise RateLimitedError."""
+        return self._reserve_local(patience)[0]
+
+    def _reserve_local(self, patience: float) -> tuple[float, float]:
+        """Admit: (the wait before proceeding, the slot's time), or raise RateLimitedError.
+        A slot a cancelled waiter gave back is handed out first, when it is still ahead."""
         with self._lock:
             now = self._clock()
+            returned = self._returned
+            while returned and returned[0] <= now:
+                returned.pop(0)  # its time passed with nobody waiting: the bucket refilled anyway
+            if returned and returned[0] - now <= patience + EPSILON:
+                slot = returned.pop(0)
+                self._admitted += 1
+                return slot - now, slot
             tat = self._tat if self._tat > now else now
             wait = tat - self._tolerance - now
             if wait <= patience + EPSILON:
                 self._tat = tat + self._interval
                 self._admitted += 1
-                return wait if wait > 0.0 else 0.0
+                return (wait if wait > 0.0 else 0.0), now + wait
             self._rejected += 1
         raise self._limited(wait)
+
+    def _give_back(self, slot: float) -> None:
+        """A waiter was cancelled before its slot: the next waiter gets the slot instead. The
+        newest reservation simply moves `tat` back; an earlier one is kept for the next caller."""
+        with self._lock:
+            if slot <= self._clock():
+                return
+            self._admitted -= 1
+            if abs(self._tat - self._interval - self._tolerance - slot) <= EPSILON:
+                self._tat -= self._interval
+            else:
+                bisect.insort(self._returned, slot)
 
     def _limited(self, retry_after: float | None) -> RateLimitedError:
         backend = self.backend
@@ -282,20 +309,25 @@ class RateLimiter:
             return self._undecided(failure)
 
     async def acquire_async(self) -> None:
-        """`acquire` for async code: awaits its wait, and the shared backend without blocking."""
+        """`acquire` for async code: awaits its wait, and the shared backend without blocking.
+        A local waiter cancelled before its slot gives the slot to the next waiter."""
         patience = self._patience()
         backend = self._backend
         if backend is None:
-            wait = self._take_local(patience)
+            wait, slot = self._reserve_local(patience)
+            if wait > 0.0:
+                try:
+                    await self._async_sleep(wait)
+                except asyncio.CancelledError:
+                    self._give_back(slot)
+                    raise
+            return
+        try:
+            admitted, value = await backend.take_async(self.name, self._interval, self._tolerance, patience)
+        except BackendUnavailable as failure:
+            wait = self._undecided(failure)
         else:
-            try:
-                admitted, value = await backend.take_async(
-                    self.name, self._interval, self._tolerance, patience
-                )
-            except BackendUnavailable as failure:
-                wait = self._undecided(failure)
-            else:
-                wait = self._decided(admitted, value)
+            wait = self._decided(admitted, value)
         if wait > 0.0:
             await self._async_sleep(wait)
 

@@ -22,33 +22,57 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from seawall.limits.leased import Lease
 from seawall.limits.ratelimit import EPSILON, BackendUnavailable
 from seawall.limits.wrap import seconds
 
-__all__ = ["GCRA_SCRIPT", "RedisBackend"]
+__all__ = ["GCRA_SCRIPT", "LEASE_SCRIPT", "RedisBackend"]
 
-# KEYS[1]: the limit's key. ARGV: interval, tolerance, max_wait (seconds), epsilon.
-# Returns {1, wait} when admitted (wait: seconds until the reserved slot) or {0, retry_after}.
-GCRA_SCRIPT = """
+# Both scripts read the limit's `tat` by the server's clock. KEYS[1]: the limit's key.
+# ARGV: interval, tolerance (seconds), a third argument of their own, epsilon.
+_GCRA_READ = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
 local epsilon = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
+local function store(new_tat)
+  redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
+end
+"""
+
+# ARGV[3]: max_wait. Returns {1, wait} when admitted (wait: seconds until the reserved slot) or
+# {0, retry_after}.
+GCRA_SCRIPT = (
+    _GCRA_READ
+    + """
 local wait = tat - tolerance - now
-if wait > max_wait + epsilon then
+if wait > tonumber(ARGV[3]) + epsilon then
   return {0, string.format('%.6f', wait)}
 end
-local new_tat = tat + interval
-local ttl = math.ceil((new_tat - now) * 1000) + 1
-redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl)
+store(tat + interval)
 if wait < 0 then wait = 0 end
 return {1, string.format('%.6f', wait)}
 """
+)
+
+# Leased tokens (limits/leased.py). ARGV[3]: tokens wanted. Returns {granted, retry_after}:
+# granted >= 1 slots taken now, or 0 and the exact wait for the next one.
+LEASE_SCRIPT = (
+    _GCRA_READ
+    + """
+local free = math.floor((tolerance - (tat - now)) / interval + epsilon) + 1
+if free < 1 then
+  return {0, string.format('%.6f', tat - tolerance - now)}
+end
+local granted = math.min(tonumber(ARGV[3]), free)
+store(tat + granted * interval)
+return {granted, '0'}
+"""
+)
 
 
 def _import_redis() -> Any:
@@ -78,6 +102,10 @@ class RedisBackend:
         prefix: str = "seawall:ratelimit:",
         timeout: float = 0.1,
         recheck: float = 1.0,
+        exact: bool = False,
+        lease: float = 0.05,
+        max_batch: int = 16,
+        lease_ttl: float = 0.5,
         breaker_prefix: str = "seawall:breaker:",
         sync_interval: float = 0.05,
         client: Any = None,
@@ -95,6 +123,15 @@ class RedisBackend:
         self.prefix = prefix
         self.timeout = seconds("timeout", timeout)
         self.recheck = seconds("recheck", recheck, zero=True)
+        if not isinstance(exact, bool):
+            raise TypeError(f"exact must be a bool, got {exact!r}")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        self.exact = exact
+        self.lease = seconds("lease", lease)
+        self.max_batch = max_batch
+        self.lease_ttl = seconds("lease_ttl", lease_ttl)
+        self._leases: dict[str, Lease] = {}
         self.breaker_prefix = breaker_prefix
         self.sync_interval = seconds("sync_interval", sync_interval)
         self.fleet: Any = None  # the shared breakers' sync thread (breakers/shared.py), on first use
@@ -103,7 +140,8 @@ class RedisBackend:
         self._client = client
         self._script: Any = None
         self._async_client = async_client
-        self._async_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._async_scripts: dict[asyncio.AbstractEventLoop, dict[str, Any]] = {}
+        self._lease_script: Any = None
         self._down_until = -1.0
         self._last_error = ""
 
@@ -134,11 +172,11 @@ class RedisBackend:
             self._script = self.client().register_script(GCRA_SCRIPT)
         return self._script
 
-    def _loop_script(self) -> Any:
+    def _loop_script(self, text: str = GCRA_SCRIPT) -> Any:
         """The async script of the running loop (redis.asyncio connections belong to one loop)."""
         loop = asyncio.get_running_loop()
-        script = self._async_scripts.get(loop)
-        if script is None:
+        scripts = self._async_scripts.get(loop)
+        if scripts is None:
             client = self._async_client
             if client is None:
                 from redis.asyncio import Redis
@@ -148,7 +186,10 @@ class RedisBackend:
                 client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
             for old in [known for known in self._async_scripts if known.is_closed()]:
                 del self._async_scripts[old]
-            script = self._async_scripts[loop] = client.register_script(GCRA_SCRIPT)
+            scripts = self._async_scripts[loop] = {"": client}
+        script = scripts.get(text)
+        if script is None:
+            script = scripts[text] = scripts[""].register_script(text)
         return script
 
     def _args(self, interval: float, tolerance: float, max_wait: float) -> list[str]:
@@ -171,9 +212,20 @@ class RedisBackend:
         return int(admitted) == 1, float(value)
 
     def take(self, key: str, interval: float, tolerance: float, max_wait: float) -> tuple[bool, float]:
-        """One atomic decision for the limit `key` (see the module doc)."""
+        """A decision for the limit `key`: a held token, else a lease (or an exact decision)."""
+        lease = None if self.exact else self._lease_of(key)
+        if lease is not None:
+            if lease.spend():
+                return True, 0.0
+            wait = lease.refused(max_wait)
+            if wait is not None:
+                return False, wait
         self._check_cooling()
         try:
+            if lease is not None:
+                admitted, value = lease.refill(lambda n: self._take_batch(key, interval, tolerance, n))
+                if admitted or max_wait <= 0.0 or value > max_wait + EPSILON:
+                    return admitted, value
             reply = self._sync_script()(
                 keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait)
             )
@@ -184,13 +236,59 @@ class RedisBackend:
     async def take_async(
         self, key: str, interval: float, tolerance: float, max_wait: float
     ) -> tuple[bool, float]:
+        lease = None if self.exact else self._lease_of(key)
+        if lease is not None:
+            if lease.spend():
+                return True, 0.0
+            wait = lease.refused(max_wait)
+            if wait is not None:
+                return False, wait
         self._check_cooling()
         try:
+            if lease is not None:
+                admitted, value = await lease.refill_async(
+                    lambda n: self._take_batch_async(key, interval, tolerance, n)
+                )
+                if admitted or max_wait <= 0.0 or value > max_wait + EPSILON:
+                    return admitted, value
             script = self._loop_script()
             reply = await script(keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait))
             return self._decision(reply)
         except Exception as exc:
             raise self._failed(exc) from exc
+
+    # -- leased tokens (limits/leased.py) -------------------------------------------------------
+
+    def _lease_of(self, key: str) -> Lease:
+        lease = self._leases.get(key)
+        if lease is None:
+            lease = self._leases.setdefault(
+                key, Lease(self.lease, self.max_batch, self.lease_ttl, self._clock)
+            )
+        return lease
+
+    def _batch_args(self, interval: float, tolerance: float, wanted: int) -> list[str]:
+        return [repr(interval), repr(tolerance), str(wanted), repr(EPSILON)]
+
+    @staticmethod
+    def _granted(reply: Any) -> tuple[int, float]:
+        granted, value = reply
+        return int(granted), float(value)
+
+    def _take_batch(self, key: str, interval: float, tolerance: float, wanted: int) -> tuple[int, float]:
+        if self._lease_script is None:
+            self._lease_script = self.client().register_script(LEASE_SCRIPT)
+        reply = self._lease_script(
+            keys=[self.prefix + key], args=self._batch_args(interval, tolerance, wanted)
+        )
+        return self._granted(reply)
+
+    async def _take_batch_async(
+        self, key: str, interval: float, tolerance: float, wanted: int
+    ) -> tuple[int, float]:
+        script = self._loop_script(LEASE_SCRIPT)
+        reply = await script(keys=[self.prefix + key], args=self._batch_args(interval, tolerance, wanted))
+        return self._granted(reply)
 
     def ping(self) -> bool:
         """True when the server answers within `timeout` (for readiness checks; connects the
@@ -210,6 +308,6 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         """Close the running loop's async client (call it before the loop ends)."""
-        script = self._async_scripts.pop(asyncio.get_running_loop(), None)
-        if script is not None:
-            await script.registered_client.aclose()
+        scripts = self._async_scripts.pop(asyncio.get_running_loop(), None)
+        if scripts is not None:
+            await scripts[""].aclose()
