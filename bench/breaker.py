@@ -225,8 +225,33 @@ def threads_case(config: Config) -> CaseResult:
     return result
 
 
+def shared_success_path(config: Config) -> CaseResult:
+    result = CaseResult(
+        "breaker.shared", "breaker success path, local vs shared through Redis (the sync thread running)"
+    )
+    from .limits import redis_server
+
+    subjects: dict[str, Callable[[], object]] = {"bare": work}
+    unavailable: dict[str, str] = {}
+    with redis_server() as url:
+        backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
+        try:
+            subjects["seawall, local"] = seawall_breaker("bench-local")(work)
+            shared, why = attempt_build(lambda: seawall_breaker("bench-shared", shared=backend)(work))
+            if shared is None:
+                unavailable["seawall, shared"] = why
+            else:
+                subjects["seawall, shared"] = shared
+            result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+        finally:
+            backend.close()
+    result.ratio_target("shared / local overhead", "seawall, shared", "seawall, local", 1.1)
+    return result
+
+
 CASES = [
     ("breaker.success", success_path),
+    ("breaker.shared", shared_success_path),
     ("breaker.rejected", rejected_call),
     ("breaker.threads", threads_case),
 ]

@@ -234,9 +234,13 @@ def redis_server() -> Iterator[str]:
             process.wait(timeout=10)
 
 
+FLEET_WORKERS, FLEET_RATE, FLEET_BURST, FLEET_BATCH = 4, 200.0, 20, 16
+
+
 def limiter_redis(config: Config) -> CaseResult:
     result = CaseResult(
-        "limits.ratelimit.redis", "admitted call through a rate limiter shared in Redis (one round trip each)"
+        "limits.ratelimit.redis",
+        "admitted call through a rate limiter shared in Redis (leased tokens; exact: one round trip each)",
     )
     import redis
 
@@ -261,16 +265,63 @@ def limiter_redis(config: Config) -> CaseResult:
             client.ping()
             return work()
 
-        def seawall_redis() -> Any:
-            backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
+        def seawall_redis(**options: Any) -> Any:
+            backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0, **options)
             limiter = seawall_attr("seawall.RateLimiter")("r", HUGE, backend=backend, registry=registry())
             return limiter(work)
 
         peers = ("limits (fixed window, redis)", "pyrate-limiter (redis)")
         subjects = {"bare": work, "redis PING": ping, peers[0]: with_limits, peers[1]: with_pyrate}
+        unavailable: dict[str, str] = {}
+        build(subjects, unavailable, "seawall, exact (one round trip)", lambda: seawall_redis(exact=True))
         measure(result, config, subjects, seawall_redis, peers=peers)
         client.close()
+        busiest = fleet_busiest_second(url, 1.2 if config.quick else 2.5)
+    subject = f"fleet: busiest second, {FLEET_WORKERS} workers at {FLEET_RATE:.0f}/s (calls)"
+    result.measurements.append(Measurement(subject, float(busiest), "calls"))
+    bound = FLEET_BURST + FLEET_RATE + FLEET_WORKERS * FLEET_BATCH
+    result.absolute_target(
+        "fleet-wide admitted per second <= burst + rate + workers x max_batch", subject, bound, "calls"
+    )
     return result
+
+
+def fleet_busiest_second(url: str, seconds: float) -> int:
+    """Workers (threads, each with its own backend and so its own lease) call a binding shared
+    limit as fast as they can; the most calls the fleet admitted in any one-second window."""
+    admitted: list[float] = []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+    key = f"fleet-{time.monotonic_ns()}"
+
+    def worker() -> None:
+        backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0, max_batch=FLEET_BATCH)
+        limiter = seawall_attr("seawall.RateLimiter")(
+            key, FLEET_RATE, burst=FLEET_BURST, backend=backend, registry=registry()
+        )
+        mine: list[float] = []
+        while time.monotonic() < end:
+            try:
+                limiter.acquire()
+                mine.append(time.monotonic())
+            except seawall_attr("seawall.RateLimitedError"):
+                time.sleep(0.0005)
+        backend.close()
+        with lock:
+            admitted.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(FLEET_WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 30)
+    admitted.sort()
+    right, busiest = 0, 0
+    for left, start in enumerate(admitted):
+        while right < len(admitted) and admitted[right] < start + 1.0:
+            right += 1
+        busiest = max(busiest, right - left)
+    return busiest
 
 
 # -- with Prometheus on ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ EXPECTED_CASES = {
     "breaker.success",
     "breaker.rejected",
     "breaker.threads",
+    "breaker.shared",
     "retry.success",
     "retry.async",
     "aggregator.record",
