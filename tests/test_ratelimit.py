@@ -116,6 +116,21 @@ def test_async_waits_on_the_loop(fake_clock: FakeClock) -> None:
     assert done == [0.0, 0.5, 1.0, 1.5]
 
 
+def _busiest(offsets: list[float], window: float) -> int:
+    """The most admissions inside any closed window of `window` seconds."""
+    return max(sum(1 for t in offsets if start <= t <= start + window + 1e-9) for start in offsets)
+
+
+def test_what_a_window_admits_and_the_strict_quota_readme_gives(fake_clock: FakeClock) -> None:
+    """README: "5/second" admits burst + rate x T in a window of T (55 in 10 s, limits' fixed window
+    50); RateLimiter(N - burst, per=W, burst=burst) admits at most N in every window of W."""
+    default = admissions(make(fake_clock, 5.0), fake_clock, 12)
+    assert _busiest(default, 10.0) == 55
+    strict = admissions(make(fake_clock, 5.0 - 1, burst=1), fake_clock, 12)
+    assert _busiest(strict, 1.0) == 5
+    assert _busiest(strict, 10.0) <= 41
+
+
 def test_a_cancelled_waiters_slot_goes_to_the_next_waiter(fake_clock: FakeClock) -> None:
     """aiolimiter hands a cancelled waiter's capacity on; so does seawall: the next reservation
     gets the given-back slot, whether it was the newest one (tat moves back) or an earlier one."""

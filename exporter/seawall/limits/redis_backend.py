@@ -213,19 +213,14 @@ class RedisBackend:
 
     def take(self, key: str, interval: float, tolerance: float, max_wait: float) -> tuple[bool, float]:
         """A decision for the limit `key`: a held token, else a lease (or an exact decision)."""
-        lease = None if self.exact else self._lease_of(key)
-        if lease is not None:
-            if lease.spend():
-                return True, 0.0
-            wait = lease.refused(max_wait)
-            if wait is not None:
-                return False, wait
-        self._check_cooling()
+        lease, decided = self._without_redis(key, max_wait)
+        if decided is not None:
+            return decided
         try:
             if lease is not None:
-                admitted, value = lease.refill(lambda n: self._take_batch(key, interval, tolerance, n))
-                if admitted or max_wait <= 0.0 or value > max_wait + EPSILON:
-                    return admitted, value
+                decided = lease.refill(lambda n: self._take_batch(key, interval, tolerance, n))
+                if self._settled(decided, max_wait):
+                    return decided
             reply = self._sync_script()(
                 keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait)
             )
@@ -236,26 +231,41 @@ class RedisBackend:
     async def take_async(
         self, key: str, interval: float, tolerance: float, max_wait: float
     ) -> tuple[bool, float]:
-        lease = None if self.exact else self._lease_of(key)
-        if lease is not None:
-            if lease.spend():
-                return True, 0.0
-            wait = lease.refused(max_wait)
-            if wait is not None:
-                return False, wait
-        self._check_cooling()
+        lease, decided = self._without_redis(key, max_wait)
+        if decided is not None:
+            return decided
         try:
             if lease is not None:
-                admitted, value = await lease.refill_async(
+                decided = await lease.refill_async(
                     lambda n: self._take_batch_async(key, interval, tolerance, n)
                 )
-                if admitted or max_wait <= 0.0 or value > max_wait + EPSILON:
-                    return admitted, value
+                if self._settled(decided, max_wait):
+                    return decided
             script = self._loop_script()
             reply = await script(keys=[self.prefix + key], args=self._args(interval, tolerance, max_wait))
             return self._decision(reply)
         except Exception as exc:
             raise self._failed(exc) from exc
+
+    def _without_redis(self, key: str, max_wait: float) -> tuple[Lease | None, tuple[bool, float] | None]:
+        """The lease (None in exact mode) and what it decides alone: a held token, or a refusal
+        whose retry_after is still ahead; then fail at once while Redis is cooling off."""
+        lease = None if self.exact else self._lease_of(key)
+        if lease is not None:
+            if lease.spend():
+                return lease, (True, 0.0)
+            wait = lease.refused(max_wait)
+            if wait is not None:
+                return lease, (False, wait)
+        self._check_cooling()
+        return lease, None
+
+    @staticmethod
+    def _settled(decided: tuple[bool, float], max_wait: float) -> bool:
+        """A lease's answer is final unless it refused a call that may wait for the next slot
+        (then an exact reservation decides)."""
+        admitted, retry_after = decided
+        return admitted or max_wait <= 0.0 or retry_after > max_wait + EPSILON
 
     # -- leased tokens (limits/leased.py) -------------------------------------------------------
 
