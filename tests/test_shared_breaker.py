@@ -10,6 +10,8 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,6 +193,24 @@ def test_bad_shared_argument_is_a_type_error_naming_it() -> None:
 # -- worker processes ----------------------------------------------------------------------------
 
 
+def _trip_or_watch(breaker: CircuitBreaker, *, trip: bool) -> float | None:
+    """Trip the breaker (3 failures) and return when; or call until it rejects (at most 5 s) and
+    return when (None: it never did). Wall-clock time, comparable across the processes."""
+    if trip:
+        for _ in range(3):
+            with contextlib.suppress(ConnectionError):
+                breaker.call(_boom)
+        return time.time()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            breaker.call(lambda: None)
+        except CircuitOpenError:
+            return time.time()
+        time.sleep(0.001)
+    return None
+
+
 def _worker(url: str, index: int, role: str, barrier: Any, results: Any, stop: Any) -> None:
     backend = RedisBackend(url, timeout=TIMEOUT, sync_interval=INTERVAL)
     breaker = CircuitBreaker(
@@ -201,20 +221,9 @@ def _worker(url: str, index: int, role: str, barrier: Any, results: Any, stop: A
     barrier.wait(timeout=30)
     if role == "trip":
         time.sleep(0.2)
-        for _ in range(3):
-            with contextlib.suppress(ConnectionError):
-                breaker.call(_boom)
-        results.put((index, "tripped", time.time()))
+        results.put((index, "tripped", _trip_or_watch(breaker, trip=True)))
     else:
-        rejected_at = None
-        deadline = time.monotonic() + 5.0
-        while rejected_at is None and time.monotonic() < deadline:
-            try:
-                breaker.call(lambda: None)
-            except CircuitOpenError:
-                rejected_at = time.time()
-            time.sleep(0.001)
-        results.put((index, "rejected", rejected_at))
+        results.put((index, "rejected", _trip_or_watch(breaker, trip=False)))
     # then: keep calling a dependency that stays down; count the probes that reach it
     probes: list[float] = []
 
@@ -261,3 +270,57 @@ def test_four_worker_processes_one_fault_trips_all_and_probes_are_fleet_wide(
     assert all(gap >= 0.4 - 0.05 for gap in gaps)
     assert max(slowest for _, _, (_, slowest, _) in last) < 0.05  # no call waited for Redis
     assert all(errors == 0 for _, _, (_, _, errors) in last)
+
+
+def _restart_worker(url: str, index: int, barrier: Any, results: Any, phases: Any) -> None:
+    _killed, _restarted, trip = phases
+    backend = RedisBackend(url, timeout=TIMEOUT, sync_interval=INTERVAL, recheck=0.2)
+    breaker = CircuitBreaker(
+        "restart", registry=Registry(), shared=backend, failure_threshold=3, reset_timeout=30.0
+    )
+    _until(lambda: breaker.snapshot().shared_up)
+    barrier.wait(timeout=30)
+    slowest, saw_local = 0.0, False
+    while not trip.is_set():  # calls go on while Redis is killed and restarted
+        started = time.monotonic()
+        breaker.call(lambda: None)
+        slowest = max(slowest, time.monotonic() - started)
+        saw_local = saw_local or not breaker.snapshot().shared_up
+        time.sleep(0.002)
+    shared_again = breaker.snapshot().shared_up
+    rejected_at = _trip_or_watch(breaker, trip=index == 0)
+    results.put((index, slowest, saw_local, shared_again, rejected_at, breaker.snapshot().shared_errors))
+    backend.close()
+
+
+def test_four_workers_through_a_redis_kill_go_local_then_share_again(redis_server: RedisServer) -> None:
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(5), context.Queue()
+    killed, restarted, trip = context.Event(), context.Event(), context.Event()
+    args = [(redis_server.url, i, barrier, results, (killed, restarted, trip)) for i in range(4)]
+    with worker_processes(_restart_worker, args) as workers:
+        try:
+            barrier.wait(timeout=30)
+            time.sleep(0.3)
+            assert redis_server.process is not None
+            os.kill(redis_server.process.pid, signal.SIGKILL)
+            redis_server.process.wait(timeout=10)
+            killed.set()
+            time.sleep(0.7)
+            redis_server.start()  # same port, empty
+            restarted.set()
+            time.sleep(0.8)  # > recheck + a few sync intervals: every worker resynced
+        finally:
+            trip.set()
+        outcomes = sorted(results.get(timeout=30) for _ in workers)
+    print(
+        f"\nthrough the restart: slowest call {max(o[1] for o in outcomes) * 1000:.2f} ms, failed syncs "
+        f"{[o[5] for o in outcomes]}, rejected after the trip "
+        f"{[f'{(o[4] - outcomes[0][4]) * 1000:.1f} ms' for o in outcomes[1:]]}"
+    )
+    assert all(saw_local for _, _, saw_local, _, _, _ in outcomes)  # every worker went local...
+    assert all(errors > 0 for *_, errors in outcomes)
+    assert max(slowest for _, slowest, *_ in outcomes) < 0.05  # ...without a call waiting on Redis
+    assert all(shared for _, _, _, shared, _, _ in outcomes)  # ...and came back shared
+    tripped = outcomes[0][4]
+    assert all(o[4] is not None and o[4] - tripped <= BOUND for o in outcomes[1:])

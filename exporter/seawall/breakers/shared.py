@@ -245,7 +245,8 @@ class FleetSync:
         link.machine.grant(None, clear_want=True)
 
     def close(self) -> None:
-        """Stop the thread (bounded: at most one tick, itself bounded by the backend's timeout)."""
+        """Stop the thread after one last sync, so a transition just before it is published
+        (bounded: one tick, itself bounded by the backend's timeout)."""
         with self._lock:
             thread, self._thread = self._thread, None
         self._stopped.set()
@@ -257,11 +258,9 @@ class FleetSync:
         while not self._stopped.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            if self._stopped.is_set():
-                return
             if time.monotonic() < self._down_until:
                 continue
-            self.tick()
+            self.tick()  # also once after close(): a trip just before it still reaches the fleet
 
     def tick(self) -> None:
         """One sync of every attached breaker; never raises (failures are the links' to count)."""
