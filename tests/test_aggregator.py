@@ -132,16 +132,18 @@ def test_record_error_uses_default_registry() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"window": 0}, "window"),
+        ({"window": 0}, r"window must be in \(0, 1_000_000\], got 0"),
         ({"window": -1.0}, "window"),
         ({"buckets": 0}, "buckets"),
+        ({"buckets": 10**9}, r"buckets must be in \[1, 10_000\], got 1000000000"),  # hung the ring
         ({"max_recent": -1}, "max_recent"),
-        ({"message_limit": "x"}, "message_limit"),
+        ({"message_limit": "x"}, "message_limit must be an int, got 'x'"),
+        ({"max_keys": float("nan")}, "max_keys must be an int, got nan"),
     ],
 )
 def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        ErrorAggregator(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises((ValueError, TypeError), match=match):
+        ErrorAggregator(**kwargs)
 
 
 def test_bad_record_input() -> None:
@@ -152,3 +154,15 @@ def test_bad_record_input() -> None:
         agg.record("boom")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="clock"):
         ErrorAggregator(clock=1.0)  # type: ignore[arg-type]
+
+
+def test_settings_object_or_keywords_not_both() -> None:
+    settings = seawall.AggregatorSettings(window=60.0, buckets=6)
+    agg = ErrorAggregator(settings=settings)
+    assert agg.settings is settings
+    assert agg.window == 60.0
+    assert ErrorAggregator(60.0, buckets=6).settings == settings
+    with pytest.raises(TypeError, match="not both"):
+        ErrorAggregator(settings=settings, buckets=6)
+    with pytest.raises(ValueError, match=r"limit must be in \[0, 1_000_000_000\], got -1"):
+        agg.recent(-1)

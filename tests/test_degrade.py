@@ -223,3 +223,16 @@ def test_safe_call_async() -> None:
         return "async-fb"
 
     assert asyncio.run(seawall.safe_call_async(broken, fallback_fn=fallback, errors=None)) == "async-fb"
+
+
+def test_feature_factory_keeps_a_none_fallback_and_follows_the_one_rule(registry: Registry) -> None:
+    made = seawall.feature("recs", fallback=None, registry=registry)
+    made.disable()
+    assert made.call(ok, "x") is None  # None is a fallback value, not "no fallback"
+    assert seawall.feature("recs", fallback=None, registry=registry) is made
+    with pytest.raises(ValueError, match="different configuration: fallback='other'"):
+        seawall.feature("recs", fallback="other", registry=registry)
+    settings = seawall.FeatureSettings(fallback=None)
+    assert made.settings == settings
+    with pytest.raises(ValueError, match="fallback or fallback_fn, not both"):
+        seawall.FeatureSettings(fallback=1, fallback_fn=ok)

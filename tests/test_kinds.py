@@ -3,6 +3,7 @@ event about a primitive names it by `kind` and `name`."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 import seawall
 from seawall import events
 from seawall.core.kinds import Kind, KindSpec, declared, register_kind, spec_of
-from seawall.core.settings import Choice, Number, Settings
+from seawall.core.settings import Choice, Flag, Number, Settings
+from seawall.errors.settings import AggregatorSettings
 from seawall.starlette.views import registry_payload
 
 # Events about no single primitive: the aggregator's (its `source` is free-form) and instrumentation's.
@@ -122,6 +124,51 @@ WITH_SETTINGS = [spec for spec in declared() if spec.settings is not None]
 ODD_VALUES = [float("nan"), float("inf"), float("-inf"), -1, 0, 10**12, 1e300, "1", True, None]
 
 
+async def _job() -> None:
+    return None
+
+
+# Parts a constructor cannot do without besides its settings, by parameter name (a task's coroutine
+# function); a new required parameter fails `_needed` below until it is given a value here.
+NEEDED = {"factory": _job}
+
+
+def _needed(cls: type[Any]) -> dict[str, Any]:
+    """The required parameters of `cls` other than the name, with values from NEEDED."""
+    parameters = list(inspect.signature(cls).parameters.values())[1:]
+    required = [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    missing = sorted(set(required) - set(NEEDED))
+    assert not missing, f"{cls.__name__} needs {missing}: add a value to NEEDED"
+    return {name: NEEDED[name] for name in required}
+
+
+def _make_primitive(cls: type[Any]) -> Any:
+    return lambda **kwargs: cls("p", registry=seawall.Registry(), **_needed(cls), **kwargs)
+
+
+# Every settings type and how to build what it configures: the declared kinds', and the ones of
+# parts that are not named primitives (the registry's error aggregator).
+CLASSES: dict[type[Settings], type[Any]] = {
+    **{spec.settings: spec.cls for spec in WITH_SETTINGS if spec.settings is not None},
+    AggregatorSettings: seawall.ErrorAggregator,
+}
+OWNERS: dict[type[Settings], Any] = {
+    **{spec.settings: _make_primitive(spec.cls) for spec in WITH_SETTINGS if spec.settings is not None},
+    AggregatorSettings: lambda **kwargs: seawall.ErrorAggregator(registry=seawall.Registry(), **kwargs),
+}
+
+
+def test_every_kind_and_every_settings_type_is_covered() -> None:
+    assert [spec.kind for spec in WITH_SETTINGS] == list(Kind)  # every kind has a settings object
+    assert set(OWNERS) == set(CLASSES) == set(Settings.__subclasses__())
+    for settings in OWNERS:
+        assert getattr(seawall, settings.__name__) is settings  # exported
+
+
 def _valid(rule: Any) -> Any:
     """A value the rule accepts (for the settings a test is not about)."""
     if isinstance(rule, Number):
@@ -129,6 +176,17 @@ def _valid(rule: Any) -> Any:
     if isinstance(rule, Choice):
         return rule.values[0]
     return False
+
+
+def _positional_defaults(settings: type[Settings]) -> dict[str, Any]:
+    """Settings the owner also takes by position, with a None default meaning "not given", and
+    their settings' defaults (a bulkhead's `max_wait`)."""
+    parameters = inspect.signature(CLASSES[settings]).parameters
+    return {
+        item.name: item.default
+        for item in dataclasses.fields(settings)
+        if item.name in parameters and parameters[item.name].default is None and item.default is not None
+    }
 
 
 def _required(settings: type[Settings]) -> dict[str, Any]:
@@ -142,64 +200,59 @@ def _required(settings: type[Settings]) -> dict[str, Any]:
 
 
 CASES = [
-    pytest.param(spec, name, value, id=f"{spec.kind}-{name}-{value!r}")
-    for spec in WITH_SETTINGS
-    for name in spec.settings.rules()  # type: ignore[union-attr]
+    pytest.param(settings, name, value, id=f"{settings.__name__}-{name}-{value!r}")
+    for settings in OWNERS
+    for name in settings.rules()
     for value in ODD_VALUES
 ]
 
 
-@pytest.mark.parametrize(("spec", "name", "value"), CASES)
+@pytest.mark.parametrize(("settings", "name", "value"), CASES)
 def test_every_setting_refuses_odd_values_at_once_naming_the_field(
-    spec: KindSpec, name: str, value: Any
+    settings: type[Settings], name: str, value: Any
 ) -> None:
-    settings = spec.settings
-    assert settings is not None
+    make = OWNERS[settings]
     rule = settings.rules()[name]
     kwargs = {**_required(settings), name: value}
-    parameter = inspect.signature(spec.cls).parameters.get(name)
-    as_default = (
-        value is None
-        and parameter is not None
-        and parameter.default is None
-        and name not in _required(settings)
-    )
-    if as_default or rule_accepts(rule, value):
+    if value is None and name in _positional_defaults(settings):
+        # a positional parameter left None means "not given": the setting's default applies
+        assert getattr(make(**kwargs).settings, name) == _positional_defaults(settings)[name]
+        return
+    if rule.accepts(value):
         error: ValueError | None = None
         try:
-            primitive = spec.cls("p", registry=seawall.Registry(), **kwargs)
+            made = make(**kwargs)
         except ValueError as exc:  # a rule across settings (slow_call_rate_threshold needs a duration)
             error = exc
         if error is not None:
             assert name in str(error)
         else:
-            assert primitive.snapshot().name == "p"  # accepted values work, no failure later
+            assert made.settings == settings.of(kwargs)  # accepted (and normalised) as given
+            assert made.snapshot().name == "p" if hasattr(made, "snapshot") else made.stats()
         return
     with pytest.raises((ValueError, TypeError)) as caught:
-        spec.cls("p", registry=seawall.Registry(), **kwargs)
+        make(**kwargs)
     assert name in str(caught.value)
     assert repr(value) in str(caught.value)
     wrong_type = (
         isinstance(value, bool) or value is None or isinstance(value, str) != isinstance(rule, Choice)
     )
     wrong_type = wrong_type or (isinstance(rule, Number) and rule.integer and isinstance(value, float))
+    wrong_type = wrong_type or isinstance(rule, Flag)
     assert caught.type is (TypeError if wrong_type else ValueError)
-
-
-def rule_accepts(rule: Any, value: Any) -> bool:
-    try:
-        rule.check("value", value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 @pytest.mark.parametrize("spec", WITH_SETTINGS, ids=lambda spec: str(spec.kind))
 def test_every_factory_follows_the_one_rule(spec: KindSpec) -> None:
+    # In a running loop: a task's factory starts it (it only runs once this test awaits).
+    asyncio.run(_one_rule(spec))
+
+
+async def _one_rule(spec: KindSpec) -> None:
     registry = seawall.Registry()
     settings = spec.settings
     assert settings is not None
-    base = _required(settings)
+    base = {**_required(settings), **_needed(spec.cls)}
     first = spec.factory("p", registry=registry, **base)
     assert spec.factory("p", registry=registry, **base) is first
     assert registry.items(spec.kind) == [first]
@@ -212,4 +265,12 @@ def test_every_factory_follows_the_one_rule(spec: KindSpec) -> None:
         spec.factory("p", registry=registry, **{**base, name: other})
     # an injected part other than the one it was made with: refused, not silently dropped
     with pytest.raises(ValueError, match="clock="):
-        spec.factory("p", registry=registry, clock=lambda: 0.0)
+        spec.factory("p", registry=registry, **_needed(spec.cls), clock=lambda: 0.0)
+    # the settings object itself, given whole, is the same configuration as its fields
+    assert first.settings == settings.of(base_settings(settings, base))
+    await seawall.default_supervisor(registry).shutdown(1.0)
+
+
+def base_settings(settings: type[Settings], base: dict[str, Any]) -> dict[str, Any]:
+    names = {item.name for item in dataclasses.fields(settings)}
+    return {key: value for key, value in base.items() if key in names}

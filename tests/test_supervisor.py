@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from typing import Any
 
 import pytest
@@ -259,7 +260,7 @@ def test_heartbeat_and_current_task(registry: seawall.Registry, fake_clock: Fake
     assert heartbeat_stale(snap, now=1015.5)
 
 
-def test_a_running_task_of_the_same_name_is_refused_a_finished_one_replaced(
+def test_a_running_task_of_the_same_name_is_the_same_task_a_finished_one_replaced(
     registry: seawall.Registry,
 ) -> None:
     async def forever() -> None:
@@ -270,11 +271,17 @@ def test_a_running_task_of_the_same_name_is_refused_a_finished_one_replaced(
 
     async def scenario() -> None:
         supervisor = Supervisor(registry=registry)
-        supervisor.supervise("job", forever)
-        with pytest.raises(ValueError, match="'job' already exists"):
-            supervisor.supervise("job", forever)
+        first = supervisor.supervise("job", forever, max_restarts=2)
+        assert supervisor.supervise("job", forever, max_restarts=2) is first  # the one factory rule
+        assert supervisor.tasks == [first]
+        differs = "'job' already exists with a different configuration: max_restarts=3"
+        with pytest.raises(ValueError, match=differs):
+            supervisor.supervise("job", forever, max_restarts=3)
+        with pytest.raises(ValueError, match="'job' already exists with other injected parts: factory="):
+            supervisor.supervise("job", done)
         await supervisor.shutdown()
         again = supervisor.supervise("job", done)
+        assert again is not first
         assert await again.wait() is TaskState.FINISHED
         assert registry.items("task") == [again]
 
@@ -284,21 +291,23 @@ def test_a_running_task_of_the_same_name_is_refused_a_finished_one_replaced(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_restarts": -1}, "max_restarts must be an int >= 0, got -1"),
-        ({"max_restarts": True}, "max_restarts must be an int >= 0, got True"),
-        ({"window": 0}, "window must be > 0, got 0"),
-        ({"window": float("inf")}, "window must be a finite number, got inf"),
-        ({"initial": 0}, "initial must be a number > 0, got 0"),
-        ({"heartbeat_timeout": "5"}, "heartbeat_timeout must be a finite number, got '5'"),
+        ({"max_restarts": -1}, "max_restarts must be in [0, 1_000_000_000], got -1"),
+        ({"max_restarts": True}, "max_restarts must be an int, got True"),
+        ({"window": 0}, "window must be in (0, 1_000_000], got 0"),
+        ({"window": float("inf")}, "window must be in (0, 1_000_000], got inf"),
+        ({"initial": 0}, "initial must be in (0, 1_000_000], got 0"),
+        ({"max_delay": float("nan")}, "max_delay must be in [0, 1_000_000], got nan"),
+        ({"heartbeat_timeout": "5"}, "heartbeat_timeout must be a number or None, got '5'"),
         ({"critical": "yes"}, "critical must be a bool, got 'yes'"),
-        ({"jitter": 2.0}, "jitter must be within"),
+        ({"restarts": 3}, "unknown task setting 'restarts'; known: critical, heartbeat_timeout"),
+        ({"jitter": 2.0}, "jitter must be in [0, 1], got 2.0"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_value(settings: dict[str, Any], message: str) -> None:
     async def work() -> None:
         return None
 
-    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
         seawall.SupervisedTask("t", work, registry=seawall.Registry(), **settings)
 
 
@@ -312,7 +321,8 @@ def test_bad_factories_and_calls_outside_a_loop_are_clear_errors(registry: seawa
     coroutine.close()
     with pytest.raises(RuntimeError, match="needs a running event loop"):
         Supervisor(registry=registry).supervise("u", work)
-    with pytest.raises(ValueError, match="shutdown_timeout must be a number > 0, got 0"):
+    assert registry.get("task", "u") is None  # refused before it joined the registry
+    with pytest.raises(ValueError, match=r"shutdown_timeout must be in \(0, 1_000_000\], got 0"):
         Supervisor(shutdown_timeout=0)
 
 

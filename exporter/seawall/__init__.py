@@ -34,8 +34,10 @@ from seawall.degrade.features import (
     safe_call,
     safe_call_async,
 )
+from seawall.degrade.settings import FeatureSettings
 from seawall.errors.aggregator import ErrorAggregator, record_error
 from seawall.errors.classify import classify, register_classifier, register_error_type, retry_after_hint
+from seawall.errors.settings import AggregatorSettings
 from seawall.limits.bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from seawall.limits.policy import Policy, policy
 from seawall.limits.ratelimit import RateLimitedError, RateLimiter, rate_limiter
@@ -45,6 +47,7 @@ from seawall.limits.timeout import CallTimeoutError, Timeout, remaining, timeout
 from seawall.retries.retry import Retry, retry
 from seawall.retries.settings import RetrySettings
 from seawall.tasks.record import TaskState
+from seawall.tasks.settings import TaskSettings
 from seawall.tasks.supervisor import SupervisedTask, Supervisor, current_task, default_supervisor, supervise
 
 from . import events
@@ -57,6 +60,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
+    "AggregatorSettings",
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerState",
@@ -74,6 +78,7 @@ __all__ = [
     "FallbackReason",
     "Feature",
     "FeatureResult",
+    "FeatureSettings",
     "FeatureSnapshot",
     "FeatureUnavailableError",
     "Features",
@@ -94,6 +99,7 @@ __all__ = [
     "RetrySnapshot",
     "SupervisedTask",
     "Supervisor",
+    "TaskSettings",
     "TaskSnapshot",
     "TaskState",
     "Timeout",

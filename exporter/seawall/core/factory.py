@@ -20,11 +20,19 @@ from seawall.core.registry import Registry, default_registry
 __all__ = ["obtain"]
 
 
-def obtain(kind: Kind, name: str, registry: Registry | None, options: Mapping[str, Any]) -> Any:
+def obtain(
+    kind: Kind,
+    name: str,
+    registry: Registry | None,
+    options: Mapping[str, Any],
+    positional: Mapping[str, Any] | None = None,
+) -> Any:
     """The primitive of `kind` named `name`: created with `spec.cls(name, registry=..., **options)`
     when absent, else the existing one, checked against the settings and injected parts asked for.
-    Options that are None are left out (a factory's positional defaults)."""
-    options = {key: value for key, value in options.items() if value is not None}
+    `positional` are the factory's positional parameters, left out when None (not given); a None
+    among the keyword `options` is a value asked for (a feature's `fallback=None`, say)."""
+    given = {key: value for key, value in (positional or {}).items() if value is not None}
+    options = {**given, **options}
     spec = spec_of(kind)
     reg = default_registry() if registry is None else registry
     settings_type = spec.settings

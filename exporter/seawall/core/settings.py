@@ -26,6 +26,7 @@ __all__ = [
     "Number",
     "Settings",
     "check_callables",
+    "check_duration",
     "check_errors",
     "check_identity",
     "choice",
@@ -40,8 +41,25 @@ MAX_COUNT = 1_000_000_000  # counts and thresholds; sizes that allocate have low
 S = TypeVar("S", bound="Settings")
 
 
+class _Rule:
+    """What every field rule does: `check` a value (returning it normalised) or raise naming it."""
+
+    __slots__ = ()
+
+    def check(self, name: str, value: Any) -> Any:
+        raise NotImplementedError
+
+    def accepts(self, value: Any) -> bool:
+        """Whether `check` would pass (for tests deriving good and bad values from the rule)."""
+        try:
+            self.check("value", value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+
 @dataclass(frozen=True, slots=True)
-class Number:
+class Number(_Rule):
     """A numeric setting: an int or a float (never a bool), finite, within [low, high]."""
 
     low: float
@@ -63,21 +81,13 @@ class Number:
             raise ValueError(f"{name} must be in {low}, {_bound(self.high)}], got {value!r}")
         return int(value) if self.integer else float(value)
 
-    def accepts(self, value: Any) -> bool:
-        """Whether `check` would pass (for tests deriving good and bad values from the rule)."""
-        try:
-            self.check("value", value)
-        except (TypeError, ValueError):
-            return False
-        return True
-
 
 def _bound(value: float) -> str:
     return f"{int(value):_}" if value == int(value) else repr(value)
 
 
 @dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(_Rule):
     """A bool setting; 0 and 1 are not bools."""
 
     def check(self, name: str, value: Any) -> bool:
@@ -87,7 +97,7 @@ class Flag:
 
 
 @dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(_Rule):
     """One of a closed set of strings."""
 
     values: tuple[str, ...]
@@ -119,6 +129,13 @@ def number(
 def seconds(default: float | None, *, zero: bool = False, optional: bool = False) -> Any:
     """A duration in seconds: > 0 (>= 0 with `zero`), finite, at most `MAX_SECONDS`."""
     return number(default, 0.0, MAX_SECONDS, low_open=not zero, optional=optional)
+
+
+def check_duration(name: str, value: Any, *, zero: bool = False) -> float:
+    """One duration argument that is not a setting (a supervisor's `shutdown_timeout`), by the rule of
+    `seconds()`: > 0 (>= 0 with `zero`), finite, bounded. Other arguments use a rule directly:
+    `Number(0, MAX_COUNT, integer=True).check("limit", limit)`."""
+    return float(Number(0.0, MAX_SECONDS, low_open=not zero).check(name, value))
 
 
 def flag(default: bool) -> Any:

@@ -19,15 +19,18 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from seawall.breakers.breaker import CircuitBreaker, CircuitOpenError
 from seawall.core.enums import BreakerState, FallbackReason
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_errors, check_identity, resolve
 from seawall.core.snapshots import FeatureSnapshot
+from seawall.degrade.settings import NO_FALLBACK, FeatureSettings
 from seawall.events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_MISSING: Any = object()
+_MISSING: Any = object()  # no good value remembered yet
 _DEFAULT_ERRORS: Any = object()
 
 log = logging.getLogger("seawall")
@@ -61,33 +64,23 @@ class Feature:
         self,
         name: str,
         *,
-        fallback: Any = _MISSING,
-        fallback_fn: Callable[..., Any] | None = None,
-        failure_threshold: int = 5,
-        reset_timeout: float = 30.0,
-        stale: bool = False,
-        stale_ttl: float | None = None,
+        settings: FeatureSettings | None = None,
         errors: Any | None = None,
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if fallback_fn is not None and not callable(fallback_fn):
-            raise TypeError(f"fallback_fn must be callable, got {fallback_fn!r}")
-        if fallback is not _MISSING and fallback_fn is not None:
-            raise ValueError(f"feature {name!r}: give fallback or fallback_fn, not both")
-        if stale_ttl is not None and not stale_ttl > 0:
-            raise ValueError(f"stale_ttl must be > 0 seconds or None, got {stale_ttl!r}")
-        if errors is not None and not callable(getattr(errors, "record", None)):
-            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
+        check_identity(name, clock)
+        self.settings = settings = resolve(FeatureSettings, settings, overrides)
+        check_errors(errors)
         self._name = name
-        self._fallback = fallback
-        self._fallback_fn = fallback_fn
-        self._stale = bool(stale)
-        self._stale_ttl = stale_ttl
+        self._fallback = settings.fallback
+        self._fallback_fn = settings.fallback_fn
+        self._stale = settings.stale
+        self._stale_ttl = settings.stale_ttl
         self._errors = errors
         self._clock = clock
+        self.injected = {"errors": errors, "clock": clock}
         self._registry = registry if registry is not None else default_registry()
         self._lock = threading.Lock()
         self._manually_disabled = False
@@ -100,20 +93,13 @@ class Feature:
         self._breaker_registry = Registry()
         self._breaker = CircuitBreaker(
             name,
-            failure_threshold=failure_threshold,
-            reset_timeout=reset_timeout,
+            failure_threshold=settings.failure_threshold,
+            reset_timeout=settings.reset_timeout,
             clock=clock,
             registry=self._breaker_registry,
         )
         self._breaker_registry.bus.subscribe(self._on_breaker_event, events=(BreakerStateChanged,))
-        self._config: dict[str, Any] = {
-            "fallback": None if fallback is _MISSING else fallback,
-            "fallback_fn": fallback_fn,
-            "failure_threshold": failure_threshold,
-            "reset_timeout": reset_timeout,
-            "stale": self._stale,
-            "stale_ttl": stale_ttl,
-        }
+        self._config = settings.as_config()
         self._registry.add(self)
 
     # -- identity ---------------------------------------------------------------------------
@@ -255,7 +241,7 @@ class Feature:
             return FeatureResult(value=stale[0], source="stale", reason=reason, age=stale[1])
         if self._fallback_fn is not None:
             value = self._fallback_fn(*args, **kwargs)
-        elif self._fallback is not _MISSING:
+        elif self._fallback is not NO_FALLBACK:
             value = self._fallback
         else:
             self._raise_unavailable(reason, exc)
@@ -349,14 +335,11 @@ class Features:
         return self[name].enabled
 
 
-def feature(name: str, *, registry: Registry | None = None, **settings: Any) -> Feature:
+def feature(name: str, *, registry: Registry | None = None, **options: Any) -> Feature:
     """The feature named `name` in the default registry (or `registry`), created on first use;
-    asking again with different settings is a ValueError."""
-    reg = default_registry() if registry is None else registry
-    extras = {key: settings.pop(key) for key in ("errors", "clock") if key in settings}
-    return reg.get_or_create(
-        Kind.FEATURE, name, settings, lambda: Feature(name, registry=reg, **settings, **extras)
-    )
+    asking again with other settings is a ValueError naming them (see `obtain`)."""
+    found: Feature = obtain(Kind.FEATURE, name, registry, options)
+    return found
 
 
 def safe_call(
@@ -418,4 +401,4 @@ def _note_swallowed(fn: Callable[..., Any], exc: Exception, errors: Any | None, 
         aggregator.record(exc, source=name)
 
 
-register_kind(KindSpec(Kind.FEATURE, Feature, FeatureSnapshot, feature))
+register_kind(KindSpec(Kind.FEATURE, Feature, FeatureSnapshot, feature, settings=FeatureSettings))

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from seawall.core.enums import ErrorCategory
 from seawall.core.logsafe import exception_text
 from seawall.core.redact import MASK, is_secret_name, redact
+from seawall.core.settings import MAX_COUNT, Number, check_callables, resolve
 from seawall.errors.classify import classify, to_category
+from seawall.errors.settings import AggregatorSettings
 from seawall.events import ErrorRecorded
 
 if TYPE_CHECKING:
@@ -60,44 +62,32 @@ class ErrorAggregator:
     """Counts errors over a sliding window (a ring of buckets) and keeps the most recent ones.
 
     Memory is bounded: `buckets` buckets, each with at most `max_keys` distinct types and sources
-    (the rest count as "_other"), and `max_recent` recent entries.
+    (the rest count as "_other"), and `max_recent` recent entries (`AggregatorSettings`, given as
+    `settings=` or as keywords).
     """
 
     def __init__(
         self,
-        window: float = 3600.0,
+        window: float | None = None,
         *,
-        buckets: int = 60,
-        max_recent: int = 100,
-        message_limit: int = 500,
+        settings: AggregatorSettings | None = None,
         clock: Callable[[], float] = time.time,
         classifier: Callable[[BaseException], ErrorCategory] = classify,
         registry: Registry | None = None,
-        max_keys: int = 200,
+        **overrides: Any,
     ) -> None:
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
-            raise ValueError(f"window must be a number > 0, got {window!r}")
-        for pname, pvalue, low in (
-            ("buckets", buckets, 1),
-            ("max_recent", max_recent, 0),
-            ("message_limit", message_limit, 0),
-            ("max_keys", max_keys, 1),
-        ):
-            if isinstance(pvalue, bool) or not isinstance(pvalue, int) or pvalue < low:
-                raise ValueError(f"{pname} must be an int >= {low}, got {pvalue!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, got {clock!r}")
-        if not callable(classifier):
-            raise TypeError(f"classifier must be callable, got {classifier!r}")
-        self.window = float(window)
+        self.settings = settings = resolve(AggregatorSettings, settings, overrides, window=window)
+        check_callables({"clock": clock, "classifier": classifier})
+        self.window = settings.window
+        buckets = settings.buckets
         self._width = self.window / buckets
         self._ring = [_Bucket() for _ in range(buckets)]
         self._size = buckets
         # deque.append is atomic, so recording a recent entry needs no lock; maxlen bounds memory.
-        self._recent: deque[tuple[Any, ...]] = deque(maxlen=max_recent)
-        self._max_recent = max_recent
-        self._message_limit = message_limit
-        self._max_keys = max_keys
+        self._recent: deque[tuple[Any, ...]] = deque(maxlen=settings.max_recent)
+        self._max_recent = settings.max_recent
+        self._message_limit = settings.message_limit
+        self._max_keys = max_keys = settings.max_keys
         self._clock = clock
         self._classifier = classifier
         self._registry = registry
@@ -216,8 +206,7 @@ class ErrorAggregator:
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest errors first, messages and string context values redacted."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        Number(0, MAX_COUNT, integer=True).check("limit", limit)
         with self._lock:
             entries = list(itertools.islice(reversed(self._recent), limit))
         return [self._render(entry) for entry in entries]

@@ -366,8 +366,8 @@ def bulkhead(
 ) -> Bulkhead:
     """The bulkhead named `name` in the default registry (or `registry`), created on first use;
     asking again with other settings is a ValueError naming them."""
-    asked = {"max_concurrent": max_concurrent, "max_wait": max_wait, **options}
-    found: Bulkhead = obtain(Kind.BULKHEAD, name, registry, asked)
+    positional = {"max_concurrent": max_concurrent, "max_wait": max_wait}
+    found: Bulkhead = obtain(Kind.BULKHEAD, name, registry, options, positional)
     return found
 
 

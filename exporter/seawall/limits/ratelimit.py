@@ -373,8 +373,8 @@ def rate_limiter(
 ) -> RateLimiter:
     """The rate limiter named `name` in the default registry (or `registry`), created on first
     use; asking again with other settings is a ValueError naming them."""
-    asked = {"rate": rate, "per": per, "burst": burst, **options}
-    found: RateLimiter = obtain(Kind.RATE_LIMITER, name, registry, asked)
+    positional = {"rate": rate, "per": per, "burst": burst}
+    found: RateLimiter = obtain(Kind.RATE_LIMITER, name, registry, options, positional)
     return found
 
 

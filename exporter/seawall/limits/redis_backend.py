@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from seawall.core.settings import MAX_COUNT, Number, check_duration
 from seawall.limits.leased import Lease
 from seawall.limits.ratelimit import EPSILON, BackendUnavailable
-from seawall.limits.wrap import seconds
 
 __all__ = ["GCRA_SCRIPT", "LEASE_SCRIPT", "RedisBackend"]
 
@@ -121,19 +121,18 @@ class RedisBackend:
             raise TypeError(f"clock must be callable, got {clock!r}")
         self.url = url
         self.prefix = prefix
-        self.timeout = seconds("timeout", timeout)
-        self.recheck = seconds("recheck", recheck, zero=True)
+        self.timeout = check_duration("timeout", timeout)
+        self.recheck = check_duration("recheck", recheck, zero=True)
         if not isinstance(exact, bool):
             raise TypeError(f"exact must be a bool, got {exact!r}")
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        Number(1, MAX_COUNT, integer=True).check("max_batch", max_batch)
         self.exact = exact
-        self.lease = seconds("lease", lease)
+        self.lease = check_duration("lease", lease)
         self.max_batch = max_batch
-        self.lease_ttl = seconds("lease_ttl", lease_ttl)
+        self.lease_ttl = check_duration("lease_ttl", lease_ttl)
         self._leases: dict[str, Lease] = {}
         self.breaker_prefix = breaker_prefix
-        self.sync_interval = seconds("sync_interval", sync_interval)
+        self.sync_interval = check_duration("sync_interval", sync_interval)
         self.fleet: Any = None  # the shared breakers' sync thread (breakers/shared.py), on first use
         self._clock = clock
         self._redis = _import_redis()

@@ -35,12 +35,11 @@ from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
 from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_identity, resolve
+from seawall.core.settings import check_duration, check_identity, resolve
 from seawall.core.snapshots import TimeoutSnapshot
 from seawall.events import CallTimedOut
 from seawall.limits.expiry import Expiry, ExpiryWheel, uncancel
 from seawall.limits.settings import TimeoutSettings
-from seawall.limits.wrap import seconds as seconds_of
 
 __all__ = ["CallTimeoutError", "Timeout", "remaining", "timeout", "within"]
 
@@ -69,7 +68,7 @@ def remaining() -> float | None:
 def within(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
     """Put a deadline `seconds` from now in scope (nearer outer deadlines still win), so timeouts
     and `remaining()` inside see it. It bounds nothing by itself."""
-    seconds = seconds_of("seconds", seconds)
+    seconds = check_duration("seconds", seconds)
     outer = _scope.get()
     keep = outer is not None and outer[0] - outer[1]() <= seconds
     token = _scope.set(outer if keep else (clock() + seconds, clock))
@@ -328,7 +327,7 @@ def timeout(
     reg = default_registry() if registry is None else registry
     if seconds is None and reg.get(Kind.TIMEOUT, name) is None:
         raise ValueError(f"timeout {name!r} does not exist yet: give seconds= to create it")
-    found: Timeout = obtain(Kind.TIMEOUT, name, reg, {"seconds": seconds, **options})
+    found: Timeout = obtain(Kind.TIMEOUT, name, reg, options, {"seconds": seconds})
     return found
 
 

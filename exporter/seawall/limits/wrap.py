@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
@@ -38,15 +37,6 @@ def decorate(primitive: Calls, fn: Callable[P, R]) -> Callable[P, R]:
         return call(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     return wrapper
-
-
-def seconds(field: str, value: object, *, zero: bool = False) -> float:
-    """A finite number of seconds, > 0 (or >= 0 with `zero`), else an error naming `field`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds, got {value!r}")
-    if not (value >= 0 if zero else value > 0) or math.isinf(value) or math.isnan(value):
-        raise ValueError(f"{field} must be {'>=' if zero else '>'} 0 and finite, got {value!r}")
-    return float(value)
 
 
 def decorate_gated(

@@ -1,22 +1,22 @@
-"""A supervised task's settings, state and counts: what `seawall.supervise` runs and reports.
+"""A supervised task's state and counts: what `seawall.supervise` runs and reports.
 
 `SupervisedTask` is the single source of truth for its counts (restarts by error type, permanent
 failures, start and heartbeat times); exporters and the web layer read `snapshot()`. The restart
-loop itself lives in `_supervisor.py`; this module only records what happened, under one lock.
+loop itself lives in `supervisor.py`, the settings in `settings.py`; this module only records
+what happened, under one lock.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from seawall.core.logsafe import log_value
 from seawall.core.snapshots import TaskSnapshot
+from seawall.tasks.settings import TaskSettings
 
 MAX_ERROR_TYPES = 200  # distinct error class names counted per task; later ones count as "_other"
 MESSAGE_LIMIT = 200  # characters of the last error's (redacted) message that are kept
@@ -39,40 +39,6 @@ class TaskState(str, enum.Enum):
 DONE = frozenset({TaskState.FAILED, TaskState.FINISHED, TaskState.STOPPED})
 
 
-def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
-class TaskPolicy:
-    """Validated restart settings: `max_restarts` restarts within `window` seconds, delays from
-    `initial` doubling (`multiplier`) up to `max_delay`, with full jitter by default."""
-
-    __slots__ = ("critical", "heartbeat_timeout", "max_restarts", "window")
-
-    def __init__(
-        self,
-        *,
-        max_restarts: int = 5,
-        window: float = 300.0,
-        heartbeat_timeout: float | None = None,
-        critical: bool = True,
-    ) -> None:
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
-        self.max_restarts = max_restarts
-        self.window = _positive("window", window)
-        self.heartbeat_timeout = (
-            None if heartbeat_timeout is None else _positive("heartbeat_timeout", heartbeat_timeout)
-        )
-        if not isinstance(critical, bool):
-            raise TypeError(f"critical must be a bool, got {critical!r}")
-        self.critical = critical
-
-
 def safe_message(exc: BaseException) -> str:
     """The exception's message redacted, escaped and bounded (`_logsafe`): safe to keep, show, log."""
     return log_value(exc, MESSAGE_LIMIT)
@@ -84,7 +50,7 @@ class TaskRecord:
     def __init__(
         self,
         name: str,
-        policy: TaskPolicy,
+        policy: TaskSettings,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -173,15 +139,6 @@ class TaskRecord:
                 last_error_type=self.last_error_type,
                 last_error_message=self.last_error_message,
             )
-
-    def config(self) -> dict[str, Any]:
-        policy = self.policy
-        return {
-            "max_restarts": policy.max_restarts,
-            "window": policy.window,
-            "heartbeat_timeout": policy.heartbeat_timeout,
-            "critical": policy.critical,
-        }
 
 
 def heartbeat_stale(snapshot: TaskSnapshot, now: float | None = None) -> bool:

@@ -22,15 +22,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from seawall.core.enums import ErrorCategory
+from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
+from seawall.core.settings import check_callables, check_duration, check_errors, check_identity, resolve
 from seawall.core.snapshots import TaskSnapshot
 from seawall.errors.classify import classify
 from seawall.events import TaskFailed, TaskStateChanged
 from seawall.retries.backoff import Backoff
 from seawall.retries.retry import _retry_predicate
-from seawall.tasks.record import DONE, TaskPolicy, TaskRecord, TaskState
+from seawall.tasks.record import DONE, TaskRecord, TaskState
+from seawall.tasks.settings import TaskSettings
 
 __all__ = ["SupervisedTask", "Supervisor", "current_task", "default_supervisor", "supervise"]
 
@@ -45,6 +48,16 @@ def current_task() -> SupervisedTask | None:
     return _current.get()
 
 
+def _running_loop(name: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"task {name!r}: supervise() needs a running event loop (call it from async code, "
+            "e.g. your app's lifespan startup)"
+        ) from None
+
+
 class SupervisedTask:
     """One named, restarted coroutine; made and started by `Supervisor.supervise`."""
 
@@ -55,15 +68,7 @@ class SupervisedTask:
         name: str,
         factory: Factory,
         *,
-        max_restarts: int = 5,
-        window: float = 300.0,
-        initial: float = 1.0,
-        max_delay: float = 60.0,
-        multiplier: float = 2.0,
-        jitter: float = 1.0,
-        heartbeat_timeout: float | None = None,
-        critical: bool = True,
-        restart_on: object = None,
+        settings: TaskSettings | None = None,
         classifier: Callable[[BaseException], ErrorCategory] = classify,
         errors: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -71,49 +76,35 @@ class SupervisedTask:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
         registry: Registry | None = None,
+        **overrides: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        check_identity(name, clock)
         if inspect.iscoroutine(factory):
             raise TypeError(
                 f"task {name!r}: factory must be a function returning a coroutine, got a coroutine"
             )
-        for pname, fn in (
-            ("factory", factory),
-            ("classifier", classifier),
-            ("clock", clock),
-            ("wall_clock", wall_clock),
-            ("sleep", sleep),
-        ):
-            if not callable(fn):
-                raise TypeError(f"task {name!r}: {pname} must be callable, got {fn!r}")
-        if errors is not None and not callable(getattr(errors, "record", None)):
-            raise TypeError(
-                f"task {name!r}: errors must have a record(exc, source=...) method, got {errors!r}"
-            )
-        if isinstance(initial, bool) or not isinstance(initial, (int, float)) or not initial > 0:
-            raise ValueError(f"task {name!r}: initial must be a number > 0, got {initial!r}")
-        self.backoff = Backoff(initial, max_delay, multiplier, jitter, rng)
-        policy = TaskPolicy(
-            max_restarts=max_restarts, window=window, heartbeat_timeout=heartbeat_timeout, critical=critical
+        self.settings = settings = resolve(TaskSettings, settings, overrides)
+        check_callables(
+            {"factory": factory, "classifier": classifier, "wall_clock": wall_clock, "sleep": sleep}
         )
-        self._record = TaskRecord(name, policy, clock, wall_clock)
+        check_errors(errors)
+        self.backoff = Backoff(
+            settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng
+        )
+        self._record = TaskRecord(name, settings, clock, wall_clock)
         self._restartable: Callable[[BaseException, ErrorCategory], bool] = (
-            (lambda exc, category: True) if restart_on is None else _retry_predicate(restart_on, classifier)
+            (lambda exc, category: True)
+            if settings.restart_on is None
+            else _retry_predicate(settings.restart_on, classifier)
         )
         self._name = name
         self._factory = factory
         self._classifier = classifier
         self._errors = errors
         self._sleep = sleep
-        self._config = {
-            **self._record.config(),
-            "initial": self.backoff.initial,
-            "max_delay": self.backoff.max_delay,
-            "multiplier": self.backoff.multiplier,
-            "jitter": self.backoff.jitter,
-            "restart_on": restart_on,
-        }
+        self._config = settings.as_config()
+        self.injected = {"factory": factory, "classifier": classifier, "errors": errors, "clock": clock}
+        self.injected.update({"wall_clock": wall_clock, "sleep": sleep, "rng": rng})
         self._task: asyncio.Task[None] | None = None
         self._registry = default_registry() if registry is None else registry
         bus = self._registry.bus
@@ -148,14 +139,7 @@ class SupervisedTask:
         """Run the task in the current event loop (once)."""
         if self._task is not None:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                f"task {self._name!r}: supervise() needs a running event loop (call it from async code, "
-                "e.g. your app's lifespan startup)"
-            ) from None
-        self._task = loop.create_task(self._run(), name=f"seawall-task-{self._name}")
+        self._task = _running_loop(self._name).create_task(self._run(), name=f"seawall-task-{self._name}")
         self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
@@ -294,14 +278,8 @@ class Supervisor:
     def __init__(
         self, *, registry: Registry | None = None, shutdown_timeout: float = 10.0, **defaults: Any
     ) -> None:
-        if (
-            isinstance(shutdown_timeout, bool)
-            or not isinstance(shutdown_timeout, (int, float))
-            or shutdown_timeout <= 0
-        ):
-            raise ValueError(f"shutdown_timeout must be a number > 0, got {shutdown_timeout!r}")
         self.registry = default_registry() if registry is None else registry
-        self.shutdown_timeout = float(shutdown_timeout)
+        self.shutdown_timeout = check_duration("shutdown_timeout", shutdown_timeout)
         self._defaults = defaults
         self._tasks: list[SupervisedTask] = []
 
@@ -310,17 +288,20 @@ class Supervisor:
         return list(self._tasks)
 
     def supervise(self, name: str, factory: Factory, **settings: Any) -> SupervisedTask:
-        """Create the task `name` running `await factory()` and start it in the running loop.
-
-        A finished, failed or stopped task of the same name is replaced; a live one is an error.
-        """
+        """The task `name` running `await factory()`, started in the running loop: created on first
+        use, returned again while alive when asked with the same factory and settings (others are a
+        ValueError naming them, as every factory's, see `obtain`), replaced once it has finished,
+        failed or stopped."""
+        _running_loop(name)  # before anything joins the registry
         existing = self.registry.get(Kind.TASK, name)
         if isinstance(existing, SupervisedTask) and existing.done:
             self.registry.remove(Kind.TASK, name)
             self._tasks = [task for task in self._tasks if task is not existing]
-        task = SupervisedTask(name, factory, registry=self.registry, **{**self._defaults, **settings})
-        task.start()
-        self._tasks.append(task)
+        options = {"factory": factory, **self._defaults, **settings}
+        task: SupervisedTask = obtain(Kind.TASK, name, self.registry, options)
+        if task not in self._tasks:
+            task.start()
+            self._tasks.append(task)
         return task
 
     async def shutdown(self, timeout: float | None = None) -> list[str]:
@@ -364,4 +345,4 @@ def supervise(
     return default_supervisor(registry).supervise(name, factory, **settings)
 
 
-register_kind(KindSpec(Kind.TASK, SupervisedTask, TaskSnapshot, supervise))
+register_kind(KindSpec(Kind.TASK, SupervisedTask, TaskSnapshot, supervise, settings=TaskSettings))
