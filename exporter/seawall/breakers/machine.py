@@ -14,13 +14,13 @@ never changes state or publishes anything. Events are built only for channels wi
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from threading import Lock
 from typing import TYPE_CHECKING, Protocol, cast
 
 from seawall.breakers.settings import BreakerSettings, compile_filter
 from seawall.breakers.window import CountWindow, TimeWindow, make_window
+from seawall.core.counter import Counter
 from seawall.core.enums import BreakerState, CallOutcome
 from seawall.core.latency import DurationHistogram, outcome_snapshots
 from seawall.core.snapshots import BreakerSnapshot
@@ -91,13 +91,14 @@ class BreakerStateMachine:
         "_opened_at",
         "_probe_successes",
         "_probes",
-        "_reads",
         "_rejected",
+        "_rejection_ticks",
         "_rejections",
         "_report",
         "_state",
         "_state_since",
         "_success_durations",
+        "_success_ticks",
         "_successes",
         "_transitions",
         "_window",
@@ -146,12 +147,10 @@ class BreakerStateMachine:
         self._probe_successes = 0
         self._failed = self._ignored = 0  # totals since creation (changed under the lock)
         self._transitions: dict[tuple[BreakerState, BreakerState], int] = {}
-        # Successes and rejections are counted without the lock where nothing else needs it: next()
-        # on an itertools.count is one C call, atomic under the GIL. Reading one takes its next value
-        # as well, so a reader (always under the lock) subtracts the reads before it: `_reads`.
-        self._successes = itertools.count()
-        self._rejections = itertools.count()
-        self._reads = 0
+        # Successes and rejections are counted without the lock where nothing else needs it
+        # (`core/counter.py`).
+        self._successes, self._rejections = Counter(), Counter()
+        self._success_ticks, self._rejection_ticks = self._successes.ticks, self._rejections.ticks
         # Fleet hooks (breakers/shared.py): `permits` is None for a local breaker, else the fleet
         # probe slots this worker holds; `notify` is called (lock held, must not block) on every
         # transition and when a call wants a probe slot it does not have.
@@ -230,7 +229,7 @@ class BreakerStateMachine:
         if state is _OPEN and not self._rejected.listeners:  # a plain rejection needs no lock
             waited = self._clock() - self._opened_at
             if waited < self.settings.reset_timeout:
-                next(self._rejections)
+                next(self._rejection_ticks)
                 raise CircuitOpenError(self.name, _OPEN, self.settings.reset_timeout - waited)
         changed: BreakerStateChanged | None = None
         rejected: CircuitOpenError | None = None
@@ -255,7 +254,7 @@ class BreakerStateMachine:
                 self._probes += 1
                 token = ~self._gen
             else:
-                next(self._rejections)
+                next(self._rejection_ticks)
                 if state is _OPEN:
                     retry_after = max(0.0, reset_timeout - (now - self._opened_at))
                 else:  # forced_open waits for a person: report the configured timeout
@@ -280,14 +279,14 @@ class BreakerStateMachine:
             durations.observe(duration)
         if token >= 0 and self._window is None:
             # closed or disabled, nothing to feed: no lock
-            next(self._successes)
+            next(self._success_ticks)
             if self._consecutive:  # already 0 (the usual case): nothing to clear
                 with self._lock:
                     if token == self._gen:
                         self._consecutive = 0
         else:
             with self._lock:
-                next(self._successes)
+                next(self._success_ticks)
                 if token == self._gen:
                     if self._state is _CLOSED:
                         self._consecutive = 0
@@ -441,8 +440,6 @@ class BreakerStateMachine:
             now = self._clock()
             window = self._window
             calls, failures, _ = window.totals(now) if window is not None else (0, 0, 0)
-            reads = self._reads
-            self._reads = reads + 1
             durations = self._durations
             return BreakerSnapshot(
                 name=self.name,
@@ -457,9 +454,9 @@ class BreakerStateMachine:
                 seconds_in_state=max(0.0, now - self._state_since),
                 half_open_in_flight=self._probes if self._state is _HALF_OPEN else 0,
                 calls={
-                    "success": next(self._successes) - reads,
+                    "success": self._successes.value(),
                     "failure": self._failed,
-                    "rejected": next(self._rejections) - reads,
+                    "rejected": self._rejections.value(),
                     "ignored": self._ignored,
                 },
                 transitions=dict(self._transitions),

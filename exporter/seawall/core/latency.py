@@ -4,17 +4,15 @@ A breaker that is exported times its calls, and counting each duration into a bu
 cheaper than building an event per call for an exporter to count: the exporter reads the buckets
 at scrape time, and the status page gets percentiles from the same numbers.
 
-`observe` takes no lock, so a breaker's lock-free success path stays lock-free: a bucket is an
-`itertools.count` (`next()` is one C call, atomic under the GIL) and durations wait in a deque
-(`append` is atomic) until they are added to the sum, every `FOLD_AT` observations or at read
-time, under the histogram's own lock. Reading a count takes its next value too, so a reader
-subtracts the reads before it. A snapshot taken while another thread is between its two steps may
-count a call whose duration is not in the sum yet; the next snapshot has it.
+`observe` takes no lock, so a breaker's lock-free success path stays lock-free: a bucket is a
+`Counter` (`core/counter.py`) and durations wait in a deque (`append` is atomic) until they are
+added to the sum, every `FOLD_AT` observations or at read time, under the histogram's own lock. A
+snapshot taken while another thread is between its two steps may count a call whose duration is
+not in the sum yet; the next snapshot has it.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from bisect import bisect_left
@@ -22,6 +20,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from seawall.core.counter import Counter
 from seawall.core.snapshots import HistogramSnapshot
 
 __all__ = ["DEFAULT_DURATION_BUCKETS", "FOLD_AT", "DurationHistogram", "check_buckets", "outcome_snapshots"]
@@ -68,14 +67,14 @@ def check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
 class DurationHistogram:
     """Counts per bucket (the last one is +Inf), the sum and the number of observations."""
 
-    __slots__ = ("_lock", "_pending", "_reads", "_sum", "_ticks", "bounds")
+    __slots__ = ("_counts", "_lock", "_pending", "_sum", "_ticks", "bounds")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self._ticks = [itertools.count() for _ in range(len(bounds) + 1)]
+        self._counts = [Counter() for _ in range(len(bounds) + 1)]
+        self._ticks = [counter.ticks for counter in self._counts]
         self._pending: deque[float] = deque()
         self._sum = 0.0
-        self._reads = 0
         self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
@@ -100,9 +99,7 @@ class DurationHistogram:
     def snapshot(self) -> HistogramSnapshot:
         with self._lock:
             self._fold()
-            reads = self._reads
-            self._reads = reads + 1
-            counts = tuple(next(tick) - reads for tick in self._ticks)
+            counts = tuple(counter.value() for counter in self._counts)
             return HistogramSnapshot(self.bounds, counts, self._sum, sum(counts))
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from seawall.core.counter import Counter
 from seawall.core.enums import ErrorCategory, RetryOutcome
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
@@ -109,14 +109,11 @@ class Retry:
         self.injected = {"classifier": classifier, "errors": errors, "sleep": sleep}
         self.injected.update({"async_sleep": async_sleep, "clock": clock, "rng": rng})
         self._lock = threading.Lock()
-        # Outcomes and re-attempts are counted without the lock: next() on an itertools.count is one
-        # C call, atomic under the GIL. Reading one takes a value too, so the reader (under the
-        # lock) subtracts the reads before it (`_reads`).
-        self._calls = {outcome: itertools.count() for outcome in _OUTCOMES}
-        self._first_ok = self._calls[_FIRST_OK]  # the hot path's counter, one lookup less
-        self._retried = itertools.count()
+        # Outcomes and re-attempts are counted without the lock (`core/counter.py`).
+        self._calls = {outcome: Counter() for outcome in _OUTCOMES}
+        self._first_ok = self._calls[_FIRST_OK].ticks  # the hot path's increment, one lookup less
+        self._retried = Counter()
         self._retried_by_error: dict[str, int] = {}  # under the lock (failure path only)
-        self._reads = 0
         self._registry = default_registry() if registry is None else registry
         bus = self._registry.bus
         self._report = bus.report_error
@@ -145,10 +142,8 @@ class Retry:
 
     def snapshot(self) -> RetrySnapshot:
         with self._lock:
-            reads = self._reads
-            self._reads = reads + 1
-            calls = {o.value: next(counter) - reads for o, counter in self._calls.items()}
-            retries = next(self._retried) - reads
+            calls = {o.value: counter.value() for o, counter in self._calls.items()}
+            retries = self._retried.value()
             by_error = dict(self._retried_by_error)
         return RetrySnapshot(
             name=self._name, attempts=self._attempts, calls=calls, retries=retries, retries_by_error=by_error
@@ -195,7 +190,7 @@ class Retry:
         return delay
 
     def _count_retry(self, error_type: str) -> None:
-        next(self._retried)
+        self._retried.add()
         with self._lock:
             counts = self._retried_by_error
             if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
@@ -205,7 +200,7 @@ class Retry:
     def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
         """Count a success; publish the attempt's end and the completion to whoever listens."""
         outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
-        next(self._calls[outcome])
+        self._calls[outcome].add()
         finished, completed = self._on_finished, self._on_completed
         if finished.listeners or completed.listeners:
             name, now = self._name, self._clock()
@@ -218,7 +213,7 @@ class Retry:
 
     def _gave_up(self, attempt: int, start: float, exc: BaseException) -> None:
         outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
-        next(self._calls[outcome])
+        self._calls[outcome].add()
         if self._on_completed.listeners:
             self._on_completed.publish(
                 RetryCompleted(self._name, outcome, attempt, self._clock() - start, type(exc).__name__)
