@@ -322,3 +322,19 @@ def test_an_exporter_can_choose_the_wait_buckets_before_calls_are_counted() -> N
     assert bh.snapshot().wait.bounds == (0.1, 1.0)
     with pytest.raises(ValueError, match="already counts waits"):
         bh.record_durations((0.5,))
+
+
+def test_a_release_without_a_matching_acquire_is_an_error_not_a_slot_more() -> None:
+    pool = Bulkhead("unmatched", 1, registry=Registry())
+    with pytest.raises(ValueError, match="'unmatched': release\\(\\) without a matching acquire"):
+        pool.release()
+    pool.acquire()
+    pool.release()
+    with pytest.raises(ValueError, match="without a matching acquire"):
+        pool.release()
+    pool.acquire()  # still exactly one slot: the refused releases added none
+    with pytest.raises(BulkheadFullError):
+        pool.acquire()
+    assert pool.snapshot().in_flight == 1
+    pool.release()
+    assert pool.snapshot().in_flight == 0

@@ -224,6 +224,9 @@ class Bulkhead:
         late: list[_Waiter] = []
         heir: _Waiter | None = None
         with self._lock:
+            if self._in_flight <= 0:
+                # as threading.BoundedSemaphore: an unmatched release would be a slot too many for good
+                raise ValueError(f"bulkhead {self.name!r}: release() without a matching acquire")
             waiters = self._waiters
             if not waiters:
                 self._in_flight -= 1
@@ -308,7 +311,8 @@ class Bulkhead:
         raise self._full(arrival)
 
     def release(self) -> None:
-        """Give back a slot taken with `acquire()` / `acquire_async()`."""
+        """Give back a slot taken with `acquire()` / `acquire_async()`; one more release than
+        acquires is a ValueError (it would add capacity), as `threading.BoundedSemaphore`'s."""
         self._release()
 
     # -- ways to call ----------------------------------------------------------------------------
