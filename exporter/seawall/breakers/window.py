@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from seawall.breakers.settings import BreakerSettings
+
 __all__ = ["CountWindow", "SlidingWindow", "TimeWindow", "make_window"]
 
 WINDOW_TYPES = ("count", "time")
@@ -142,9 +144,8 @@ def make_window(window_type: str, size: int) -> CountWindow | TimeWindow:
     raise ValueError(f"window_type must be one of {WINDOW_TYPES}, got {window_type!r}")
 
 
+_SIZE = BreakerSettings.rules()["window_size"]  # one rule for the setting and a window made directly
+
+
 def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"window_size must be an int, got {size!r}")
-    if size < 1:
-        raise ValueError(f"window_size must be >= 1, got {size!r}")
-    return size
+    return int(_SIZE.check("window_size", size))

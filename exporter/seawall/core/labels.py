@@ -13,6 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from seawall.core.settings import MAX_COUNT, Number
+
 log = logging.getLogger("seawall")
 
 OTHER = "_other"
@@ -24,12 +26,8 @@ _REMEMBER_REFUSED = 10
 
 
 def check_max_label_values(value: object) -> int:
-    """Validate the `max_label_values` setting."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_label_values must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"max_label_values must be >= 1, got {value!r}")
-    return value
+    """Validate the `max_label_values` setting (by the settings' shared rule)."""
+    return int(Number(1, MAX_COUNT, integer=True).check("max_label_values", value))
 
 
 class LabelGuard:

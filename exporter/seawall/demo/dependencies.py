@@ -7,19 +7,22 @@ dependency through an outage without waiting and get the same failures every run
 from __future__ import annotations
 
 import asyncio
-import math
+import dataclasses
 import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from seawall.core.settings import Flag, Number
+
 __all__ = ["ChaosError", "DependencyError", "DependencyTimeout", "SimulatedDependency", "parse_chaos"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
 MAX_LATENCY_MS = 60_000
-CHAOS_FIELDS = ("failure_rate", "latency_ms", "outage")
+CHAOS_RULES = {"failure_rate": Number(0.0, 1.0), "latency_ms": Number(0.0, MAX_LATENCY_MS), "outage": Flag()}
+CHAOS_FIELDS = tuple(CHAOS_RULES)
 
 
 class DependencyError(ConnectionError):
@@ -56,28 +59,13 @@ def parse_chaos(body: Any, current: Chaos) -> Chaos:
     for key in body:
         if key not in CHAOS_FIELDS:
             raise ChaosError(str(key)[:64] or "body", f"unknown field; allowed: {', '.join(CHAOS_FIELDS)}")
-    failure_rate, latency_ms, outage = current.failure_rate, current.latency_ms, current.outage
-    if "failure_rate" in body:
-        value = body["failure_rate"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ChaosError("failure_rate", "failure_rate must be a number from 0 to 1")
-        failure_rate = float(value)
-    if "latency_ms" in body:
-        value = body["latency_ms"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not 0 <= value <= MAX_LATENCY_MS
-        ):
-            raise ChaosError("latency_ms", f"latency_ms must be a number from 0 to {MAX_LATENCY_MS}")
-        latency_ms = float(value)
-    if "outage" in body:
-        value = body["outage"]
-        if not isinstance(value, bool):
-            raise ChaosError("outage", "outage must be true or false")
-        outage = value
-    return Chaos(failure_rate=failure_rate, latency_ms=latency_ms, outage=outage)
+    changes = {}
+    for key, value in body.items():
+        try:
+            changes[key] = CHAOS_RULES[key].check(key, value)  # the settings' rules: NaN, inf refused
+        except (TypeError, ValueError) as exc:
+            raise ChaosError(key, str(exc)) from None
+    return dataclasses.replace(current, **changes)
 
 
 class SimulatedDependency:

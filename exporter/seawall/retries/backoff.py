@@ -7,6 +7,20 @@ Jitter spreads clients apart so a recovering dependency is not hit by a synchron
 from __future__ import annotations
 
 import random
+from typing import Protocol
+
+
+class Schedule(Protocol):
+    """Settings that describe a delay schedule (`RetrySettings`, `TaskSettings`)."""
+
+    @property
+    def initial(self) -> float: ...
+    @property
+    def max_delay(self) -> float: ...
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def jitter(self) -> float: ...
 
 
 def _number(name: str, value: object) -> float:
@@ -43,6 +57,11 @@ class Backoff:
         if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, got {rng!r}")
         self.rng = rng if rng is not None else random.Random()
+
+    @classmethod
+    def of(cls, settings: Schedule, rng: random.Random | None = None) -> Backoff:
+        """The schedule a retry's or a task's (validated) settings describe."""
+        return cls(settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng)
 
     def base(self, retry_number: int) -> float:
         """The un-jittered delay before re-attempt `retry_number` (1 = the first retry)."""

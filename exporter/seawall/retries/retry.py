@@ -93,9 +93,7 @@ class Retry:
         check_callables({"sleep": sleep, "async_sleep": async_sleep, "classifier": classifier})
         check_errors(errors)
         self.settings = settings
-        self.backoff = Backoff(
-            settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng
-        )
+        self.backoff = Backoff.of(settings, rng)
         self._should = _retry_predicate(settings.retry_on, classifier)
         self._name = name
         self._attempts = attempts = settings.attempts

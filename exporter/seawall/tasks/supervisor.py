@@ -88,9 +88,7 @@ class SupervisedTask:
             {"factory": factory, "classifier": classifier, "wall_clock": wall_clock, "sleep": sleep}
         )
         check_errors(errors)
-        self.backoff = Backoff(
-            settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng
-        )
+        self.backoff = Backoff.of(settings, rng)
         self._record = TaskRecord(name, settings, clock, wall_clock)
         self._restartable: Callable[[BaseException, ErrorCategory], bool] = (
             (lambda exc, category: True)
