@@ -4,7 +4,13 @@ and a collector of the events a registry publishes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -14,6 +20,25 @@ from redis_server import RedisServer
 from seawall import prometheus as sp
 from seawall.events import Event
 from stacktools.receivers import FakePagerDuty, FakeSlack
+
+
+def run_command(
+    args: Sequence[str], *, timeout: float = 60, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion within `timeout` seconds, its output captured as text; the
+    caller asserts on the return code (never raises for a failing command)."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, **options)
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """Import the file at `path` as the module `name` (scripts outside the packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class FakeClock:

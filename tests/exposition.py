@@ -63,3 +63,14 @@ def scrape(prom: CollectorRegistry) -> Samples:
 
 def get(found: Samples, name: str, **labels: str) -> float | None:
     return found.get((name, tuple(sorted(labels.items()))))
+
+
+def transitions(found: Samples, breaker: str, from_state: str, to_state: str) -> float | None:
+    """The breaker's transitions_total sample from one state to another (None: no such series)."""
+    return get(
+        found,
+        "seawall_circuit_breaker_transitions_total",
+        breaker=breaker,
+        from_state=from_state,
+        to_state=to_state,
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from conftest import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -126,13 +127,10 @@ def test_ratio_target_statuses() -> None:
 
 def test_command_line_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    completed = subprocess.run(
+    completed = run_command(
         [sys.executable, "-m", "bench", "--smoke", "--filter", "retry.", "--json", str(out)],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "PASS" in completed.stdout or "MISS" in completed.stdout or "N/A" in completed.stdout
@@ -145,13 +143,10 @@ def test_command_line_writes_json(tmp_path: Path) -> None:
 
 
 def test_unknown_filter_is_an_error_not_a_crash() -> None:
-    completed = subprocess.run(
+    completed = run_command(
         [sys.executable, "-m", "bench", "--smoke", "--filter", "no-such-case"],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert completed.returncode == 2
     assert "no case matches" in completed.stderr

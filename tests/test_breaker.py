@@ -369,9 +369,8 @@ def test_context_manager_counts_block(fake_clock: FakeClock) -> None:
         pytest.fail("the block must not run")
 
 
-def test_events_and_raising_listener_never_reach_caller(fake_clock: FakeClock) -> None:
-    cb = make(fake_clock, failure_threshold=1)
-    events = collect(cb)
+def subscribe_broken_listener(cb: CircuitBreaker) -> None:
+    """A listener that raises on every event but the report of its own failure."""
 
     def broken(event: Event) -> None:
         if not isinstance(event, InstrumentationFailed):
@@ -379,6 +378,13 @@ def test_events_and_raising_listener_never_reach_caller(fake_clock: FakeClock) -
 
     broken.component = "broken_listener"  # type: ignore[attr-defined]
     cb.registry.bus.subscribe(broken)
+
+
+def test_events_and_raising_listener_never_reach_caller(fake_clock: FakeClock) -> None:
+    cb = make(fake_clock, failure_threshold=1)
+    events = collect(cb)
+
+    subscribe_broken_listener(cb)
     assert cb.call(ok) == "ok"
     fail(cb)
     with pytest.raises(CircuitOpenError):
@@ -535,12 +541,7 @@ def test_decorated_success_delivers_inline_and_isolates_a_raising_listener(fake_
     cb = make(fake_clock)
     events = collect(cb)
 
-    def broken(event: Event) -> None:
-        if not isinstance(event, InstrumentationFailed):
-            raise RuntimeError("listener bug")
-
-    broken.component = "broken_listener"  # type: ignore[attr-defined]
-    cb.registry.bus.subscribe(broken)
+    subscribe_broken_listener(cb)
 
     @cb
     def slow_ok() -> str:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import run_command
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.monitoring.yml"
 HA_FILE = ROOT / "docker-compose.ha.yml"
@@ -68,12 +70,9 @@ def run_compose(project: Path, *args: str, ha: bool = False) -> subprocess.Compl
     files = ["-f", str(project / COMPOSE_FILE.name)]
     if ha:
         files += ["-f", str(project / HA_FILE.name)]
-    return subprocess.run(
+    return run_command(
         [str(COMPOSE), "--project-directory", str(project), *files, *args],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
         env={"PATH": "/usr/bin:/bin", "HOME": str(project)},
     )
 
@@ -274,12 +273,9 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     text = (ROOT / "prometheus" / "prometheus.yml").read_text()
     (tmp_path / "prometheus.yml").write_text(text.replace("/etc/prometheus/rules", str(ROOT / "rules")))
     shutil.copy(ROOT / "prometheus" / "alertmanagers.yml", tmp_path / "alertmanagers.yml")
-    result = subprocess.run(
+    result = run_command(
         ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr

@@ -7,36 +7,25 @@ provisioning files wire exemplars to the trace datasource.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from conftest import load_module, run_command
 from exposition import METRIC_CONTRACT
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("seawall_dashboards", GRAFANA / "dashboards.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = load_generator()
+gen = load_module("seawall_dashboards", GRAFANA / "dashboards.py")
 
 
 def committed() -> dict[str, dict[str, Any]]:
@@ -58,32 +47,23 @@ def test_committed_json_is_what_the_generator_produces() -> None:
 
 def test_make_dashboards_regenerates_into_a_directory(tmp_path: Path) -> None:
     out = tmp_path / "dashboards"
-    run = subprocess.run(
+    run = run_command(
         [sys.executable, str(GRAFANA / "dashboards.py"), "--out", str(out)],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(gen.ALL_DASHBOARDS)
     for path in out.iterdir():
         assert path.read_text() == (GRAFANA / "dashboards" / path.name).read_text()
-    check = subprocess.run(
+    check = run_command(
         [sys.executable, str(GRAFANA / "dashboards.py"), "--check", "--out", str(out)],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert check.returncode == 0, check.stdout
     (out / "seawall-breaker.json").write_text("{}")
-    stale = subprocess.run(
+    stale = run_command(
         [sys.executable, str(GRAFANA / "dashboards.py"), "--check", "--out", str(out)],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert stale.returncode == 1
     assert "stale" in stale.stdout

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_command
+
 ROOT = Path(__file__).resolve().parent.parent
 MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
@@ -21,13 +23,10 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 def make(cwd: Path, *args: str, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess[str]:
     assert MAKE is not None
-    return subprocess.run(
+    return run_command(
         [MAKE, "--no-print-directory", *args],
         cwd=cwd,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
         env={"PATH": path, "HOME": str(cwd)},
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from conftest import run_command
 from exposition import Samples, get, scrape
 
 WORKER = textwrap.dedent(
@@ -55,13 +55,10 @@ WORKER = textwrap.dedent(
 
 def run_worker(role: str, directory: Path) -> int:
     env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-c", WORKER, role],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
@@ -177,13 +174,10 @@ def test_random_work_in_workers_sums_to_their_snapshots(tmp_path: Path, seeds: t
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     reports = []
     for seed in seeds:
-        done = subprocess.run(
+        done = run_command(
             [sys.executable, "-c", RANDOM_WORKER, str(seed)],
             env=env,
-            capture_output=True,
-            text=True,
             timeout=120,
-            check=False,
         )
         assert done.returncode == 0, done.stderr
         reports.append(json.loads(done.stdout))

@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 import seawall
 from conftest import FakeClock
-from exposition import get, scrape
+from exposition import get, scrape, transitions
 from seawall import otel
 from seawall import prometheus as sp
 from seawall.core.labels import OTHER, LabelGuard
@@ -126,10 +126,7 @@ def test_exposition_equals_snapshots(ops: list[tuple[str, int]]) -> None:
         for outcome, count in want["calls"].items():
             assert get(found, "seawall_circuit_breaker_calls_total", breaker=label, outcome=outcome) == count
         for (frm, to), count in want["transitions"].items():
-            got = get(
-                found, "seawall_circuit_breaker_transitions_total", breaker=label, from_state=frm, to_state=to
-            )
-            assert got == count
+            assert transitions(found, label, frm, to) == count
         got = get(
             found, "seawall_circuit_breaker_call_duration_seconds_count", breaker=label, outcome="success"
         )
@@ -183,16 +180,7 @@ def test_breakers_made_before_instrument_are_read(
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_state", breaker="early", state="open") == 1
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="early", outcome="failure") == 1
-    assert (
-        get(
-            found,
-            "seawall_circuit_breaker_transitions_total",
-            breaker="early",
-            from_state="closed",
-            to_state="open",
-        )
-        == 1
-    )
+    assert transitions(found, "early", "closed", "open") == 1
     instrumentation.close()
 
 
@@ -210,29 +198,11 @@ def test_open_breaker_past_its_timeout_reads_open_until_a_call(
     for _ in range(3):  # scraping does not perform the transition, and does not count one
         found = scrape(prom)
         assert get(found, "seawall_circuit_breaker_state", breaker="db", state="open") == 1
-        assert (
-            get(
-                found,
-                "seawall_circuit_breaker_transitions_total",
-                breaker="db",
-                from_state="open",
-                to_state="half_open",
-            )
-            is None
-        )
+        assert transitions(found, "db", "open", "half_open") is None
     call(breaker, lambda: 1)  # the probe
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
-    assert (
-        get(
-            found,
-            "seawall_circuit_breaker_transitions_total",
-            breaker="db",
-            from_state="open",
-            to_state="half_open",
-        )
-        == 1
-    )
+    assert transitions(found, "db", "open", "half_open") == 1
 
 
 def test_other_shows_the_worst_state(

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import seawall
-from exposition import get, scrape
+from exposition import get, scrape, transitions
 from seawall import prometheus as sp
 
 S = seawall.BreakerState
@@ -67,18 +67,16 @@ def test_breaker_lifecycle(
         )
         == 2
     )
-    transition = {"breaker": "payments", "from_state": "closed", "to_state": "open"}
-    assert get(found, "seawall_circuit_breaker_transitions_total", **transition) == 1
+    assert transitions(found, "payments", "closed", "open") == 1
     # the reset timeout passes with no call: a scrape never moves the state, so it still reads open
     fake_clock.advance(31)
     found = scrape(prom)
     assert states(found, "payments")["open"] == 1
-    to_half_open = {"breaker": "payments", "from_state": "open", "to_state": "half_open"}
-    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) is None
+    assert transitions(found, "payments", "open", "half_open") is None
     assert breaker.call(ok) == "ok"  # the probe: open -> half_open -> closed
     found = scrape(prom)
     assert states(found, "payments")["closed"] == 1
-    assert get(found, "seawall_circuit_breaker_transitions_total", **to_half_open) == 1
+    assert transitions(found, "payments", "open", "half_open") == 1
     breaker.force_open()
     assert states(scrape(prom), "payments")["forced_open"] == 1
     breaker.disable()

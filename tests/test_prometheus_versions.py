@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_command
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "prometheus-client"
 EXPOSITION_TESTS = [
@@ -68,14 +70,11 @@ def test_exposition_tests_pass_on_the_oldest_admitted_prometheus_client() -> Non
         check=True,
     )
     assert probe.stdout.startswith(str(target)), probe.stdout
-    run = subprocess.run(
+    run = run_command(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *EXPOSITION_TESTS],
         cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=240,
-        check=False,
     )
     summary = run.stdout.strip().splitlines()[-1:] or [run.stderr[-2000:]]
     print(f"[prometheus-client {version}] {summary[0]}")

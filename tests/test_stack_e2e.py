@@ -9,11 +9,9 @@ notifications_failed_total (the page still goes out); a stopped service raises E
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conftest import load_module
 from otlp_receiver import OTLPReceiver
 from stacktools.harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
 from stacktools.receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
@@ -42,15 +41,7 @@ VARIABLES = {"service": "seawall-demo", "breaker": "payments"}
 
 
 def load_dashboards() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "seawall_dashboards_e2e", ROOT / "grafana" / "dashboards.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("seawall_dashboards_e2e", ROOT / "grafana" / "dashboards.py")
 
 
 def is_(status: str, alertname: str, breaker: str | None = None) -> Callable[[dict[str, Any]], bool]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import run_command
 from stacktools.harness import (
     FAST,
     ROOT,
@@ -153,12 +154,9 @@ def test_ha_configs_give_each_replica_itself_and_every_alertmanager(tmp_path: Pa
         config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
         jobs = {job["job_name"]: job for job in config["scrape_configs"]}
         assert jobs["prometheus"]["static_configs"][0]["targets"] == [f"127.0.0.1:{stack.ports[name]}"]
-        result = subprocess.run(
+        result = run_command(
             ["promtool", "check", "config", str(config_dir / "prometheus.yml")],
-            capture_output=True,
-            text=True,
             timeout=60,
-            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
     with pytest.raises(ValueError, match="replicas"):
@@ -193,12 +191,9 @@ def test_timings_default_to_the_shipped_values() -> None:
 
 
 def test_stack_script_helps_without_starting_anything() -> None:
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, str(ROOT / "scripts" / "stack.py"), "--help"],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--fast" in result.stdout
