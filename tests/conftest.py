@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,6 +40,22 @@ def load_module(name: str, path: Path) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def run_threads(count: int, worker: Callable[[], object]) -> None:
+    """Start `count` threads on `worker` together and wait (bounded) for all of them."""
+    start = threading.Barrier(count)
+
+    def body() -> None:
+        start.wait(timeout=10)
+        worker()
+
+    threads = [threading.Thread(target=body) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
 
 
 class FakeClock:

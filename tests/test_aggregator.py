@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from seawall import ErrorAggregator, ErrorCategory, Registry
 from seawall.events import ErrorRecorded, Event
 
@@ -107,11 +105,7 @@ def test_thread_safety() -> None:
         for _ in range(5000):
             agg.record(ConnectionError(), source="t")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_threads(8, work)
     assert agg.stats()["total_errors"] == 40_000
 
 

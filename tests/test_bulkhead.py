@@ -7,12 +7,12 @@ import asyncio
 import gc
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from fake_loop import run
 from seawall import Bulkhead, BulkheadFullError, ErrorCategory, Registry, classify
 from seawall.events import BulkheadRejected
@@ -35,22 +35,6 @@ class Occupancy:
     def leave(self) -> None:
         with self.lock:
             self.inside -= 1
-
-
-def run_threads(count: int, worker: Callable[[], object]) -> None:
-    """Start `count` threads on `worker` together and wait (bounded) for all of them."""
-    start = threading.Barrier(count)
-
-    def body() -> None:
-        start.wait(timeout=10)
-        worker()
-
-    threads = [threading.Thread(target=body) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from exposition import get, scrape, transitions
 from seawall import otel
 from seawall import prometheus as sp
@@ -435,11 +434,7 @@ def test_concurrent_calls_are_counted_exactly(
         for _ in range(2000):
             wrapped()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(8, worker)
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="success") == 16000
     assert (

@@ -5,12 +5,11 @@ counts, events and bad input."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from fake_loop import run
 from seawall import ErrorCategory, RateLimitedError, RateLimiter, Registry, classify
 from seawall.events import RateLimited
@@ -168,10 +167,8 @@ def test_a_cancelled_waiters_slot_goes_to_the_next_waiter(fake_clock: FakeClock)
 def test_threads_share_one_budget_exactly(fake_clock: FakeClock) -> None:
     limiter = make(fake_clock, 1.0, per=3600.0, burst=100)
     admitted = []
-    start = threading.Barrier(16)
 
     def worker() -> None:
-        start.wait(timeout=10)
         for _ in range(50):
             try:
                 limiter.acquire()
@@ -179,11 +176,7 @@ def test_threads_share_one_budget_exactly(fake_clock: FakeClock) -> None:
                 continue
             admitted.append(1)
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_threads(16, worker)
     assert len(admitted) == 100
     assert limiter.snapshot().calls == {"admitted": 100, "rejected": 700}
 

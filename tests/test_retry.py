@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from seawall import ErrorAggregator, ErrorCategory, Registry, Retry, RetryOutcome
 from seawall.events import Event, RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
 
@@ -161,12 +161,11 @@ def test_cancellation_not_retried() -> None:
     assert fn.calls["n"] == 1  # type: ignore[attr-defined]
 
 
-def test_events_bracket_attempts() -> None:
+def test_events_bracket_attempts(registry: Registry, events: list[Any]) -> None:
     clock = FakeClock(100.0)
-    reg = Registry()
-    r = make(clock, registry=reg, initial=1.0, jitter=0.0)
-    log: list[Any] = []
-    reg.bus.subscribe(log.append)
+    r = make(clock, registry=registry, initial=1.0, jitter=0.0)
+    events.clear()  # from the first call on (not the retry joining the registry)
+    log = events  # the events, with the calls written in between
 
     def fn() -> str:
         log.append("call")
@@ -290,7 +289,6 @@ def test_attempt_start_events_past_the_prebuilt_ones() -> None:
 
 
 def test_first_attempt_successes_counted_exactly_across_threads() -> None:
-    import threading
 
     policy = Retry("threads", registry=Registry())
     call = policy(lambda: None)
@@ -301,12 +299,7 @@ def test_first_attempt_successes_counted_exactly_across_threads() -> None:
             call()
         reads.append(policy.snapshot().calls["success_without_retry"])
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads(4, worker)
     assert policy.snapshot().calls["success_without_retry"] == 8_000
     assert policy.snapshot().calls["success_without_retry"] == 8_000  # reading does not count
     assert max(reads) <= 8_000

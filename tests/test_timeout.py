@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-import threading
 
 import pytest
 
 import seawall
-from conftest import FakeClock
+from conftest import FakeClock, run_threads
 from fake_loop import run
 from seawall import CallTimeoutError, ErrorCategory, Registry, Timeout, classify
 from seawall.events import CallTimedOut
@@ -272,18 +271,12 @@ def test_bad_settings_name_the_field(kwargs: dict[str, object], error: type[Exce
 def test_counts_stay_exact_under_threads() -> None:
     tm = Timeout("dep", 60.0, registry=Registry())
     call = tm(lambda: None)
-    start = threading.Barrier(16)
 
     def worker() -> None:
-        start.wait(timeout=10)
         for _ in range(1000):
             call()
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_threads(16, worker)
     snap = tm.snapshot()
     assert snap.calls == {"success": 16000, "failure": 0, "timed_out": 0}
     assert snap.durations.count == 16000
