@@ -7,20 +7,11 @@ Jitter spreads clients apart so a recovering dependency is not hit by a synchron
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-
-class Schedule(Protocol):
-    """Settings that describe a delay schedule (`RetrySettings`, `TaskSettings`)."""
-
-    @property
-    def initial(self) -> float: ...
-    @property
-    def max_delay(self) -> float: ...
-    @property
-    def multiplier(self) -> float: ...
-    @property
-    def jitter(self) -> float: ...
+if TYPE_CHECKING:
+    from seawall.retries.settings import RetrySettings
+    from seawall.tasks.settings import TaskSettings
 
 
 def _number(name: str, value: object) -> float:
@@ -59,7 +50,7 @@ class Backoff:
         self.rng = rng if rng is not None else random.Random()
 
     @classmethod
-    def of(cls, settings: Schedule, rng: random.Random | None = None) -> Backoff:
+    def of(cls, settings: RetrySettings | TaskSettings, rng: random.Random | None = None) -> Backoff:
         """The schedule a retry's or a task's (validated) settings describe."""
         return cls(settings.initial, settings.max_delay, settings.multiplier, settings.jitter, rng)
 
