@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from conftest import run_command
 from exposition import Samples, get, scrape
+from seawall.metrics.contract import CONTRACT, by_name
+
+TESTS = Path(__file__).parent
+
+
+def worker_env(directory: Path) -> dict[str, str]:
+    """A worker imports this tree's seawall and the test helpers, and writes into `directory`."""
+    path = f"{TESTS.parent / 'exporter'}:{TESTS}"
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin", "PYTHONPATH": path}
+
 
 WORKER = textwrap.dedent(
     """
@@ -54,11 +66,14 @@ WORKER = textwrap.dedent(
 
 
 def run_worker(role: str, directory: Path) -> int:
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
-    done = run_command(
+    env = worker_env(directory)
+    done = subprocess.run(
         [sys.executable, "-c", WORKER, role],
         env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
@@ -111,107 +126,80 @@ def test_two_workers_add_up(tmp_path: Path) -> None:
     mark_process_dead(pid_b, str(tmp_path))
 
 
-RANDOM_WORKER = textwrap.dedent(
+PARITY_WORKER = textwrap.dedent(
     """
-    import json, random, sys
+    import json, sys
     from prometheus_client import CollectorRegistry
     import seawall
     from seawall import prometheus as sp
+    from seawall.prometheus._collector import SnapshotCollector
+    from exposition import scrape
+    from contract_work import random_work
 
-    seed = int(sys.argv[1])
-    rng = random.Random(seed)
-    now = [0.0]
-    clock = lambda: now[0]
     registry = seawall.Registry()
-    instrumentation = sp.instrument(CollectorRegistry(), seawall_registry=registry, max_label_values=2)
+    instrumentation = sp.instrument(CollectorRegistry(), seawall_registry=registry, max_label_values=3)
     assert instrumentation.multiprocess
-    breakers = [
-        seawall.CircuitBreaker(f"b{i}", failure_threshold=2, reset_timeout=5, clock=clock, registry=registry)
-        for i in range(4)
-    ]
-    retries = [seawall.Retry(f"r{i}", attempts=2, sleep=lambda s: None, registry=registry) for i in range(3)]
-    feature = seawall.Feature("recs", fallback=0, failure_threshold=2, clock=clock, registry=registry)
-
-    def fail():
-        raise TimeoutError("slow")
-
-    for _ in range(300):
-        op, target = rng.choice(["ok", "fail", "tick", "retry_ok", "retry_fail", "feature"]), rng.randrange(4)
-        try:
-            if op == "ok":
-                breakers[target].call(lambda: 1)
-            elif op == "fail":
-                breakers[target].call(fail)
-            elif op == "tick":
-                now[0] += 3
-            elif op == "retry_ok":
-                retries[target % 3].call(lambda: 1)
-            elif op == "retry_fail":
-                retries[target % 3].call(fail)
-            else:
-                feature.call(fail if rng.random() < 0.5 else (lambda: 1))
-        except Exception:
-            pass
-    print(json.dumps({
-        "breakers": {b.name: b.snapshot().calls for b in breakers},
-        "transitions": {
-            b.name: [[f.value, t.value, n] for (f, t), n in b.snapshot().transitions.items()]
-            for b in breakers
-        },
-        "retries": {r.name: r.snapshot().calls for r in retries},
-        "fallbacks": feature.snapshot().fallbacks,
-    }))
+    random_work(registry, int(sys.argv[1]), sys.argv[2])
+    own = CollectorRegistry()  # this worker alone, as the single-process exporter shows it
+    own.register(SnapshotCollector(registry, 3, seawall.__version__))
+    raw = {
+        kind: sum(sum(item.snapshot().calls.values()) for item in registry.items(kind))
+        for kind in ("breaker", "retry", "timeout", "bulkhead", "rate_limiter")
+    }
+    print(json.dumps({"samples": [[n, dict(l), v] for (n, l), v in scrape(own).items()], "raw": raw}))
     """
 )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seeds", [(1, 2, 3), (40, 41, 42)])
-def test_random_work_in_workers_sums_to_their_snapshots(tmp_path: Path, seeds: tuple[int, ...]) -> None:
-    """Exact sums across workers, `_other` included: the exposition equals the workers' snapshots."""
-    import json
+def _fold(name: str, values: list[float]) -> float:
+    """How the merged exposition combines one sample of several workers: the contract's fold."""
+    spec = by_name(name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count"))
+    if spec.type != "gauge" or spec.fold == "sum":
+        return sum(values)
+    return min(values) if spec.fold == "min" else max(values)  # "worst" one-hot states: livemax
 
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+@pytest.mark.slow
+def test_three_workers_merge_to_the_sum_of_their_snapshots(tmp_path: Path, redis_server: Any) -> None:
+    """Three real workers, random work on every kind: the merged multiprocess exposition equals, for
+    every family of the contract, the workers' own single-process expositions folded as the
+    contract says (counters and histograms summed, gauges by their live mode)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARITY_WORKER, str(seed), redis_server.url],
+            env=worker_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (7, 8, 9)
+    ]
     reports = []
-    for seed in seeds:
-        done = run_command(
-            [sys.executable, "-c", RANDOM_WORKER, str(seed)],
-            env=env,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        reports.append(json.loads(done.stdout))
-    found = collect(tmp_path)
-    label = {"b0": "b0", "b1": "b1", "b2": "_other", "b3": "_other"}
-    calls: dict[tuple[str, str], int] = {}
-    moved: dict[tuple[str, str, str], int] = {}
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        reports.append(json.loads(out))
+    merged = collect(tmp_path)
+    per_sample: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
     for report in reports:
-        for name, by_outcome in report["breakers"].items():
-            for outcome, count in by_outcome.items():
-                calls[(label[name], outcome)] = calls.get((label[name], outcome), 0) + count
-        for name, items in report["transitions"].items():
-            for frm, to, count in items:
-                key = (label[name], frm, to)
-                moved[key] = moved.get(key, 0) + count
-    for (name, outcome), count in calls.items():
-        assert (
-            get(found, "seawall_circuit_breaker_calls_total", breaker=name, outcome=outcome) or 0
-        ) == count
-    for (name, frm, to), count in moved.items():
-        got = get(
-            found, "seawall_circuit_breaker_transitions_total", breaker=name, from_state=frm, to_state=to
-        )
-        assert got == count
-    retry_label = {"r0": "r0", "r1": "r1", "r2": "_other"}
-    for outcome in ("success_without_retry", "failed_with_retry"):
-        for name in ("r0", "r1", "r2"):
-            want = sum(
-                report["retries"][n][outcome]
-                for report in reports
-                for n in retry_label
-                if retry_label[n] == retry_label[name]
-            )
-            assert get(found, "seawall_retry_calls_total", retry=retry_label[name], outcome=outcome) == want
-    for reason in ("error", "circuit_open"):
-        want = sum(report["fallbacks"][reason] for report in reports)
-        assert get(found, "seawall_fallbacks_total", feature="recs", reason=reason) == want
+        for name, labels, value in report["samples"]:
+            per_sample.setdefault((name, tuple(sorted(labels.items()))), []).append(value)
+    expected = {key: _fold(key[0], values) for key, values in per_sample.items()}
+    assert set(merged) == set(expected)
+    for key, value in expected.items():
+        assert merged[key] == pytest.approx(value), key
+    families = {spec.sample_name for spec in CONTRACT}
+    shown = {
+        by_name(name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")).sample_name
+        for name, _ in merged
+    }
+    assert shown == families  # every family of the contract has series
+    for kind, family in (
+        ("breaker", "seawall_circuit_breaker_calls_total"),
+        ("retry", "seawall_retry_calls_total"),
+        ("timeout", "seawall_timeout_calls_total"),
+        ("bulkhead", "seawall_bulkhead_calls_total"),
+        ("rate_limiter", "seawall_rate_limiter_calls_total"),
+    ):  # and nothing lost against the primitives' own counts
+        total = sum(value for (name, _), value in merged.items() if name == family)
+        assert total == sum(report["raw"][kind] for report in reports) > 0

@@ -17,9 +17,11 @@ from exposition import get, scrape, transitions
 from seawall import otel
 from seawall import prometheus as sp
 from seawall.core.labels import OTHER, LabelGuard
-from seawall.prometheus._collector import WORST_FIRST
+from seawall.metrics.contract import by_name
 
 S = seawall.BreakerState
+
+WORST_FIRST = tuple(S(v) for v in by_name("seawall_circuit_breaker_state").worst_first)
 
 
 def boom() -> None:
@@ -162,7 +164,8 @@ def test_zero_series_before_any_call(
     found = scrape(prom)
     assert get(found, "seawall_circuit_breaker_calls_total", breaker="db", outcome="rejected") == 0
     assert get(found, "seawall_circuit_breaker_state", breaker="db", state="closed") == 1
-    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="db") == 0
+    # no sliding window, no failure ratio: the series is left out rather than reading 0
+    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="db") is None
     assert (
         get(found, "seawall_circuit_breaker_call_duration_seconds_count", breaker="db", outcome="success")
         == 0

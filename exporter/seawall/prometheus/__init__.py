@@ -6,13 +6,16 @@ primitive's snapshot at scrape time (`_collector`); calls do no metric work, and
 listener is the exemplar recorder, subscribed while tracing is on. `render()` (`_exposition`) is
 the one exposition path: text or OpenMetrics as negotiated, gzip when asked.
 
-Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) writes each event through to prometheus_client's
-metric objects, whose files `MultiProcessCollector` sums across workers (`_multiprocess`).
+Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) writes the same reading of the contract into
+prometheus_client's per-process files at every scrape, every `sync_interval` seconds and at exit;
+`MultiProcessCollector` merges them across workers (`_multiprocess`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -28,10 +31,10 @@ from seawall.core.registry import Registry, default_registry
 from ..events import BreakerCallCompleted
 from ._collector import ExemplarRecorder, SnapshotCollector
 from ._exposition import generate_latest, generate_openmetrics, negotiate, render
-from ._families import _Metrics, _multiprocess_enabled
-from ._multiprocess import MultiprocessWriter
+from ._multiprocess import SnapshotWriter
 
 DEFAULT_BUCKETS = DEFAULT_DURATION_BUCKETS
+DEFAULT_SYNC_INTERVAL = 1.0  # seconds between a worker's writes of its counts in multiprocess mode
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -62,7 +65,7 @@ class _Refresher(Collector):
         return []
 
 
-class PrometheusInstrumentation(MultiprocessWriter):
+class PrometheusInstrumentation:
     """What `instrument()` returns; `close()` unregisters its metrics (and unsubscribes)."""
 
     component = "prometheus"
@@ -74,6 +77,7 @@ class PrometheusInstrumentation(MultiprocessWriter):
         buckets: tuple[float, ...],
         max_label_values: int,
         exemplars: bool = True,
+        sync_interval: float = DEFAULT_SYNC_INTERVAL,
     ) -> None:
         from .. import __version__
 
@@ -83,51 +87,39 @@ class PrometheusInstrumentation(MultiprocessWriter):
         self.max_label_values = max_label_values
         self.multiprocess = _multiprocess_enabled()
         self.exemplars = exemplars
+        self.sync_interval = sync_interval
         self._lock = threading.RLock()
         self._closed = False
         self._unsubscribers: list[Callable[[], None]] = []
         self._collectors: list[Any] = []
         self.collector: SnapshotCollector | None = None
+        self.writer: SnapshotWriter | None = None
+        seawall_registry.record_durations(buckets)
         if self.multiprocess:
-            self._start_multiprocess(__version__)
+            self.writer = SnapshotWriter(seawall_registry, max_label_values, __version__, sync_interval)
+            refresher = _Refresher(self)
+            registry.register(refresher)
+            self._collectors.append(refresher)
         else:
-            seawall_registry.record_durations(buckets)
             self._trace = _import_trace() if exemplars else None
             self.collector = SnapshotCollector(seawall_registry, max_label_values, __version__)
             self.collector.before_collect = self._watch_tracing
             registry.register(self.collector)
             self._collectors.append(self.collector)
-            self.refresh()
-
-    def _start_multiprocess(self, version: str) -> None:
-        refresher = _Refresher(self)
-        self.registry.register(refresher)
-        self._metrics = metrics = _Metrics(self.registry, self.buckets)
-        self._collectors.extend((refresher, *metrics.collectors))
-        self._init_listener()
-        metrics.build_info.labels(version).set(1)
-        for component, count in self.seawall_registry.bus.instrumentation_errors().items():
-            self._instrumentation_error_child(component).inc(count)
-        self._unsubscribers.append(self.seawall_registry.bus.subscribe(self, events=self._dispatch))
         self.refresh()
 
     # -- scrape time ---------------------------------------------------------------------------
     def refresh(self) -> None:
         """Single-process: start recording exemplars once tracing is active (checked at every
-        scrape). Multiprocess: bring this worker's gauges up to date from snapshots (call it from
-        the /metrics handler before collecting, so the serving worker is current too)."""
+        scrape). Multiprocess: write this worker's current counts into its files (call it, or
+        `refresh_all()`, from the /metrics handler before collecting, so the serving worker is
+        current too)."""
         if self._closed:
             return
-        if not self.multiprocess:
+        if self.writer is not None:
+            self.writer.sync()
+        else:
             self._watch_tracing()
-            return
-        registry = self.seawall_registry
-        for breaker in registry.breakers():
-            self._refresh_breaker(breaker.name, breaker)
-        for retry in registry.retries():
-            self._retry_series(retry.name)
-        for feature in registry.features():
-            self._refresh_feature(feature.name, feature)
 
     def _watch_tracing(self) -> None:
         collector = self.collector
@@ -146,6 +138,8 @@ class PrometheusInstrumentation(MultiprocessWriter):
         with _instances_lock:
             if self._closed:
                 return
+            if self.writer is not None:
+                self.writer.close()
             self._closed = True
             for unsubscribe in self._unsubscribers:
                 unsubscribe()
@@ -158,6 +152,19 @@ class PrometheusInstrumentation(MultiprocessWriter):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _multiprocess_enabled() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+def check_sync_interval(value: object) -> float:
+    """Validate `sync_interval`: seconds, finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"sync_interval must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"sync_interval must be finite and > 0 seconds, got {value!r}")
+    return float(value)
 
 
 def _import_trace() -> Any:
@@ -202,12 +209,14 @@ def instrument(
     buckets: Sequence[float] = DEFAULT_BUCKETS,
     max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
     exemplars: bool = True,
+    sync_interval: float = DEFAULT_SYNC_INTERVAL,
 ) -> PrometheusInstrumentation:
     """Expose the seawall metric contract in `registry` for the primitives of `seawall_registry`.
 
     Idempotent: a second call for the same prometheus registry with the same arguments returns the
     first instrumentation; with different ones it raises ValueError (one registry cannot hold two
-    sets of the same metric names).
+    sets of the same metric names). `sync_interval` is how often a worker writes its counts in
+    multiprocess mode (it also writes at every scrape of itself and at a normal exit).
     """
     if not isinstance(registry, CollectorRegistry):
         raise TypeError(f"registry must be a prometheus_client CollectorRegistry, got {registry!r}")
@@ -217,6 +226,7 @@ def instrument(
         raise TypeError(f"seawall_registry must be a seawall.Registry, got {seawall_registry!r}")
     checked_buckets = check_buckets(buckets)
     limit = check_max_label_values(max_label_values)
+    interval = check_sync_interval(sync_interval)
     with _instances_lock:
         existing = _instances.get(registry)
         if existing is not None:
@@ -236,7 +246,7 @@ def instrument(
                 )
             return existing
         created = PrometheusInstrumentation(
-            registry, seawall_registry, checked_buckets, limit, bool(exemplars)
+            registry, seawall_registry, checked_buckets, limit, bool(exemplars), interval
         )
         _instances[registry] = created
         return created
