@@ -64,16 +64,17 @@ def success_sync(config: Config) -> CaseResult:
     result = CaseResult("retry.success", "retry success path (first attempt succeeds), decorator form")
     subjects: dict[str, Callable[[], object]] = {"bare": work}
     unavailable: dict[str, str] = {}
-    wrapped, why = attempt_build(lambda: seawall_retry("bench-retry")(work))
-    if wrapped is None:
-        unavailable["seawall"] = why
-    else:
-        subjects["seawall"] = wrapped
-    metered, why = attempt_build(lambda: instrumented_retry("bench-retry-metrics")(work))
-    if metered is None:
-        unavailable["seawall + prometheus"] = why
-    else:
-        subjects["seawall + prometheus"] = metered
+    builders: dict[str, Callable[[], Any]] = {
+        "seawall": lambda: seawall_retry("bench-retry")(work),
+        "seawall + prometheus": lambda: instrumented_retry("bench-retry-metrics")(work),
+        "seawall + otel metrics": lambda: otel_metered_retry("bench-retry-otel")(work),
+    }
+    for subject, build in builders.items():
+        wrapped, why = attempt_build(build)
+        if wrapped is None:
+            unavailable[subject] = why
+        else:
+            subjects[subject] = wrapped
     subjects["tenacity"] = tenacity_retry(work)
     subjects["stamina"] = stamina_retry(work)
     subjects["backoff"] = backoff_retry(work)
@@ -82,6 +83,8 @@ def success_sync(config: Config) -> CaseResult:
     result.ratio_target(
         "seawall + prometheus / tenacity.retry overhead", "seawall + prometheus", "tenacity", 0.1
     )
+    for metrics in ("seawall + prometheus", "seawall + otel metrics"):  # metrics on vs off
+        result.ratio_target(f"{metrics} / seawall overhead", metrics, "seawall", 1.2)
     return result
 
 
@@ -91,6 +94,18 @@ def instrumented_retry(name: str) -> Any:
 
     registry = seawall_attr("seawall.Registry")()
     seawall_attr("seawall.prometheus.instrument")(CollectorRegistry(), seawall_registry=registry)
+    return seawall_retry(name, registry=registry)
+
+
+def otel_metered_retry(name: str) -> Any:
+    """A retry whose registry is reported by `seawall.otel.instrument_metrics` to an SDK
+    MeterProvider with an in-memory reader (instruments read snapshots at collection)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    registry = seawall_attr("seawall.Registry")()
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    seawall_attr("seawall.otel.instrument_metrics")(provider, seawall_registry=registry)
     return seawall_retry(name, registry=registry)
 
 

@@ -6,6 +6,7 @@ for longer than a copy, and serializing it needs no knowledge of the primitive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +41,15 @@ class HistogramSnapshot:
             seen += in_bucket
             lower = bound
         return self.bounds[-1]
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations at or below it) per bucket, `inf` last: the `le` series."""
+        running = 0
+        out = []
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
 
     def merged(self, other: HistogramSnapshot) -> HistogramSnapshot:
         """The sum of two histograms with the same bounds (for series folded into `_other`)."""

@@ -1,40 +1,37 @@
-"""OpenTelemetry metrics mirroring seawall's Prometheus contract, for services that export metrics
-over OTLP instead of being scraped.
+"""OpenTelemetry metrics that read the same truth as Prometheus: one observable instrument per
+family of the contract, whose callback reads the registry's snapshots at collection time.
 
-Instrument names are chosen so that OpenTelemetry's Prometheus conventions (counters gain `_total`,
-the unit `s` gains `_seconds`) give back exactly the contract's names; attributes are the contract's
-labels. Counters and the histogram follow events; the state gauges are observable and read the
-registry's snapshots at collection time (which also performs a breaker's lazy open -> half_open).
-The SDK's own cardinality limit applies (values past it go to its overflow series).
+No event subscription and no per-call work: a call costs what it costs without metrics, and
+primitives created before `instrument_metrics()` report their counts since creation, as Prometheus
+does. Names, units and attributes come from `seawall.metrics.contract` (dotted names with UCUM
+units; OpenTelemetry's standard Prometheus mapping gives back the Prometheus names). Counters are
+observable counters, additive gauges (in-flight, capacity) observable up-down counters, the
+others observable gauges. The OpenTelemetry API has no asynchronous histogram, so a histogram
+family is reported as three observable counters read from the primitive's own buckets:
+`<name>.count`, `<name>.sum` and `<name>.bucket` (cumulative per `le`, a float attribute, `inf` last,
+as in Prometheus).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 
-from seawall.core.enums import BreakerState
+from seawall.core.labels import DEFAULT_MAX_LABEL_VALUES, check_max_label_values
+from seawall.core.latency import DEFAULT_DURATION_BUCKETS
 from seawall.core.registry import Registry, default_registry
-
-from ..events import (
-    BreakerCallCompleted,
-    BreakerCallRejected,
-    BreakerStateChanged,
-    ErrorRecorded,
-    Event,
-    FallbackUsed,
-    FeatureToggled,
-    InstrumentationFailed,
-    RetryAttemptFinished,
-    RetryCompleted,
-    handlers,
-)
+from seawall.metrics.contract import CONTRACT, MetricSpec
+from seawall.metrics.reading import FamilyValues, Reading
 
 __all__ = ["OtelMetricsInstrumentation", "instrument_metrics"]
+
+# A histogram family's instruments (`.sum` in the family's unit, the others count observations).
+_HISTOGRAM_PARTS = (".count", ".sum", ".bucket")
+_OBSERVATIONS = "{observation}"
 
 
 def _is_noop(provider: object) -> bool:
@@ -42,153 +39,115 @@ def _is_noop(provider: object) -> bool:
 
 
 class OtelMetricsInstrumentation:
-    """The listener `instrument_metrics()` returns; `active` is False when nothing was subscribed."""
+    """What `instrument_metrics()` returns; `active` is False when nothing was registered."""
 
     component = "otel-metrics"
 
-    def __init__(self, meter_provider: Any, seawall_registry: Registry, active: bool) -> None:
+    def __init__(
+        self, meter_provider: Any, seawall_registry: Registry, active: bool, max_label_values: int
+    ) -> None:
+        from .. import __version__
+
         self.meter_provider = meter_provider
         self.seawall_registry = seawall_registry
         self.active = active
-        self._unsubscribe: Any = None
-        self._states: dict[str, BreakerState] = {}  # breakers known from events (e.g. adapters)
-        self._features: dict[str, bool] = {}
+        self.reading = Reading(seawall_registry, max_label_values, __version__)
+        self.reading.component = self.component
         self._lock = threading.Lock()
+        self._cache: dict[str, FamilyValues] = {}
+        self._served: set[str] = set()
         if not active:
             return
-        from .. import __version__
-
+        if seawall_registry.duration_buckets is None:
+            seawall_registry.record_durations(DEFAULT_DURATION_BUCKETS)
         meter = meter_provider.get_meter("seawall", __version__)
-        self._calls = meter.create_counter("seawall_circuit_breaker_calls", description="Calls by outcome")
-        self._duration = meter.create_histogram(
-            "seawall_circuit_breaker_call_duration", unit="s", description="Duration of calls let through"
-        )
-        self._transitions = meter.create_counter(
-            "seawall_circuit_breaker_transitions", description="Breaker state transitions"
-        )
-        self._retry_calls = meter.create_counter("seawall_retry_calls", description="Retried operations")
-        self._retry_attempts = meter.create_counter("seawall_retries", description="Re-attempts")
-        self._errors = meter.create_counter("seawall_errors", description="Errors recorded")
-        self._fallbacks = meter.create_counter("seawall_fallbacks", description="Fallback answers")
-        self._instrumentation_errors = meter.create_counter(
-            "seawall_instrumentation_errors", description="Failures of seawall's own instrumentation"
-        )
-        meter.create_observable_gauge(
-            "seawall_circuit_breaker_state", [self._observe_states], description="1 for the current state"
-        )
-        meter.create_observable_gauge(
-            "seawall_circuit_breaker_failure_ratio", [self._observe_rates], description="Window failure rate"
-        )
-        meter.create_observable_gauge(
-            "seawall_feature_enabled", [self._observe_features], description="1 while the primary answers"
-        )
-        self._dispatch = handlers(self)
-        self._unsubscribe = seawall_registry.bus.subscribe(self, events=self._dispatch)
+        for spec in CONTRACT:
+            self._create(meter, spec)
 
-    def __call__(self, event: Event, /) -> None:
-        handler = self._dispatch.get(event.__class__)
-        if handler is not None:
-            handler(event)
+    def _create(self, meter: Any, spec: MetricSpec) -> None:
+        if spec.type == "histogram":
+            for part in _HISTOGRAM_PARTS:
+                unit = spec.unit if part == ".sum" else _OBSERVATIONS
+                callback = self._callback(spec, spec.name + part)
+                meter.create_observable_counter(
+                    spec.name + part, [callback], unit=unit, description=spec.help
+                )
+            return
+        if spec.type == "counter":
+            make = meter.create_observable_counter
+        elif spec.fold == "sum":  # additive: in-flight calls, capacity
+            make = meter.create_observable_up_down_counter
+        else:
+            make = meter.create_observable_gauge
+        make(spec.name, [self._callback(spec, spec.name)], unit=spec.unit, description=spec.help)
 
-    def _on_breaker_call_completed(self, event: BreakerCallCompleted) -> None:
-        attributes = {"breaker": event.breaker, "outcome": event.outcome.value}
-        self._calls.add(1, attributes)
-        self._duration.record(event.duration, attributes)
-
-    def _on_breaker_call_rejected(self, event: BreakerCallRejected) -> None:
-        self._calls.add(1, {"breaker": event.breaker, "outcome": "rejected"})
-        self._states[event.breaker] = event.state
-
-    def _on_breaker_state_changed(self, event: BreakerStateChanged) -> None:
-        attributes = {
-            "breaker": event.breaker,
-            "from_state": event.from_state.value,
-            "to_state": event.to_state.value,
-        }
-        self._transitions.add(1, attributes)
-        self._states[event.breaker] = event.to_state
-
-    def _on_retry_attempt_finished(self, event: RetryAttemptFinished) -> None:
-        if event.will_retry:
-            self._retry_attempts.add(1, {"retry": event.retry, "error_type": event.error_type or "none"})
-
-    def _on_retry_completed(self, event: RetryCompleted) -> None:
-        self._retry_calls.add(1, {"retry": event.retry, "outcome": event.outcome.value})
-
-    def _on_error_recorded(self, event: ErrorRecorded) -> None:
-        attributes = {
-            "source": event.source,
-            "error_type": event.error_type,
-            "category": event.category.value,
-        }
-        self._errors.add(1, attributes)
-
-    def _on_fallback_used(self, event: FallbackUsed) -> None:
-        self._fallbacks.add(1, {"feature": event.feature, "reason": event.reason.value})
-
-    def _on_feature_toggled(self, event: FeatureToggled) -> None:
-        self._features[event.feature] = event.enabled
-
-    def _on_instrumentation_failed(self, event: InstrumentationFailed) -> None:
-        self._instrumentation_errors.add(1, {"component": event.component})
-
-    # -- observable gauges -------------------------------------------------------------------
-    def _snapshots(self) -> list[Any]:
-        snapshots = []
-        for breaker in self.seawall_registry.breakers():
+    def _callback(
+        self, spec: MetricSpec, instrument: str
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
             try:
-                snapshots.append(breaker.snapshot())
-            except Exception as exc:
+                return self._observe(spec, instrument)
+            except Exception as exc:  # never into the SDK's collection
                 self.seawall_registry.bus.report_error(self.component, exc)
-        return snapshots
+                return []
 
-    def _observe_states(self, options: CallbackOptions) -> Iterable[Observation]:
-        states = dict(self._states)
-        for snapshot in self._snapshots():
-            states[snapshot.name] = snapshot.state
-        observations = []
-        for name, current in states.items():
-            for state in BreakerState:
-                value = 1 if state is current else 0
-                observations.append(Observation(value, {"breaker": name, "state": state.value}))
-        return observations
+        return observe
 
-    def _observe_rates(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(0.0 if s.failure_rate is None else s.failure_rate, {"breaker": s.name})
-            for s in self._snapshots()
-        ]
+    def _family(self, spec: MetricSpec, instrument: str) -> FamilyValues:
+        """This collection's reading: read again when an instrument is asked a second time (a new
+        collection), so one collection sees one consistent reading of every family."""
+        with self._lock:
+            if instrument in self._served or spec.name not in self._cache:
+                self._cache = {values.spec.name: values for values in self.reading.read()}
+                self._served = set()
+            self._served.add(instrument)
+            return self._cache[spec.name]
 
-    def _observe_features(self, options: CallbackOptions) -> Iterable[Observation]:
-        enabled = dict(self._features)
-        for feature in self.seawall_registry.features():
-            try:
-                enabled[feature.name] = feature.snapshot().enabled
-            except Exception as exc:
-                self.seawall_registry.bus.report_error(self.component, exc)
-        return [Observation(1 if on else 0, {"feature": name}) for name, on in enabled.items()]
+    def _observe(self, spec: MetricSpec, instrument: str) -> list[Observation]:
+        if not self.active:
+            return []
+        values = self._family(spec, instrument)
+        names = spec.label_names
+        if spec.type != "histogram":
+            return [
+                Observation(value, dict(zip(names, labels, strict=True))) for labels, value in values.rows
+            ]
+        out = []
+        for labels, hist, _sources in values.histograms:
+            attributes = dict(zip(names, labels, strict=True))
+            if instrument.endswith(".count"):
+                out.append(Observation(hist.count, attributes))
+            elif instrument.endswith(".sum"):
+                out.append(Observation(hist.sum, attributes))
+            else:
+                for bound, count in hist.cumulative():
+                    out.append(Observation(count, {**attributes, "le": bound}))
+        return out
 
     def close(self) -> None:
-        """Unsubscribe (the observable gauges stay registered with the meter, reporting nothing new)."""
+        """Stop reporting (the API cannot unregister instruments: they report nothing from now on)."""
         with self._lock:
-            if self._unsubscribe is not None:
-                self._unsubscribe()
-                self._unsubscribe = None
             self.active = False
 
 
 def instrument_metrics(
-    meter_provider: Any = None, *, seawall_registry: Registry | None = None
+    meter_provider: Any = None,
+    *,
+    seawall_registry: Registry | None = None,
+    max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
 ) -> OtelMetricsInstrumentation:
-    """Mirror the metric contract as OpenTelemetry metrics of `meter_provider` (default: the global).
+    """Report the metric contract as OpenTelemetry metrics of `meter_provider` (default: the global),
+    read from the primitives' snapshots at each collection.
 
-    With the API's no-op/proxy provider nothing is subscribed (`.active` is False).
+    With the API's no-op/proxy provider nothing is registered (`.active` is False). Durations are
+    recorded in the registry's buckets (Prometheus' when it was instrumented first, else the default).
     """
     if seawall_registry is None:
         seawall_registry = default_registry()
     elif not isinstance(seawall_registry, Registry):
         raise TypeError(f"seawall_registry must be a seawall.Registry, got {seawall_registry!r}")
+    limit = check_max_label_values(max_label_values)
     provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
     if not isinstance(provider, metrics.MeterProvider):
         raise TypeError(f"meter_provider must be an opentelemetry MeterProvider, got {meter_provider!r}")
-    return OtelMetricsInstrumentation(provider, seawall_registry, active=not _is_noop(provider))
+    return OtelMetricsInstrumentation(provider, seawall_registry, not _is_noop(provider), limit)

@@ -158,10 +158,8 @@ def _le_values(bounds: tuple[float, ...]) -> tuple[str, ...]:
 
 def _cumulative(hist: HistogramSnapshot) -> Iterable[tuple[str, float]]:
     """(le, cumulative count) per bucket, +Inf last."""
-    running = 0
-    for le, count in zip(_le_values(hist.bounds), hist.counts, strict=True):
-        running += count
-        yield le, float(running)
+    for le, (_bound, count) in zip(_le_values(hist.bounds), hist.cumulative(), strict=True):
+        yield le, float(count)
 
 
 class _Families:
