@@ -65,18 +65,23 @@ WORKER = textwrap.dedent(
 )
 
 
-def run_worker(role: str, directory: Path) -> int:
-    env = worker_env(directory)
+def run_script(script: str, directory: Path, *args: str) -> str:
+    """Run `script` as a worker writing into `directory` (also its cwd); its stdout."""
     done = subprocess.run(
-        [sys.executable, "-c", WORKER, role],
-        env=env,
+        [sys.executable, "-c", script, *args],
+        env=worker_env(directory),
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return int(done.stdout.strip())
+    return done.stdout
+
+
+def run_worker(role: str, directory: Path) -> int:
+    return int(run_script(WORKER, directory, role).strip())
 
 
 def collect(directory: Path) -> Samples:
@@ -203,3 +208,44 @@ def test_three_workers_merge_to_the_sum_of_their_snapshots(tmp_path: Path, redis
     ):  # and nothing lost against the primitives' own counts
         total = sum(value for (name, _), value in merged.items() if name == family)
         assert total == sum(report["raw"][kind] for report in reports) > 0
+
+
+HARD_KILLED_WORKER = textwrap.dedent(
+    """
+    import os, time
+    from prometheus_client import CollectorRegistry
+    import seawall
+    from seawall import prometheus as sp
+
+    registry = seawall.Registry()
+    sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval=0.1)
+    timeout = seawall.Timeout("db", 1.0, registry=registry)
+    for _ in range(7):
+        timeout.call(lambda: None)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(n.startswith("counter_") for n in os.listdir(".")):
+        time.sleep(0.05)
+    time.sleep(0.3)  # at least two more intervals
+    os._exit(0)  # no exit handlers: only what the interval wrote
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_without_exit_handlers_kept_its_last_interval(tmp_path: Path) -> None:
+    run_script(HARD_KILLED_WORKER, tmp_path)
+    found = collect(tmp_path)
+    assert get(found, "seawall_timeout_calls_total", timeout="db", outcome="success") == 7
+    assert get(found, "seawall_timeout_call_duration_seconds_count", timeout="db") == 7
+
+
+def test_sync_interval_is_checked() -> None:
+    import seawall
+    from seawall import prometheus as sp
+
+    registry = seawall.Registry()
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="sync_interval"):
+            sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval=bad)
+    with pytest.raises(TypeError, match="sync_interval"):
+        sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval="1")  # type: ignore[arg-type]

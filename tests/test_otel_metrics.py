@@ -16,21 +16,12 @@ from prometheus_client import CollectorRegistry
 
 import seawall
 from contract_work import fail, random_work
-from exposition import Samples, scrape
+from exposition import Samples, prometheus_name, scrape
 from seawall import otel
 from seawall import prometheus as sp
 from seawall.metrics.contract import CONTRACT
 
 HISTOGRAM_PARTS = ("count", "sum", "bucket")
-
-
-def prometheus_name(name: str, unit: str, gauge: bool) -> str:
-    """OpenTelemetry's standard Prometheus translation of a metric name (without `_total`)."""
-    base = name.replace(".", "_")
-    suffix = "seconds" if unit == "s" else ("ratio" if unit == "1" and gauge else None)
-    if suffix is not None and not base.endswith("_" + suffix):
-        base = f"{base}_{suffix}"
-    return base
 
 
 def _key(name: str, attributes: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
