@@ -106,7 +106,7 @@ def test_open_rejects_until_timeout_then_probes(fake_clock: FakeClock) -> None:
     ]
     rejected = [e for e in events if isinstance(e, BreakerCallRejected)]
     assert rejected == [BreakerCallRejected("db", BreakerState.OPEN, 6.0)]
-    assert cb.snapshot().calls == {"success": 1, "failure": 1, "rejected": 1, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 1, "failure": 1, "rejected": 1, "ignored": 0, "cancelled": 0}
 
 
 def test_failed_probe_reopens_with_fresh_timeout(fake_clock: FakeClock) -> None:
@@ -170,7 +170,7 @@ def test_manual_states(fake_clock: FakeClock) -> None:
         ("open", "closed", "manual"),
     ]
     calls = cb.snapshot().calls
-    assert calls == {"success": 1, "failure": 6, "rejected": 1, "ignored": 0}
+    assert calls == {"success": 1, "failure": 6, "rejected": 1, "ignored": 0, "cancelled": 0}
 
 
 def test_reset_clears_counters(fake_clock: FakeClock) -> None:
@@ -315,7 +315,7 @@ def test_ignored_probe_frees_its_slot(fake_clock: FakeClock) -> None:
     assert cb.state is BreakerState.CLOSED
 
 
-def test_base_exceptions_count_as_nothing_and_free_probe(fake_clock: FakeClock) -> None:
+def test_base_exceptions_count_as_cancelled_and_free_probe(fake_clock: FakeClock) -> None:
     cb = make(fake_clock, failure_threshold=1)
     events = collect(cb)
 
@@ -332,7 +332,8 @@ def test_base_exceptions_count_as_nothing_and_free_probe(fake_clock: FakeClock) 
     assert cb.snapshot().half_open_in_flight == 0
     assert cb.call(ok) == "ok"
     assert cb.state is BreakerState.CLOSED
-    assert cb.snapshot().calls == {"success": 1, "failure": 1, "rejected": 0, "ignored": 0}
+    # neither success nor failure for the state machine, but counted once, as cancelled
+    assert cb.snapshot().calls == {"success": 1, "failure": 1, "rejected": 0, "ignored": 0, "cancelled": 2}
     assert sum(isinstance(e, BreakerCallCompleted) for e in events) == 2
 
 
@@ -364,7 +365,7 @@ def test_context_manager_counts_block(fake_clock: FakeClock) -> None:
         assert entered is cb
     with pytest.raises(NotFound), cb, cb:  # nested blocks of one breaker both count
         raise NotFound("x")
-    assert cb.snapshot().calls == {"success": 1, "failure": 2, "rejected": 0, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 1, "failure": 2, "rejected": 0, "ignored": 0, "cancelled": 0}
     with pytest.raises(CircuitOpenError), cb:
         pytest.fail("the block must not run")
 

@@ -68,11 +68,11 @@ async def test_call_async_and_async_with(fake_clock: FakeClock) -> None:
     with pytest.raises(CircuitOpenError):
         async with cb:
             pytest.fail("the block must not run")
-    assert cb.snapshot().calls == {"success": 2, "failure": 1, "rejected": 1, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 2, "failure": 1, "rejected": 1, "ignored": 0, "cancelled": 0}
 
 
 @pytest.mark.anyio
-async def test_cancelled_probe_frees_slot_and_counts_nothing(fake_clock: FakeClock) -> None:
+async def test_cancelled_probe_frees_slot_and_counts_as_cancelled(fake_clock: FakeClock) -> None:
     cb = make(fake_clock, failure_threshold=1)
     with pytest.raises(Boom):
         await cb.call_async(_raise_boom)
@@ -93,7 +93,7 @@ async def test_cancelled_probe_frees_slot_and_counts_nothing(fake_clock: FakeClo
         await task
     assert cb.snapshot().half_open_in_flight == 0
     assert cb.state is BreakerState.HALF_OPEN
-    assert cb.snapshot().calls == {"success": 0, "failure": 1, "rejected": 1, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 0, "failure": 1, "rejected": 1, "ignored": 0, "cancelled": 1}
 
 
 async def _raise_boom() -> None:
@@ -116,7 +116,7 @@ async def test_async_with_blocks_are_per_task(fake_clock: FakeClock) -> None:
     gate.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
     assert sum(isinstance(r, Boom) for r in results) == 5
-    assert cb.snapshot().calls == {"success": 5, "failure": 5, "rejected": 0, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 5, "failure": 5, "rejected": 0, "ignored": 0, "cancelled": 0}
 
 
 def test_thousand_tasks_all_inside_at_once(fake_clock: FakeClock) -> None:
@@ -150,5 +150,11 @@ def test_thousand_tasks_all_inside_at_once(fake_clock: FakeClock) -> None:
 
     asyncio.run(main())
     assert peak == 1000
-    assert cb.snapshot().calls == {"success": 750, "failure": 250, "rejected": 0, "ignored": 0}
+    assert cb.snapshot().calls == {
+        "success": 750,
+        "failure": 250,
+        "rejected": 0,
+        "ignored": 0,
+        "cancelled": 0,
+    }
     assert cb.state is BreakerState.CLOSED

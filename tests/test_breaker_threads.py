@@ -41,7 +41,7 @@ def test_context_manager_blocks_are_per_thread(fake_clock: FakeClock) -> None:
         futures = [pool.submit(worker, i) for i in range(THREADS)]
         errors = [f.exception(timeout=20) for f in futures]
     assert sum(isinstance(e, ValueError) for e in errors) == THREADS // 2
-    assert cb.snapshot().calls == {"success": 8, "failure": 8, "rejected": 0, "ignored": 0}
+    assert cb.snapshot().calls == {"success": 8, "failure": 8, "rejected": 0, "ignored": 0, "cancelled": 0}
 
 
 def test_concurrent_probes_never_exceed_limit(fake_clock: FakeClock) -> None:

@@ -65,7 +65,7 @@ def test_two_slots_never_hold_a_third_call_under_16_threads() -> None:
     run_threads(16, worker)
     assert seen.most == 2
     snap = bh.snapshot()
-    assert snap.calls == {"admitted": 3200, "rejected": 0}
+    assert snap.calls == {"admitted": 3200, "rejected": 0, "cancelled": 0}
     assert (snap.in_flight, snap.waiting) == (0, 0)
     assert snap.wait.count == 3200
 
@@ -114,7 +114,7 @@ def test_two_slots_never_hold_a_third_of_1000_tasks(fake_clock: FakeClock) -> No
     assert seen.most == 2
     assert max(waiting_peak) == 996  # the 3rd and 4th got in with 996 still queued
     snap = bh.snapshot()
-    assert snap.calls == {"admitted": 1000, "rejected": 0}
+    assert snap.calls == {"admitted": 1000, "rejected": 0, "cancelled": 0}
     assert (snap.in_flight, snap.waiting) == (0, 0)
     assert snap.wait.quantile(1.0) == pytest.approx(50.0, rel=0.5)  # the last waited ~49.9 s
 
@@ -138,7 +138,7 @@ def test_async_waiter_gives_up_at_max_wait(fake_clock: FakeClock) -> None:
     run(main(), fake_clock)
     assert seen == [BulkheadRejected("db", 1, 2.0)]
     snap = bh.snapshot()
-    assert snap.calls == {"admitted": 1, "rejected": 1}
+    assert snap.calls == {"admitted": 1, "rejected": 1, "cancelled": 0}
     assert snap.wait.sum == 2.0
 
 
@@ -176,7 +176,10 @@ def test_cancelled_waiter_leaves_the_queue_and_the_slot_goes_on(fake_clock: Fake
     run(main(), fake_clock)
     snap = bh.snapshot()
     assert snap.in_flight == 0
-    assert snap.calls["admitted"] == 2
+    # the cancelled waiter is counted once, as cancelled, with the second it waited
+    assert snap.calls == {"admitted": 2, "rejected": 0, "cancelled": 1}
+    assert snap.wait.count == 3
+    assert snap.wait.sum == pytest.approx(1.0)
 
 
 def test_sync_waiter_past_its_time_is_skipped_and_woken_to_fail(fake_clock: FakeClock) -> None:
@@ -217,7 +220,7 @@ def test_sync_waiter_gets_the_freed_slot() -> None:
         assert results == []
     thread.join(timeout=10)
     assert results == ["ran"]
-    assert bh.snapshot().calls == {"admitted": 2, "rejected": 0}
+    assert bh.snapshot().calls == {"admitted": 2, "rejected": 0, "cancelled": 0}
 
 
 def test_waiting_is_cut_short_by_a_deadline_in_scope(fake_clock: FakeClock) -> None:
@@ -257,7 +260,7 @@ def test_decorator_context_managers_and_classification() -> None:
     asyncio.run(main())
     assert classify(BulkheadFullError("db", 1, 0.0)) is ErrorCategory.TRANSIENT
     assert bh.snapshot().in_flight == 0
-    assert bh.snapshot().calls == {"admitted": 3, "rejected": 1}
+    assert bh.snapshot().calls == {"admitted": 3, "rejected": 1, "cancelled": 0}
 
 
 def test_get_or_create_and_registry() -> None:

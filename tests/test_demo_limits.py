@@ -42,7 +42,7 @@ def test_a_slowed_dependency_fills_its_bulkhead(fake_clock: FakeClock) -> None:
 
     answers = run(main(), fake_clock)
     snap = demo.registry.get("bulkhead", "recommendations").snapshot()
-    assert snap.calls == {"admitted": BULKHEAD_SLOTS, "rejected": 3}
+    assert snap.calls == {"admitted": BULKHEAD_SLOTS, "rejected": 3, "cancelled": 0}
     assert [a["source"] for a in answers].count("fallback") == 3
 
 

@@ -152,3 +152,117 @@ def test_events_on_cancellation() -> None:
         asyncio.run(r.call_async(Flaky([asyncio.CancelledError()])))
     assert [type(e) for e in log] == [RetryAttemptStarted, RetryAttemptFinished, RetryCompleted, RetryGaveUp]
     assert log[-1].outcome is RetryOutcome.FAILED_WITHOUT_RETRY  # type: ignore[union-attr]
+
+
+# -- every call counted once, the same with and without listeners (issue 16) -----------------------
+
+STEPS = ("ok", "fail", "retried_ok", "cancel_first", "cancel_second", "cancel_in_sleep")
+EXPECTED = {  # the outcome each step must count
+    "ok": "success_without_retry",
+    "fail": "failed_with_retry",
+    "retried_ok": "success_with_retry",
+    "cancel_first": "failed_without_retry",
+    "cancel_second": "failed_with_retry",
+    "cancel_in_sleep": "failed_without_retry",
+}
+
+
+class Cancelled(BaseException):
+    """A sync stand-in for cancellation: a BaseException that is not an Exception."""
+
+
+def _failures(step: str, stop: type[BaseException]) -> list[BaseException]:
+    return {
+        "ok": [],
+        "fail": [ConnectionError(), ConnectionError()],
+        "retried_ok": [ConnectionError()],
+        "cancel_first": [stop()],
+        "cancel_second": [ConnectionError(), stop()],
+        "cancel_in_sleep": [ConnectionError()],
+    }[step]
+
+
+def _run_steps(steps: list[str], listened: bool, use_async: bool) -> dict[str, int]:
+    registry = Registry()
+    if listened:
+        registry.bus.subscribe(lambda event: None)
+    stop: type[BaseException] = asyncio.CancelledError if use_async else Cancelled
+    sleeping = {"stop": False}
+
+    def sleep(seconds: float) -> None:
+        if sleeping["stop"]:
+            raise stop()
+
+    async def async_sleep(seconds: float) -> None:
+        sleep(seconds)
+
+    retry = Retry("steps", attempts=2, registry=registry, sleep=sleep, async_sleep=async_sleep, jitter=0.0)
+    for step in steps:
+        sleeping["stop"] = step == "cancel_in_sleep"
+        failures = _failures(step, stop)
+        try:
+            if use_async:
+                asyncio.run(retry.call_async(Flaky(list(failures))))
+            else:
+                flaky = Flaky(list(failures))
+
+                def once(flaky: Flaky = flaky) -> int:
+                    flaky.calls += 1
+                    if flaky.failures:
+                        raise flaky.failures.pop(0)
+                    return 1
+
+                retry.call(once)
+        except (Exception, Cancelled, asyncio.CancelledError):
+            pass
+    return retry.snapshot().calls
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("step", STEPS)
+def test_each_outcome_is_counted_once_with_and_without_listeners(step: str, use_async: bool) -> None:
+    for listened in (False, True):
+        calls = _run_steps([step], listened, use_async)
+        assert calls[EXPECTED[step]] == 1, (step, listened, calls)
+        assert sum(calls.values()) == 1, (step, listened, calls)
+
+
+def test_random_steps_count_the_same_with_and_without_listeners() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(steps=st.lists(st.sampled_from(STEPS), max_size=12), use_async=st.booleans())
+    def check(steps: list[str], use_async: bool) -> None:
+        quiet = _run_steps(steps, False, use_async)
+        listened = _run_steps(steps, True, use_async)
+        assert quiet == listened
+        for outcome in RetryOutcome:
+            assert quiet[outcome.value] == sum(EXPECTED[step] == outcome.value for step in steps)
+
+    check()
+
+
+def test_a_task_cancelled_in_its_first_attempt_counts_once() -> None:
+    """Real task cancellation, fast path (no listener) and listened path alike."""
+    for listened in (False, True):
+        registry = Registry()
+        if listened:
+            registry.bus.subscribe(lambda event: None)
+        retry = Retry("cancel", registry=registry)
+
+        async def main(retry: Retry = retry) -> None:
+            started = asyncio.Event()
+
+            async def hang() -> None:
+                started.set()
+                await asyncio.sleep(3600)
+
+            task = asyncio.create_task(retry.call_async(hang))
+            await asyncio.wait_for(started.wait(), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 5)
+
+        asyncio.run(main())
+        assert retry.snapshot().calls["failed_without_retry"] == 1, listened

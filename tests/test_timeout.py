@@ -46,7 +46,7 @@ def test_async_overrun_is_cancelled_at_its_deadline(fake_clock: FakeClock) -> No
     # the timer fires at the deadline and the cancellation lands in the same loop iteration
     assert seen == {"cancelled_at": start + 1.0, "raised_at": start + 1.0}
     snap = tm.snapshot()
-    assert snap.calls == {"success": 0, "failure": 0, "timed_out": 1}
+    assert snap.calls == {"success": 0, "failure": 0, "timed_out": 1, "cancelled": 0}
     assert snap.durations.count == 1
     assert snap.durations.sum == pytest.approx(1.0)
 
@@ -69,7 +69,7 @@ def test_async_success_and_failure_are_counted_and_the_timer_is_dropped(fake_clo
 
     run(main(), fake_clock)
     snap = tm.snapshot()
-    assert snap.calls == {"success": 1, "failure": 1, "timed_out": 0}
+    assert snap.calls == {"success": 1, "failure": 1, "timed_out": 0, "cancelled": 0}
     assert snap.durations.count == 2
     assert snap.durations.quantile(0.5) is not None
 
@@ -85,7 +85,36 @@ def test_the_callers_own_cancellation_stays_cancellation(fake_clock: FakeClock) 
             await task
 
     run(main(), fake_clock)
-    assert tm.snapshot().calls == {"success": 0, "failure": 0, "timed_out": 0}
+    # counted once, as cancelled (it used to be counted in no outcome), with its duration
+    snap = tm.snapshot()
+    assert snap.calls == {"success": 0, "failure": 0, "timed_out": 0, "cancelled": 1}
+    assert snap.durations.count == 1
+    assert snap.durations.sum == pytest.approx(1.0)
+
+
+def test_an_outer_asyncio_timeout_counts_as_cancelled(fake_clock: FakeClock) -> None:
+    if not hasattr(asyncio, "timeout"):
+        pytest.skip("asyncio.timeout is 3.11+")
+    tm = make(fake_clock, 5.0)
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await tm.call_async(asyncio.sleep, 10.0)
+
+    run(main(), fake_clock)
+    assert tm.snapshot().calls == {"success": 0, "failure": 0, "timed_out": 0, "cancelled": 1}
+
+
+def test_a_sync_call_interrupted_counts_as_cancelled(fake_clock: FakeClock) -> None:
+    tm = make(fake_clock, 5.0)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tm.call(interrupted)
+    assert tm.snapshot().calls == {"success": 0, "failure": 0, "timed_out": 0, "cancelled": 1}
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel is 3.11+")
@@ -161,7 +190,7 @@ def test_sync_call_runs_under_a_deadline_it_can_read(fake_clock: FakeClock) -> N
     assert "not interrupted" in str(caught.value)
     assert seen[-1] == 0.0
     assert seawall.remaining() is None
-    assert tm.snapshot().calls == {"success": 1, "failure": 0, "timed_out": 1}
+    assert tm.snapshot().calls == {"success": 1, "failure": 0, "timed_out": 1, "cancelled": 0}
 
 
 def test_sync_failure_after_the_deadline_is_a_timeout_caused_by_it(fake_clock: FakeClock) -> None:
@@ -180,7 +209,7 @@ def test_sync_failure_after_the_deadline_is_a_timeout_caused_by_it(fake_clock: F
 
     with pytest.raises(ValueError, match="bad"):
         tm.call(fails_fast)
-    assert tm.snapshot().calls == {"success": 0, "failure": 1, "timed_out": 1}
+    assert tm.snapshot().calls == {"success": 0, "failure": 1, "timed_out": 1, "cancelled": 0}
 
 
 def test_no_time_left_refuses_before_calling(fake_clock: FakeClock) -> None:
@@ -226,7 +255,7 @@ def test_timeouts_classify_as_transient_and_retries_retry_them(fake_clock: FakeC
 
     assert classify(CallTimeoutError("x", 1.0, 2.0, False)) is ErrorCategory.TRANSIENT
     assert call() == "ok"
-    assert tm.snapshot().calls == {"success": 1, "failure": 0, "timed_out": 2}
+    assert tm.snapshot().calls == {"success": 1, "failure": 0, "timed_out": 2, "cancelled": 0}
 
 
 def test_events_only_for_overruns_and_snapshot_publishes_nothing(fake_clock: FakeClock) -> None:
@@ -278,7 +307,7 @@ def test_counts_stay_exact_under_threads() -> None:
 
     run_threads(16, worker)
     snap = tm.snapshot()
-    assert snap.calls == {"success": 16000, "failure": 0, "timed_out": 0}
+    assert snap.calls == {"success": 16000, "failure": 0, "timed_out": 0, "cancelled": 0}
     assert snap.durations.count == 16000
     assert sum(snap.durations.counts) == 16000
 
@@ -302,7 +331,7 @@ def test_many_calls_each_cancelled_at_their_own_deadline(fake_clock: FakeClock) 
     run(main(), fake_clock)
     assert sorted(cancelled_at) == list(range(0, 100, 2))
     assert list(cancelled_at.values()) == pytest.approx([1.0] * 50)  # each at its own deadline
-    assert tm.snapshot().calls == {"success": 50, "failure": 0, "timed_out": 50}
+    assert tm.snapshot().calls == {"success": 50, "failure": 0, "timed_out": 50, "cancelled": 0}
     assert fake_clock.now - start == pytest.approx(0.98 + 1.0)
     assert all(len(wheel) == 0 for wheel in tm._wheels.values())  # nothing left behind
 

@@ -76,6 +76,7 @@ class BreakerStateMachine:
     """The state, transitions and counts of one circuit breaker (see docs/architecture.md)."""
 
     __slots__ = (
+        "_cancelled",
         "_changed",
         "_classify",
         "_clock",
@@ -143,6 +144,7 @@ class BreakerStateMachine:
         self._state_since = clock()
         self._opened_at = self._state_since
         self._consecutive = 0
+        self._cancelled = 0
         self._probes = 0  # half-open probes in flight
         self._probe_successes = 0
         self._failed = self._ignored = 0  # totals since creation (changed under the lock)
@@ -351,11 +353,12 @@ class BreakerStateMachine:
             self._changed.publish(changed)
 
     def cancelled(self, token: int) -> None:
-        """A BaseException (cancellation, KeyboardInterrupt) is no outcome; it frees a probe slot."""
-        if token < 0:
-            with self._lock:
-                if ~token == self._gen:
-                    self._probes -= 1
+        """A BaseException (cancellation, KeyboardInterrupt): counted as `cancelled`, neither a
+        success nor a failure for the state machine; it frees a probe slot."""
+        with self._lock:
+            self._cancelled += 1
+            if token < 0 and ~token == self._gen:
+                self._probes -= 1
 
     def _is_slow(self, duration: float) -> bool:
         limit = self.settings.slow_call_duration
@@ -458,6 +461,7 @@ class BreakerStateMachine:
                     "failure": self._failed,
                     "rejected": self._rejections.value(),
                     "ignored": self._ignored,
+                    "cancelled": self._cancelled,
                 },
                 transitions=dict(self._transitions),
                 durations={}

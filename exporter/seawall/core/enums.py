@@ -32,6 +32,7 @@ class CallOutcome(StrValue):
     FAILURE = "failure"
     REJECTED = "rejected"
     IGNORED = "ignored"
+    CANCELLED = "cancelled"  # ended by a BaseException (asyncio cancellation, KeyboardInterrupt)
 
 
 class RetryOutcome(StrValue):

@@ -138,8 +138,8 @@ class FeatureSnapshot:
 class TimeoutSnapshot:
     name: str
     seconds: float  # the configured budget
-    calls: dict[str, int]  # totals: success, failure, timed_out
-    durations: HistogramSnapshot  # every finished call, timed-out ones included
+    calls: dict[str, int]  # totals: success, failure, timed_out, cancelled
+    durations: HistogramSnapshot  # every finished call, timed-out and cancelled ones included
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,7 +157,7 @@ class BulkheadSnapshot:
     max_wait: float
     in_flight: int  # calls inside right now
     waiting: int  # calls queued for a slot right now
-    calls: dict[str, int]  # totals: admitted, rejected
+    calls: dict[str, int]  # totals: admitted, rejected, cancelled (while queued)
     wait: HistogramSnapshot  # seconds each call waited for its slot, or waited before giving up
 
     def to_dict(self) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class Bulkhead:
     __slots__ = (
         "__weakref__",
         "_admitted",
+        "_cancelled",
         "_clock",
         "_immediate",
         "_in_flight",
@@ -140,6 +141,7 @@ class Bulkhead:
         self._immediate = 0  # admitted without waiting (zero waits, added to the histogram when read)
         self._admitted = 0  # admitted after waiting
         self._rejected = 0
+        self._cancelled = 0  # calls cancelled while queued for a slot
         self._wait = DurationHistogram(self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS)
         self._on_rejected = self.registry.bus.channel(BulkheadRejected)
         self.registry.add(self)
@@ -162,7 +164,11 @@ class Bulkhead:
                 max_wait=self.max_wait,
                 in_flight=self._in_flight,
                 waiting=len(self._waiters),
-                calls={"admitted": immediate + self._admitted, "rejected": self._rejected},
+                calls={
+                    "admitted": immediate + self._admitted,
+                    "rejected": self._rejected,
+                    "cancelled": self._cancelled,
+                },
                 wait=HistogramSnapshot(wait.bounds, counts, wait.sum, wait.count + immediate),
             )
 
@@ -295,6 +301,8 @@ class Bulkhead:
                 await future
             except BaseException:  # cancelled while queued: leave the queue, or pass on a granted slot
                 with self._lock:
+                    self._cancelled += 1  # counted once, with the time it waited
+                    self._wait.observe(self._clock() - waiter.start)
                     granted = waiter.granted
                     if not granted:
                         with suppress(ValueError):  # unless a release already took it out

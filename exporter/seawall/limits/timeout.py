@@ -105,12 +105,14 @@ class CallTimeoutError(TimeoutError):
 class Timeout:
     """A named time budget for calls: decorator (sync or async), `call` or `call_async`.
 
-    Counts success, failure and timed_out, and every call's duration, itself (`snapshot()`);
+    Counts success, failure, timed_out and cancelled (the caller's cancellation, an outer
+    deadline's, KeyboardInterrupt), and every call's duration, itself (`snapshot()`);
     publishes `CallTimedOut` as an overrun happens, when someone listens.
     """
 
     __slots__ = (
         "__weakref__",
+        "_cancelled",
         "_clock",
         "_durations",
         "_failed",
@@ -149,7 +151,7 @@ class Timeout:
         # Every finished call is one observation; successes are the observations that are neither
         # failures nor timeouts, so the success path only records its duration (lock-free).
         self._durations = DurationHistogram(self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS)
-        self._failed = self._timed_out = 0
+        self._failed = self._timed_out = self._cancelled = 0
         self._wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExpiryWheel] = (
             weakref.WeakKeyDictionary()
         )
@@ -171,8 +173,13 @@ class Timeout:
     def snapshot(self) -> TimeoutSnapshot:
         with self._lock:
             durations = self._durations.snapshot()
-            failed, timed_out = self._failed, self._timed_out
-        calls = {"success": durations.count - failed - timed_out, "failure": failed, "timed_out": timed_out}
+            failed, timed_out, cancelled = self._failed, self._timed_out, self._cancelled
+        calls = {
+            "success": durations.count - failed - timed_out - cancelled,
+            "failure": failed,
+            "timed_out": timed_out,
+            "cancelled": cancelled,
+        }
         return TimeoutSnapshot(self.name, self._seconds, calls, durations)
 
     def record_durations(self, bounds: tuple[float, ...]) -> None:
@@ -201,11 +208,13 @@ class Timeout:
         self._durations.observe(elapsed)
 
     def _observe(self, elapsed: float, outcome: str) -> None:
-        """Count a failed or timed-out call (rare: its outcome under the lock)."""
+        """Count a failed, timed-out or cancelled call (rare: its outcome under the lock)."""
         with self._lock:
             self._durations.observe(elapsed)
             if outcome == "failure":
                 self._failed += 1
+            elif outcome == "cancelled":
+                self._cancelled += 1
             else:
                 self._timed_out += 1
 
@@ -245,6 +254,9 @@ class Timeout:
                     raise self._overran(budget, elapsed, False) from exc
                 self._observe(elapsed, "failure")
                 raise
+            except BaseException:
+                self._observe(clock() - start, "cancelled")
+                raise
             finally:
                 _leave(token)
             elapsed = clock() - start
@@ -281,13 +293,18 @@ class Timeout:
                 result = await fn(*args, **kwargs)
             except asyncio.CancelledError:
                 if not expiry.fired or uncancel(task) > cancelling:
-                    raise  # the caller's cancellation (perhaps as well as ours): it goes on
+                    # the caller's cancellation (perhaps as well as ours), or an outer deadline's
+                    self._observe(clock() - start, "cancelled")
+                    raise
                 raise self._overran(budget, clock() - start, True) from None
             except Exception as exc:
                 if expiry.fired:  # fn turned our cancellation into another error
                     uncancel(task)
                     raise self._overran(budget, clock() - start, True) from exc
                 self._observe(clock() - start, "failure")
+                raise
+            except BaseException:
+                self._observe(clock() - start, "cancelled")
                 raise
             finally:
                 expiry.done = True

@@ -123,8 +123,9 @@ _ERROR_TYPE = Label("error_type")
 _BREAKER_STATES = _values(BreakerState)
 _CALL_OUTCOMES = _values(CallOutcome)
 _RETRY_OUTCOMES = _values(RetryOutcome)
-_TIMEOUT_OUTCOMES = ("success", "failure", "timed_out")
+_TIMEOUT_OUTCOMES = ("success", "failure", "timed_out", "cancelled")
 _ADMISSIONS = ("admitted", "rejected")
+_BULKHEAD_OUTCOMES = (*_ADMISSIONS, "cancelled")
 _TASK_STATES = _values(TaskState)
 _DURATION_OUTCOMES = ("success", "failure", "ignored")
 
@@ -274,10 +275,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "seawall.bulkhead.calls",
         "counter",
         "{call}",
-        (_BULKHEAD, Label("outcome", _ADMISSIONS)),
+        (_BULKHEAD, Label("outcome", _BULKHEAD_OUTCOMES)),
         "Calls at a bulkhead by outcome",
         "bulkhead",
-        lambda s: _each(s, "calls", _ADMISSIONS),
+        lambda s: _each(s, "calls", _BULKHEAD_OUTCOMES),
         "sum",
     ),
     MetricSpec(

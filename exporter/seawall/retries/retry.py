@@ -229,6 +229,21 @@ class Retry:
             )
         self._gave_up(attempt, start, exc)
 
+    def _pause(self, delay: float, attempt: int, start: float) -> None:
+        """Sleep before the next attempt; interrupted, the call ends as given up after `attempt`."""
+        try:
+            self._sleep(delay)
+        except BaseException as exc:
+            self._gave_up(attempt, start, exc)
+            raise
+
+    async def _pause_async(self, delay: float, attempt: int, start: float) -> None:
+        try:
+            await self._async_sleep(delay)
+        except BaseException as exc:  # cancelled while waiting: counted once, as given up
+            self._gave_up(attempt, start, exc)
+            raise
+
     def _announce(self, attempt: int) -> None:
         if self._on_started.listeners:
             started = self._started
@@ -264,7 +279,7 @@ class Retry:
             else:
                 next(self._first_ok)
             return result
-        self._sleep(delay)
+        self._pause(delay, 1, start)
         return self._run(fn, args, kwargs, 2, start)
 
     def _run(
@@ -290,7 +305,7 @@ class Retry:
             else:
                 self._succeeded(attempt, attempt_start, start)
                 return result
-            self._sleep(delay)
+            self._pause(delay, attempt, start)
             attempt += 1
 
     # -- async --------------------------------------------------------------------------------
@@ -307,10 +322,13 @@ class Retry:
             if delay is None:
                 self._gave_up(1, start, exc)
                 raise
+        except BaseException as exc:  # cancellation: counted as on the listened path
+            self._abort(exc, 1, start, start)
+            raise
         else:
             next(self._first_ok)
             return result
-        await self._async_sleep(delay)
+        await self._pause_async(delay, 1, start)
         return await self._run_async(fn, args, kwargs, 2, start)
 
     async def _run_async(
@@ -341,7 +359,7 @@ class Retry:
             else:
                 self._succeeded(attempt, attempt_start, start)
                 return result
-            await self._async_sleep(delay)
+            await self._pause_async(delay, attempt, start)
             attempt += 1
 
     # -- decorator ----------------------------------------------------------------------------
