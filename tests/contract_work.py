@@ -35,7 +35,12 @@ def random_work(registry: seawall.Registry, seed: int, redis_url: str, steps: in
     ]
     breakers.append(
         seawall.CircuitBreaker(
-            "windowed", failure_rate_threshold=0.9, minimum_calls=50, clock=clock, registry=registry
+            "windowed",
+            failure_threshold=10_000,
+            failure_rate_threshold=0.9,
+            minimum_calls=50,
+            clock=clock,
+            registry=registry,
         )
     )
     backend = seawall.RedisBackend(redis_url, timeout=1.0)

@@ -360,7 +360,8 @@ def test_custom_buckets(prom: CollectorRegistry, registry: seawall.Registry, fak
         == 1.0
     )
     snapshot = breaker.snapshot().durations["success"]
-    assert snapshot.quantile(0.5) == pytest.approx(1.25)
+    # interpolation inside (0.5, 2] would say 1.25; the one call took 1.0, the largest observed
+    assert snapshot.quantile(0.5) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="already records durations"):
         sp.instrument(CollectorRegistry(), seawall_registry=registry, buckets=(1, 3))
     instrumentation.close()
@@ -467,3 +468,26 @@ def test_works_without_opentelemetry(monkeypatch: pytest.MonkeyPatch, registry: 
         assert "trace_id" not in text
     finally:
         instrumentation.close()
+
+
+def test_failure_ratio_exists_only_where_a_window_gives_it_a_meaning(
+    inst: sp.PrometheusInstrumentation, prom: CollectorRegistry, registry: seawall.Registry
+) -> None:
+    plain = seawall.CircuitBreaker("plain", failure_threshold=100, registry=registry)
+    windowed = seawall.CircuitBreaker(
+        "windowed", failure_threshold=100, failure_rate_threshold=0.9, minimum_calls=100, registry=registry
+    )
+    tripped = seawall.CircuitBreaker(
+        "tripped", failure_threshold=1, failure_rate_threshold=0.9, registry=registry
+    )
+    assert get(scrape(prom), "seawall_circuit_breaker_failure_ratio", breaker="windowed") is None  # 0 calls
+    for breaker in (plain, windowed):
+        for _ in range(5):
+            call(breaker, boom)
+    call(tripped, boom)
+    found = scrape(prom)
+    # 5 of 5 failed in both; only the windowed one has a ratio, and it says so
+    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="windowed") == 1.0
+    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="plain") is None
+    # the trip started a new window with no calls in it yet: no ratio rather than a 0
+    assert get(found, "seawall_circuit_breaker_failure_ratio", breaker="tripped") is None

@@ -67,7 +67,7 @@ def check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
 class DurationHistogram:
     """Counts per bucket (the last one is +Inf), the sum and the number of observations."""
 
-    __slots__ = ("_counts", "_lock", "_pending", "_sum", "_ticks", "bounds")
+    __slots__ = ("_counts", "_lock", "_max", "_pending", "_sum", "_ticks", "bounds")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
@@ -75,6 +75,7 @@ class DurationHistogram:
         self._ticks = [counter.ticks for counter in self._counts]
         self._pending: deque[float] = deque()
         self._sum = 0.0
+        self._max: float | None = None  # the largest folded duration (kept at fold time: no per-call cost)
         self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
@@ -88,19 +89,22 @@ class DurationHistogram:
     def _fold(self) -> None:
         """Add the queued durations to the sum (lock held); `popleft` is atomic, so a duration
         appended meanwhile waits for the next fold."""
-        pending, total = self._pending, self._sum
+        pending, total, top = self._pending, self._sum, self._max
         while pending:
             try:
-                total += pending.popleft()
+                value = pending.popleft()
             except IndexError:
                 break
-        self._sum = total
+            total += value
+            if top is None or value > top:
+                top = value
+        self._sum, self._max = total, top
 
     def snapshot(self) -> HistogramSnapshot:
         with self._lock:
             self._fold()
             counts = tuple(counter.value() for counter in self._counts)
-            return HistogramSnapshot(self.bounds, counts, self._sum, sum(counts))
+            return HistogramSnapshot(self.bounds, counts, self._sum, sum(counts), self._max)
 
 
 def outcome_snapshots(

@@ -23,10 +23,13 @@ class HistogramSnapshot:
     counts: tuple[int, ...]
     sum: float
     count: int
+    max: float | None = None  # the largest observation, when the histogram kept it
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (0..1) estimated as Prometheus' histogram_quantile does: linear inside the
-        bucket, the highest finite bound when it falls in +Inf. None without observations."""
+        """The q-quantile (0..1) estimated as Prometheus' histogram_quantile does (linear inside the
+        bucket, the highest finite bound when it falls in +Inf), but never above the largest
+        observation: interpolation alone shows "p99 5 ms" for waits that were all 0. None without
+        observations."""
         if not 0 <= q <= 1:
             raise ValueError(f"q must be in [0, 1], got {q!r}")
         if self.count == 0:
@@ -34,13 +37,16 @@ class HistogramSnapshot:
         rank = q * self.count
         seen = 0
         lower = 0.0
+        estimate = self.bounds[-1]
         for index, bound in enumerate(self.bounds):
             in_bucket = self.counts[index]
             if in_bucket and seen + in_bucket >= rank:
-                return lower + (bound - lower) * ((rank - seen) / in_bucket)
+                estimate = lower + (bound - lower) * ((rank - seen) / in_bucket)
+                break
             seen += in_bucket
             lower = bound
-        return self.bounds[-1]
+        ceiling = self.sum if self.max is None else self.max  # durations are >= 0: max <= sum
+        return min(estimate, max(ceiling, 0.0))
 
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations at or below it) per bucket, `inf` last: the `le` series."""
@@ -56,7 +62,10 @@ class HistogramSnapshot:
         if other.bounds != self.bounds:
             raise ValueError(f"cannot merge histograms with bounds {self.bounds!r} and {other.bounds!r}")
         counts = tuple(a + b for a, b in zip(self.counts, other.counts, strict=True))
-        return HistogramSnapshot(self.bounds, counts, self.sum + other.sum, self.count + other.count)
+        sides = [(hist.count, hist.max) for hist in (self, other) if hist.count]
+        known = [top for _, top in sides if top is not None]
+        top = max(known) if known and len(known) == len(sides) else None  # unknown if either is
+        return HistogramSnapshot(self.bounds, counts, self.sum + other.sum, self.count + other.count, top)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -169,7 +169,13 @@ class Bulkhead:
                     "rejected": self._rejected,
                     "cancelled": self._cancelled,
                 },
-                wait=HistogramSnapshot(wait.bounds, counts, wait.sum, wait.count + immediate),
+                wait=HistogramSnapshot(
+                    wait.bounds,
+                    counts,
+                    wait.sum,
+                    wait.count + immediate,
+                    wait.max if wait.max is not None or not immediate else 0.0,  # immediate: waited 0
+                ),
             )
 
     def record_durations(self, bounds: tuple[float, ...]) -> None:
