@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from seawall import Registry
 from seawall.demo import DEPENDENCIES, Demo, SimulatedDependency, create_demo_app
 from seawall.demo.dependencies import Chaos, ChaosError, DependencyError, DependencyTimeout, parse_chaos
 
@@ -249,6 +250,54 @@ def test_retry_panel_data_and_otlp_traces(
     resource = receiver.resources()[0]
     names = {attr.key: attr.value.string_value for attr in resource.attributes}
     assert names["service.name"] == "seawall-demo-test"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "seawall-demo"),
+        ({"OTEL_SERVICE_NAME": "from-name"}, None),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name=from-attributes"}, None),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.namespace=shop"}, "seawall-demo"),
+    ],
+)
+def test_the_demo_names_itself_only_when_the_environment_does_not(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    from seawall.demo.app import demo_service_name
+
+    for key in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert demo_service_name() == expected
+
+
+def test_demo_traces_carry_service_name_from_resource_attributes(
+    monkeypatch: pytest.MonkeyPatch, fake_clock: Any, receiver: Any
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=checkout-demo")
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=1)
+    with TestClient(app) as test_client:
+        test_client.post("/chaos/inventory", json={"failure_rate": 1})
+        test_client.get("/inventory/a")
+    assert receiver.received.wait(timeout=10)
+    names = {attr.key: attr.value.string_value for attr in receiver.resources()[0].attributes}
+    assert names["service.name"] == "checkout-demo"
+
+
+def test_the_demo_traces_nothing_with_otel_traces_exporter_none(
+    monkeypatch: pytest.MonkeyPatch, fake_clock: Any, receiver: Any
+) -> None:
+    from seawall.demo.app import _setup_tracing
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    registry = Registry()
+    assert _setup_tracing(registry) is None
+    assert registry.bus.listeners == ()
 
 
 def test_any_json_body_is_200_or_422_naming_a_field(fake_clock: Any) -> None:

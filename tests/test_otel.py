@@ -91,8 +91,7 @@ def test_one_span_per_attempt(
     assert dict(second.attributes) == {
         "seawall.retry.name": "fetch",
         "seawall.retry.attempt": 2,
-        "http.request.resend_count": 1,
-    }
+    }  # no http.request.resend_count: not an HTTP client span
     assert second.status.status_code is StatusCode.UNSET
     assert not first.events  # no exception recorded by seawall: the caller's span records it once
     assert len(exporter.get_finished_spans()) == 4
@@ -255,12 +254,22 @@ def test_otlp_http_end_to_end(receiver: OTLPReceiver, registry: seawall.Registry
     assert first["error.type"].string_value == "ConnectionError"
     assert by_attempt[1].status.code == 2  # STATUS_CODE_ERROR
     second = {a.key: a.value for a in by_attempt[2].attributes}
-    assert second["http.request.resend_count"].int_value == 1
+    assert "http.request.resend_count" not in second
     (resource,) = {
         a.value.string_value for r in receiver.resources() for a in r.attributes if a.key == "service.name"
     }
     assert resource == "checkout"
     assert registry.bus.instrumentation_errors() == {}
+
+
+def send_one(registry: seawall.Registry, name: str) -> None:
+    """One span through a provider configured from the environment, flushed and shut down."""
+    provider = otel.configure_otlp(seawall_registry=registry)
+    try:
+        provider.get_tracer("t").start_span(name).end()
+        assert provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
 
 
 def test_otlp_honours_env(
@@ -269,12 +278,7 @@ def test_otlp_honours_env(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
-    provider = otel.configure_otlp(seawall_registry=registry)
-    try:
-        provider.get_tracer("t").start_span("one").end()
-        assert provider.force_flush(10_000)
-    finally:
-        provider.shutdown()
+    send_one(registry, "one")
     assert [s.name for s in receiver.spans()] == ["one"]
     names = {
         a.value.string_value for r in receiver.resources() for a in r.attributes if a.key == "service.name"
@@ -286,6 +290,18 @@ def test_otlp_honours_env(
         assert not quiet.get_tracer("t").start_span("x").is_recording()
     finally:
         quiet.shutdown()
+
+
+def test_otel_traces_exporter_none_sends_nothing(
+    receiver: OTLPReceiver, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    send_one(registry, "one")
+    assert receiver.spans() == []
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    send_one(registry, "two")
+    assert [s.name for s in receiver.spans()] == ["two"]
 
 
 def test_otlp_endpoint_down_is_counted_not_raised(registry: seawall.Registry) -> None:

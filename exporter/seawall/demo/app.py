@@ -253,18 +253,32 @@ async def chaos_body(request: Request) -> Any:
 
 
 def _setup_tracing(registry: Registry) -> Any | None:
-    """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the provider to shut down."""
+    """OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not
+    `none`); returns the provider to shut down."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and not os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
         return None
     from .. import otel
+    from ..otel._otlp import traces_exporter_off
 
-    provider = otel.configure_otlp(
-        service_name=os.environ.get("OTEL_SERVICE_NAME") or "seawall-demo", seawall_registry=registry
-    )
+    if traces_exporter_off():
+        return None
+    provider = otel.configure_otlp(service_name=demo_service_name(), seawall_registry=registry)
     otel.instrument(provider, seawall_registry=registry)
     return provider
+
+
+def demo_service_name() -> str | None:
+    """ "seawall-demo" unless the environment names the service (OTEL_SERVICE_NAME, or service.name
+    in OTEL_RESOURCE_ATTRIBUTES), which the SDK then reads itself."""
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        return None
+    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "service.name" and value.strip():
+            return None
+    return "seawall-demo"
 
 
 def create_demo_app(

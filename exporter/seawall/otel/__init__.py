@@ -117,13 +117,9 @@ class OtelInstrumentation:
                 span = tracer.start_span(name)  # type: ignore[union-attr]
                 recording = span.is_recording()
                 if recording:  # set after the sampling decision: unsampled ones build nothing
-                    attributes: dict[str, Any] = {
-                        "seawall.retry.name": retry,
-                        "seawall.retry.attempt": attempt,
-                    }
-                    if attempt > 1:
-                        attributes["http.request.resend_count"] = attempt - 1
-                    span.set_attributes(attributes)
+                    # seawall.retry.attempt, not http.request.resend_count: that attribute belongs
+                    # to HTTP client spans, and a retried operation is not one
+                    span.set_attributes({"seawall.retry.name": retry, "seawall.retry.attempt": attempt})
                 token = attach(in_context(span))
                 open_spans.set(_Open(retry, attempt, span, token, open_spans.get(), recording))
             elif cls is finished:

@@ -171,6 +171,12 @@ def _exporter(protocol: str, endpoint: str | None, timeout: float | None) -> Any
     return OTLPSpanExporter(endpoint=None if endpoint is None else _http_endpoint(endpoint), timeout=timeout)
 
 
+def traces_exporter_off() -> bool:
+    """True when OTEL_TRACES_EXPORTER says `none` (the SDK's value for "export no traces")."""
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    return [name.strip().lower() for name in names.split(",") if name.strip()] == ["none"]
+
+
 def configure_otlp(
     endpoint: str | None = None,
     service_name: str | None = None,
@@ -187,7 +193,8 @@ def configure_otlp(
 
     Arguments left None fall back to the standard variables: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT,
     OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES,
-    OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_BSP_*. Export failures are counted
+    OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_BSP_*; OTEL_TRACES_EXPORTER=none gives
+    a provider without an exporter (spans are dropped, nothing is sent). Export failures are counted
     as `seawall_instrumentation_errors_total{component="otlp"}` and logged; a full queue drops spans
     instead of blocking. `set_global=True` also makes it the global provider. `provider.shutdown()`
     and `provider.force_flush()` return within `shutdown_timeout` seconds even with the collector
@@ -218,9 +225,13 @@ def configure_otlp(
         raise ValueError(f"max_queue_size must be a positive int, got {max_queue_size!r}")
     chosen = _protocol(protocol)
     registry = default_registry() if seawall_registry is None else seawall_registry
-    exporter = _IsolatedExporter(_exporter(chosen, endpoint, timeout), registry)
     attributes = {} if service_name is None else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
+    if traces_exporter_off():
+        if set_global:
+            trace.set_tracer_provider(provider)
+        return provider
+    exporter = _IsolatedExporter(_exporter(chosen, endpoint, timeout), registry)
     processor = _bounded_processor(
         exporter,
         float(shutdown_timeout),
