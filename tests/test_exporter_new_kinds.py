@@ -115,7 +115,8 @@ def test_task_exposition_and_span_event(
     failed = [event for event in events if event.name == "seawall.task.failed"]
     assert failed, [event.name for event in events]
     assert failed[-1].attributes is not None
-    assert failed[-1].attributes["error.type"] == "TimeoutError"
+    assert failed[-1].attributes["seawall.error.type"] == "TimeoutError"
+    assert "error.type" not in failed[-1].attributes  # the operation of the span is not what failed
     assert failed[-1].attributes["seawall.task.will_restart"] is False
 
 

@@ -138,7 +138,7 @@ def test_breaker_and_retry_span_events(
                 "seawall.retry.name": "fetch",
                 "seawall.retry.outcome": "failed_with_retry",
                 "seawall.retry.attempts": 3,
-                "error.type": "TimeoutError",
+                "seawall.error.type": "TimeoutError",  # an event: the caller's operation may succeed
             },
         ),
     ]

@@ -73,6 +73,13 @@ class _Open(NamedTuple):
     recording: bool
 
 
+# `error.type` is "the class of error the operation ended with": seawall sets it on the attempt spans
+# it owns, which end with that error. A span event lands on the caller's span, whose operation may
+# well succeed (a fallback, a retry that gives up inside a larger request), so events carry the
+# class name under seawall's own key.
+ERROR_TYPE_EVENT = "seawall.error.type"
+
+
 class OtelInstrumentation:
     """The listener `instrument()` returns. `active` is False when nothing was subscribed."""
 
@@ -173,7 +180,7 @@ class OtelInstrumentation:
                 "seawall.retry.name": event.retry,
                 "seawall.retry.outcome": event.outcome.value,
                 "seawall.retry.attempts": event.attempts,
-                "error.type": event.error_type,
+                ERROR_TYPE_EVENT: event.error_type,
             },
         )
 
@@ -204,7 +211,7 @@ class OtelInstrumentation:
             "seawall.fallback.reason": event.reason.value,
         }
         if event.error_type is not None:
-            attributes["error.type"] = event.error_type
+            attributes[ERROR_TYPE_EVENT] = event.error_type
         self._annotate("seawall.fallback", attributes)
 
     def _on_feature_toggled(self, event: FeatureToggled) -> None:
@@ -225,7 +232,7 @@ class OtelInstrumentation:
                 "seawall.timeout.seconds": event.seconds,
                 "seawall.timeout.elapsed": event.elapsed,
                 "seawall.timeout.cancelled": event.cancelled,
-                "error.type": "CallTimeoutError",
+                ERROR_TYPE_EVENT: "CallTimeoutError",
             },
         )
 
@@ -255,7 +262,7 @@ class OtelInstrumentation:
                 "seawall.rate_limiter.name": event.limiter,
                 "seawall.rate_limiter.backend": event.backend,
                 "seawall.rate_limiter.failure_policy": event.failure_policy,
-                "error.type": event.error_type,
+                ERROR_TYPE_EVENT: event.error_type,
             },
         )
 
@@ -267,7 +274,7 @@ class OtelInstrumentation:
                 "seawall.task.will_restart": event.will_restart,
                 "seawall.task.restart_delay": event.delay,
                 "seawall.error.category": event.category.value,
-                "error.type": event.error_type,
+                ERROR_TYPE_EVENT: event.error_type,
             },
         )
 
