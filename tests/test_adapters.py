@@ -357,7 +357,10 @@ def test_tenacity_async_iterator_form_closes_its_span_and_counts(
 
     async def fetch() -> int:
         async for attempt in r:
-            async with attempt:
+            if hasattr(attempt, "__aenter__"):  # tenacity >= 9.2
+                async with attempt:
+                    return 7
+            with attempt:
                 return 7
         raise AssertionError("unreachable")
 
@@ -405,8 +408,18 @@ def test_tenacity_raising_hook_ends_the_attempt_and_the_call(
     assert calls_of(registry, "hooked") == {"failed_without_retry": 1}
 
 
+def tenacity_version() -> str:
+    from importlib.metadata import version
+
+    return version("tenacity")
+
+
 def test_tenacity_instrumented_retrying_pickles(registry: seawall.Registry) -> None:
     r = tenacity.Retrying(stop=tenacity.stop_after_attempt(3), reraise=True)
+    try:
+        pickle.dumps(r)
+    except (AttributeError, pickle.PicklingError) as exc:  # tenacity < 9.2's own default predicate
+        pytest.skip(f"tenacity {tenacity_version()} cannot pickle its own Retrying: {exc}")
     instrument_retrying(r, "pickled", registry=registry)
     restored = pickle.loads(pickle.dumps(r))
     assert isinstance(restored, tenacity.Retrying)

@@ -81,7 +81,7 @@ class PybreakerBreaker:
             "adapter": "pybreaker",
             "failure_threshold": self.cb.fail_max,
             "reset_timeout": float(self.cb.reset_timeout),
-            "success_threshold": self.cb.success_threshold,
+            "success_threshold": getattr(self.cb, "success_threshold", 1),  # pybreaker >= 1.4
             "failure_rate_threshold": None,
             "slow_call_rate_threshold": None,
         }
