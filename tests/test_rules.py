@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from exposition import METRIC_CONTRACT
+from seawall.metrics.contract import CONTRACT as METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
@@ -28,21 +29,13 @@ LIMITS_RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/run
 LIMITS_RULES = RULES_DIR / "seawall-limits-alerts.yml"
 TASK_RUNBOOKS = ROOT / "docs" / "runbooks-tasks.md"
 TASK_RUNBOOK_BASE = "https://github.com/seawall-dev/seawall/blob/main/docs/runbooks-tasks.md#"
-# TaskSnapshot's series (issue 12), with their labels; the exporter maps them (docs/exporter.md).
-TASK_METRICS = {
-    "seawall_task_up": {"task"},
-    "seawall_task_state": {"task", "state"},
-    "seawall_task_restarts_total": {"task", "error_type"},
-    "seawall_task_permanent_failures_total": {"task"},
-    "seawall_task_last_start_timestamp_seconds": {"task"},
-    "seawall_task_last_heartbeat_timestamp_seconds": {"task"},
-    "seawall_task_heartbeat_timeout_seconds": {"task"},
-}
+# TaskSnapshot's series (issue 12), with their labels, from the contract table.
+TASK_METRICS = {spec.sample_name: set(spec.label_names) for spec in METRICS if spec.source == "task"}
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 # The metric contract (DESIGN.md + docs/exporter.md) plus what the scrape itself produces.
-HISTOGRAMS = {"seawall_circuit_breaker_call_duration_seconds", "seawall_timeout_call_duration_seconds"}
+HISTOGRAMS = {spec.prometheus_name for spec in METRICS if spec.type == "histogram"}
 CONTRACT = (
     (METRIC_CONTRACT - HISTOGRAMS) | {f"{name}_bucket" for name in HISTOGRAMS} | {"up"} | set(TASK_METRICS)
 )
