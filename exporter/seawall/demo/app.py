@@ -157,6 +157,10 @@ class Demo:
             breaker = CircuitBreaker(
                 name,
                 failure_threshold=5,
+                # a sliding window too, so the dashboards' "failure rate vs threshold" has a ratio
+                # to plot (a breaker without one exports none)
+                failure_rate_threshold=0.5,
+                minimum_calls=20,
                 reset_timeout=breaker_reset_timeout,
                 errors=errors,
                 clock=clock,

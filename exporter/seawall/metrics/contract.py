@@ -176,9 +176,9 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "gauge",
         "1",
         (_BREAKER,),
-        "Failure ratio (0..1) of the calls in the breaker's sliding window (none without calls in one)",
+        "Failure ratio (0..1) of the breaker's sliding window (0 while empty); absent without a window",
         "breaker",
-        lambda s: _one(s, s.failure_rate if s.window_calls else None),
+        lambda s: _one(s, s.failure_rate),
         "max",
     ),
     MetricSpec(
