@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from conftest import run_command
+
 # What pip prints when it cannot reach the index at all (not: the package or version is missing).
 UNREACHABLE = (
     "NewConnectionError",
@@ -28,7 +30,7 @@ def pip(arguments: list[str], what: str, timeout: float) -> subprocess.Completed
     pip fails otherwise."""
     command = [sys.executable, "-m", "pip", *arguments, "--disable-pip-version-check", "-q"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        done = run_command(command, timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.skip(f"the package index did not answer within {timeout:.0f}s while fetching {what}")
     if done.returncode != 0:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import tomllib
 
+from conftest import run_command
 from package_index import pip
 
 pytestmark = pytest.mark.slow
@@ -61,18 +61,12 @@ def test_the_adapter_works_on_the_floor_of_its_range(package: str) -> None:
     target = installed_floor(package)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(target), str(ROOT / "exporter"), str(HERE), str(ROOT)])
-    probe = subprocess.run(
+    probe = run_command(
         [sys.executable, "-c", f"from importlib.metadata import version; print(version({package!r}))"],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
     )
     assert probe.stdout.strip().startswith(floor(package))  # the floor is what the run imports
     command = [sys.executable, "-m", "pytest", *SUITES[package], "-q", "-p", "no:cacheprovider", "-x"]
-    done = subprocess.run(
-        command, cwd=HERE, env=env, capture_output=True, text=True, timeout=RUN_SECONDS, check=False
-    )
+    done = run_command(command, cwd=HERE, env=env, timeout=RUN_SECONDS)
     assert done.returncode == 0, f"{package}=={floor(package)}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
     assert " passed" in done.stdout

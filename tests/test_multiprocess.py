@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from conftest import run_command
 from exposition import Samples, get, scrape
 from seawall.metrics.contract import CONTRACT, by_name
 
@@ -67,14 +68,8 @@ WORKER = textwrap.dedent(
 
 def run_script(script: str, directory: Path, *args: str) -> str:
     """Run `script` as a worker writing into `directory` (also its cwd); its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        env=worker_env(directory),
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_command(
+        [sys.executable, "-c", script, *args], env=worker_env(directory), cwd=directory, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
