@@ -116,6 +116,15 @@ class AdminActions:
             log_value(client),
         )
 
+    def authorized(self, request: Request) -> bool:
+        """Whether `request` carries the admin token (for reads that show details; not counted)."""
+        if self._token is None:
+            return False
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), self._token)
+
     def _authorize(self, request: Request, action: str, target: str) -> None:
         if self._token is None:
             self._count(action, "disabled", request, target)

@@ -163,6 +163,7 @@ def resilience_routes(
     admin = AdminActions(reg, token, prometheus_registry)
     stream = SnapshotStream(
         reg,
+        details=include_error_messages,
         interval=stream_interval,
         max_seconds=stream_max_seconds,
         max_streams=stream_max_clients,
@@ -214,16 +215,21 @@ def resilience_routes(
     async def errors(request: Request) -> Response:
         return _body(cache.get("errors", lambda: _dumps(views.error_stats(reg))))  # counters only: age
 
+    def details(request: Request) -> bool:
+        """Messages and context: for the admin token's holder, or anyone if the operator opted in."""
+        return include_error_messages or admin.authorized(request)
+
     async def recent(request: Request) -> Response:
         limit = parse_limit(request)
-        items = views.recent_errors(reg, limit, include_error_messages)
-        return _json({"limit": limit, "errors": items})
+        shown = details(request)
+        items = views.recent_errors(reg, limit, shown)
+        return _json({"limit": limit, "details": shown, "errors": items})
 
     async def tasks(request: Request) -> Response:
-        return _json({"tasks": views.tasks_payload(reg, include_error_messages)})
+        return _json({"tasks": views.tasks_payload(reg, details(request))})
 
     async def snapshot(request: Request) -> Response:
-        return _json(views.registry_payload(reg))
+        return _json(views.registry_payload(reg, details=details(request)))
 
     routes: list[BaseRoute] = [
         Route("/health", guarded(live), methods=["GET"], name="seawall_health"),

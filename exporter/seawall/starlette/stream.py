@@ -66,12 +66,16 @@ class SnapshotStream:
         clock: Callable[[], float] = time.monotonic,
         send_timeout: float = 10.0,
         heartbeat: float = 5.0,
+        details: bool = False,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.05 <= interval <= 60:
             raise ValueError(f"stream_interval must be between 0.05 and 60 seconds, got {interval!r}")
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or max_seconds <= 0:
             raise ValueError(f"stream_max_seconds must be > 0, got {max_seconds!r}")
         self.registry = registry
+        # One frame is shared by every client, and EventSource cannot send a token: the stream
+        # carries error details only when the operator opted in for everyone.
+        self.details = details
         self.interval = float(interval)
         self.max_seconds = float(max_seconds)
         if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
@@ -105,7 +109,7 @@ class SnapshotStream:
         cached = self._cached
         if cached is not None and now - cached[0] < self.interval * 0.5:
             return cached[1]
-        payload = registry_payload(self.registry)
+        payload = registry_payload(self.registry, details=self.details)
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
         frame = f"event: snapshot\ndata: {data}\n\n".encode()
         self._cached = (now, frame)

@@ -82,10 +82,11 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
-def kind_payload(registry: Registry, kind: Kind | str) -> list[dict[str, Any]]:
-    """The snapshots of every primitive of `kind`, JSON-ready (histograms as count/sum/p50/p99)."""
+def kind_payload(registry: Registry, kind: Kind | str, details: bool = False) -> list[dict[str, Any]]:
+    """The snapshots of every primitive of `kind`, JSON-ready (histograms as count/sum/p50/p99);
+    a task's last error message only with `details`."""
     if kind == Kind.TASK:
-        return tasks_payload(registry)
+        return tasks_payload(registry, details)
     return [snapshot_dict(item.snapshot()) for item in registry.items(kind)]
 
 
@@ -101,9 +102,9 @@ def features_payload(registry: Registry) -> list[dict[str, Any]]:
     return kind_payload(registry, Kind.FEATURE)
 
 
-def tasks_payload(registry: Registry, include_messages: bool = False) -> list[dict[str, Any]]:
+def tasks_payload(registry: Registry, details: bool = False) -> list[dict[str, Any]]:
     """Supervised tasks, each with `stale`: running but silent for longer than its heartbeat timeout.
-    The last error's (redacted) message only when asked for, as for recent errors."""
+    The last error's (redacted) message only with `details`, as for recent errors."""
     now = time.time()
     out = []
     for task in registry.items(Kind.TASK):
@@ -111,7 +112,7 @@ def tasks_payload(registry: Registry, include_messages: bool = False) -> list[di
         data = snapshot_dict(snap)
         data["state"] = str(snap.state)
         data["stale"] = heartbeat_stale(snap, now)
-        if not include_messages:
+        if not details:
             del data["last_error_message"]
         out.append(data)
     return out
@@ -124,23 +125,30 @@ def error_stats(registry: Registry) -> dict[str, Any]:
 
 # Never served: a stack or the exception object would expose a downstream's internals.
 _NEVER = frozenset({"traceback", "stack", "stacktrace", "exception", "exc_info", "args"})
+# Served only with `details` (the admin token, or the operator's opt-in): redacted, but still text
+# a downstream or a caller wrote, which no redaction rule set can promise to clean entirely.
+DETAIL_FIELDS = frozenset({"message", "context"})
 
 
-def recent_errors(registry: Registry, limit: int, include_messages: bool = False) -> list[dict[str, Any]]:
-    """The latest errors, newest first; messages only when asked for (they are redacted, still text)."""
-    drop = _NEVER if include_messages else _NEVER | {"message"}
+def recent_errors(registry: Registry, limit: int, details: bool = False) -> list[dict[str, Any]]:
+    """The latest errors, newest first: counts' dimensions (source, type, category, time) always,
+    messages and context only with `details`."""
+    drop = _NEVER if details else _NEVER | DETAIL_FIELDS
     return [
         {key: _finite(value) for key, value in dict(item).items() if key not in drop}
         for item in registry.errors.recent(limit)
     ]
 
 
-def registry_payload(registry: Registry, recent: int = 10) -> dict[str, Any]:
+def registry_payload(registry: Registry, recent: int = 10, details: bool = False) -> dict[str, Any]:
     """Everything the status page draws, in one object (one SSE frame): a list per declared kind
-    under its plural ("breakers", ..., "rate_limiters", "tasks"), the errors and the recent ones."""
+    under its plural ("breakers", ..., "rate_limiters", "tasks"), the errors and the recent ones;
+    `details` as for `recent_errors`, and said in the payload so the page can tell what it was not
+    shown."""
     return {
         "time": time.time(),
-        **{spec.kind.plural: kind_payload(registry, spec.kind) for spec in declared()},
+        "details": details,
+        **{spec.kind.plural: kind_payload(registry, spec.kind, details) for spec in declared()},
         "errors": error_stats(registry),
-        "recent_errors": recent_errors(registry, recent),
+        "recent_errors": recent_errors(registry, recent, details),
     }

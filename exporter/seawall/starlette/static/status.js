@@ -309,7 +309,7 @@
     });
   }
 
-  function drawErrors(stats, recent) {
+  function drawErrors(stats, recent, details) {
     stats = stats || {};
     document.getElementById("error-window").textContent =
       stats.window_seconds ? "(last " + (stats.window_seconds >= 120 ? Math.round(stats.window_seconds / 60) + " min)" : Math.round(stats.window_seconds) + " s)") : "";
@@ -335,11 +335,14 @@
     (recent || []).slice(0, 10).forEach(function (e) {
       var row = el("tr");
       var when = e.timestamp ? new Date(e.timestamp * 1000).toLocaleTimeString([], { hour12: false }) : "";
-      [when, e.source || "", e.type || e.error_type || "", e.category || ""].forEach(function (v) {
+      [when, e.source || "", e.type || e.error_type || "", e.category || "", e.message || ""].forEach(function (v) {
         row.appendChild(el("td", null, String(v)));
       });
       body.appendChild(row);
     });
+    // The server leaves messages and context out unless this client may see them: say so.
+    document.getElementById("error-details").textContent = details ? "" :
+      "messages and context are hidden: GET api/resilience/errors/recent with the admin token shows them";
   }
 
   function draw(snapshot) {
@@ -350,7 +353,7 @@
     drawRetries(snapshot.retries || [], t);
     drawTasks(snapshot.tasks || [], t);
     drawLimits(snapshot);
-    drawErrors(snapshot.errors, snapshot.recent_errors);
+    drawErrors(snapshot.errors, snapshot.recent_errors, snapshot.details);
     var open = breakers.filter(function (b) { return b.state !== "closed"; }).length;
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
     var tasks = snapshot.tasks || [];
