@@ -43,7 +43,7 @@ def test_secret_named_context_values_are_masked_when_recorded() -> None:
         "api_key": "[REDACTED]",
         "dbToken": "[REDACTED]",
         "userPassword": "[REDACTED]",
-        "nested": "{'password': '[REDACTED]'}",
+        "nested": '{"password": "[REDACTED]"}',  # containers are walked, then shown as JSON
         "user": "bob",
         "attempt": 3,
     }

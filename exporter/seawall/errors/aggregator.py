@@ -7,8 +7,8 @@ classifier; `record_error` records into the default registry's aggregator.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
-import math
 import reprlib
 import threading
 import time
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from seawall.core.enums import ErrorCategory
 from seawall.core.logsafe import exception_text
-from seawall.core.redact import MASK, is_secret_name, redact
+from seawall.core.redact import MASK, is_secret_name
+from seawall.core.scrub import CLEAN, OTHER, clean_structure, scrub
 from seawall.core.settings import MAX_COUNT, Number, check_callables, resolve
 from seawall.errors.classify import classify, to_category
 from seawall.errors.settings import AggregatorSettings
@@ -112,9 +113,10 @@ class ErrorAggregator:
             raise TypeError(f"exc must be an exception, got {exc!r}")
         if context is not None and not isinstance(context, Mapping):
             raise TypeError(f"context must be a mapping or None, got {context!r}")
-        # Bounded and redacted before anything is kept: the caller's free text may be huge or secret.
-        if len(source) > MAX_SOURCE_LENGTH:
-            source = source[:MAX_SOURCE_LENGTH]
+        # Bounded, valid and redacted before anything is kept: the caller's free text may be huge,
+        # secret, or not encodable (a lone surrogate), and the source becomes a /metrics label.
+        if source not in CLEAN:  # the memo's lookup inlined: sources repeat on every call
+            source = scrub(source, MAX_SOURCE_LENGTH)
         if context:
             context = _small_context(context)
         try:
@@ -130,7 +132,10 @@ class ErrorAggregator:
         cap = self._max_keys
         if self._max_recent:
             # Keep the message, not the exception: a stored exception pins its traceback's frames.
-            self._recent.append((now, source, error_type, category, _message(exc, error_type), context))
+            message = _message(exc, error_type)
+            if message not in CLEAN:
+                message = scrub(message, MESSAGE_LENGTH)
+            self._recent.append((now, source, error_type, category, message, context))
         self._acquire()
         try:
             bucket = self._ring[index % self._size]
@@ -218,7 +223,7 @@ class ErrorAggregator:
             "source": source,
             "type": error_type,
             "category": category.value,
-            "message": redact(message)[: self._message_limit],
+            "message": message[: self._message_limit],  # scrubbed by record()
             "context": dict(context) if context else {},  # made small and redacted by record()
         }
 
@@ -232,48 +237,49 @@ class ErrorAggregator:
 
 def _message(exc: BaseException, error_type: str) -> str:
     try:
-        return str(exc)[:4096]
+        return str(exc)
     except Exception:
         return f"<unprintable {error_type}>"
 
 
 MAX_SOURCE_LENGTH = 200
+MESSAGE_LENGTH = 4096
 CONTEXT_KEYS = 20
 CONTEXT_KEY_LENGTH = 64
 CONTEXT_VALUE_LENGTH = 200
-_INT_BOUND = 2**63
+# Long enough that a token inside an object's repr is seen whole by the rules (reprlib's default
+# cuts strings to 30 characters, keeping a token's ends).
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = CONTEXT_VALUE_LENGTH
 
 
 def _context_value(value: Any) -> Any:
-    """A context value as kept: short redacted text, or a JSON-safe number, bool or None."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        # str() of an int past 4,300 digits raises, so JSON could not serve it.
-        return value if -_INT_BOUND <= value < _INT_BOUND else f"<int of {value.bit_length()} bits>"
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        text = value[: 4 * CONTEXT_VALUE_LENGTH]  # bound the redaction work, then the result
-    else:
-        try:
-            text = reprlib.repr(value)  # bounded however large the object
-        except Exception:
-            text = f"<unprintable {type(value).__name__}>"
-    return redact(text)[:CONTEXT_VALUE_LENGTH]
+    """A context value as kept: short scrubbed text, or a JSON-safe number, bool or None.
+    Containers are walked (secret keys and header pairs masked at any depth), then shown as JSON."""
+    cleaned = clean_structure(value, CONTEXT_VALUE_LENGTH)
+    if isinstance(cleaned, (dict, list)):
+        return json.dumps(cleaned, ensure_ascii=False, default=str)[:CONTEXT_VALUE_LENGTH]
+    if cleaned is not OTHER:
+        return cleaned
+    try:
+        text = _REPR.repr(value)  # bounded however large the object
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return scrub(text, CONTEXT_VALUE_LENGTH)
 
 
 def _small_context(context: Mapping[Any, Any]) -> dict[str, Any]:
-    """A bounded copy of `context`: 20 keys of up to 64 characters, values of up to 200, and the
-    value of every key that names a secret (`password`, `api_key`, `dbToken`) masked whole."""
+    """A bounded copy of `context`: 20 keys of up to 64 characters, values of up to 200, every
+    text scrubbed (valid Unicode, redacted), and the value of every key that names a secret
+    (`password`, `api_key`, `dbToken`, `Cookie`) masked whole."""
     out: dict[str, Any] = {}
     try:
         items = list(itertools.islice(context.items(), CONTEXT_KEYS))
     except Exception:  # a broken Mapping must not break the call being recorded
         return {"context": "<unreadable>"}
     for key, value in items:
-        name = key if isinstance(key, str) else _context_value(key)
-        name = str(name)[:CONTEXT_KEY_LENGTH]
+        name = key if isinstance(key, str) else str(_context_value(key))
+        name = scrub(name, CONTEXT_KEY_LENGTH)
         out[name] = MASK if is_secret_name(name) else _context_value(value)
     return out
 
