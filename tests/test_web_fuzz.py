@@ -22,6 +22,8 @@ import seawall
 from seawall.breakers.breaker import CircuitBreaker
 from seawall.degrade.features import Features
 from seawall.demo import create_demo_app
+from seawall.demo import worker as worker_module
+from seawall.demo.dependencies import CHAOS_FIELDS
 from seawall.starlette import create_app
 
 TOKEN = "fuzz-admin-token-5ecret"
@@ -77,8 +79,28 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
+# Every chaos field (dependencies' and the worker's) and some odd keys, each with values that broke
+# the demo (issue 17): a lone surrogate, a 4,000-digit number, an overflowing float, control text.
+CHAOS_KEYS = (*CHAOS_FIELDS, *worker_module._SWITCHES, "\\ud800", "x\\u0000y", "\\udfff\\ud800")
+HOSTILE_VALUES = (
+    '"\\ud800"',
+    "9" * 4000,
+    "-" + "9" * 4000,
+    "1e400",
+    "-1e400",
+    "1" + "0" * 300 + ".5",
+    '"\\u0000\\u001b[2J"',
+    '["\\ud800"]',
+    '{"\\ud800": 1}',
+    "true",
+    "0.5",
+)
+hostile_json = st.dictionaries(
+    st.sampled_from(CHAOS_KEYS), st.sampled_from(HOSTILE_VALUES), min_size=1, max_size=3
+).map(lambda items: ("{" + ",".join(f'"{key}":{value}' for key, value in items.items()) + "}").encode())
 bodies = (
-    st.binary(max_size=5000)
+    hostile_json
+    | st.binary(max_size=5000)
     | json_values.map(lambda value: repr(value).encode())
     | st.sampled_from([b"[" * 3000 + b"]" * 3000, b'{"outage": true}', b'{"failure_rate": 2}', b"\xff\xfe"])
 )
@@ -211,3 +233,55 @@ def test_demo_answers_every_request_without_5xx_or_secrets(
     app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=3, tracing=False)
     plant_secrets(app.state.registry)
     fuzz(app, log_lines)
+
+
+def test_every_chaos_field_with_every_hostile_value_is_a_4xx_or_2xx(
+    log_lines: LogLines, monkeypatch: pytest.MonkeyPatch, fake_clock: Any
+) -> None:
+    """Deterministic, every pair: the random fuzz above reaches a chaos route with JSON rarely."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep, seed=3, tracing=False)
+    # The last is a surrogate's UTF-8 bytes, percent-encoded: what a client can send of one.
+    paths = ["/chaos/worker", "/chaos/payments", "/chaos/inventory", "/chaos/%ED%A0%80"]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in paths:
+            for key in CHAOS_KEYS:
+                for value in HOSTILE_VALUES:
+                    content = f'{{"{key}":{value}}}'.encode()
+                    response = client.post(
+                        path, content=content, headers={"content-type": "application/json"}
+                    )
+                    assert response.status_code < 500, (path, content[:80], response.text[:200])
+                    response.json()  # a valid JSON body, whatever text it names
+
+
+def test_lone_surrogates_in_sources_and_context_never_break_a_route() -> None:
+    registry = seawall.Registry()
+    registry.errors.record(
+        RuntimeError("bad \ud800 text"), source="https://x/\udfff", context={"\ud800": "\udc00", "k": b"\xff"}
+    )
+    prometheus_registry = CollectorRegistry()
+    app = create_app(registry=registry, prometheus_registry=prometheus_registry, admin_token=TOKEN)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in (
+            "/metrics",
+            "/api/resilience/errors",
+            "/api/resilience/errors/recent",
+            "/api/resilience/snapshot",
+        ):
+            for headers in ({}, {"authorization": f"Bearer {TOKEN}"}):
+                response = client.get(path, headers=headers)
+                assert response.status_code == 200, (path, response.text[:200])
+        recent = client.get("/api/resilience/errors/recent", headers={"authorization": f"Bearer {TOKEN}"})
+        (item,) = recent.json()["errors"]
+    assert item["source"] == "https://x/\ufffd"
+    assert item["context"] == {"\ufffd": "\ufffd", "k": "\ufffd"}
+
+
+def test_a_primitive_name_with_a_lone_surrogate_is_refused_by_name() -> None:
+    registry = seawall.Registry()
+    with pytest.raises(
+        ValueError, match=r"breaker name must be text without lone surrogates, got 'pay\\ud800'"
+    ):
+        CircuitBreaker("pay\ud800", registry=registry)
+    assert registry.breakers() == []

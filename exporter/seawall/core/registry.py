@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from seawall.core.kinds import Kind, declared, spec_of
+from seawall.core.scrub import valid_text
 from seawall.core.snapshots import RegistrySnapshot
 from seawall.events import EventBus, PrimitiveRegistered
 
@@ -52,6 +53,9 @@ class Registry:
     def add(self, primitive: Registrable) -> None:
         """Register a new primitive; a second one of the same kind and name is refused."""
         kind, name = Kind.of(primitive.kind), primitive.name
+        if not isinstance(name, str) or valid_text(name) != name:
+            # A name becomes a /metrics label and JSON: a lone surrogate cannot be encoded in either.
+            raise ValueError(f"{kind} name must be text without lone surrogates, got {name!a}")
         with self._lock:
             existing = self._items[kind].get(name)
             if existing is not None and existing is not primitive:

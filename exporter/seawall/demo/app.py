@@ -23,7 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from seawall.breakers.breaker import CircuitBreaker
@@ -35,6 +35,7 @@ from seawall.limits.policy import Policy, policy
 from seawall.limits.ratelimit import RateLimiter
 from seawall.limits.timeout import CallTimeoutError, Timeout
 from seawall.retries.retry import Retry
+from seawall.starlette._json import JSONResponse
 
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from seawall.core.registry import Registry
+from seawall.starlette._json import JSONResponse
 from seawall.tasks.supervisor import SupervisedTask, Supervisor
 
 from ..starlette import ApiError

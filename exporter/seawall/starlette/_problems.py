@@ -17,9 +17,11 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from seawall.core.logsafe import exception_text, log_value
+
+from ._json import JSONResponse
 
 __all__ = ["ApiError", "disconnected_response", "error_response", "exception_handlers", "guarded"]
 

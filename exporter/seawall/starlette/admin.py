@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry
 
+from ._json import JSONResponse
 from ._problems import ApiError, api_error_response
 
 __all__ = ["AdminActions", "resolve_admin_token"]

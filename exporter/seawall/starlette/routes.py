@@ -6,7 +6,6 @@ including unknown names and bad parameters, uses the standard body from `_proble
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from seawall.core.kinds import Kind
@@ -25,6 +24,7 @@ from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
 
 from . import views
+from ._json import JSONResponse, dumps
 from ._problems import ApiError, Endpoint, exception_handlers, guarded
 from .admin import AdminActions, resolve_admin_token
 from .cache import BodyCache, breakers_fingerprint, features_fingerprint, retries_fingerprint
@@ -47,8 +47,7 @@ def _json(data: Any, status_code: int = 200) -> JSONResponse:
     return response
 
 
-def _dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+_dumps = dumps
 
 
 def _body(body: bytes) -> Response:
