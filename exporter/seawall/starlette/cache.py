@@ -19,6 +19,7 @@ import operator
 import time
 from collections.abc import Callable, Hashable
 
+from seawall.core.kinds import Kind, declared
 from seawall.core.registry import Registry
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "breakers_fingerprint",
     "features_fingerprint",
     "retries_fingerprint",
+    "snapshot_fingerprint",
 ]
 
 Fingerprint = Callable[[], Hashable]
@@ -50,6 +52,18 @@ def features_fingerprint(registry: Registry) -> Hashable:
 def retries_fingerprint(registry: Registry) -> Hashable:
     """The registered retries (a retry has no state of its own, only counters)."""
     return tuple(registry.retries())
+
+
+def snapshot_fingerprint(registry: Registry) -> Hashable:
+    """What the whole snapshot must be current about: breaker states, feature switches, task
+    states, and the primitives registered of every declared kind."""
+    tasks = tuple(registry.items(Kind.TASK))
+    return (
+        breakers_fingerprint(registry),
+        features_fingerprint(registry),
+        tuple(map(_state, tasks)),
+        tuple(tuple(registry.items(spec.kind)) for spec in declared()),
+    )
 
 
 class BodyCache:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from seawall.core.enums import BreakerState
@@ -77,12 +78,15 @@ def normalize_checks(checks: Mapping[str, CheckFn] | Sequence[Check] | None) -> 
     return items
 
 
-async def _run_check(check: Check, running: set[str]) -> dict[str, Any]:
+async def _run_check(check: Check, running: set[str], limiter: anyio.CapacityLimiter) -> dict[str, Any]:
     """Run one check within its timeout.
 
     A sync check runs in a worker thread, which a timeout cannot stop: while that thread is still
     busy, later evaluations report `still_running` instead of starting another, so a hung
-    dependency cannot use up the thread pool one readiness probe at a time.
+    dependency cannot use up the thread pool one readiness probe at a time. The thread is taken
+    under the checker's own capacity `limiter`, not anyio's shared one: /metrics renders, status
+    bodies and the application's own `run_sync` calls may fill the shared 40 tokens, and a probe
+    queued behind them would report a passing check as `timeout`.
     """
     start = time.perf_counter()
     status, error = "pass", None
@@ -101,7 +105,7 @@ async def _run_check(check: Check, running: set[str]) -> dict[str, Any]:
                     finally:
                         running.discard(check.name)
 
-                result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
                 if inspect.isawaitable(result):
                     result = await result
         if result is False:
@@ -137,6 +141,9 @@ class HealthChecker:
             raise TypeError(f"critical_breakers must be a collection of names, got {critical_breakers!r}")
         self.critical_breakers = frozenset(critical_breakers)
         self._running: set[str] = set()  # sync checks whose worker thread has not returned yet
+        # One token per check: each check has at most one thread running (`_running`), so a probe
+        # never waits here, whatever else the process runs in threads.
+        self._limiter = anyio.CapacityLimiter(max(1, len(self.checks)))
 
     def _tasks(self) -> tuple[dict[str, Any], bool, list[str]]:
         """Supervised tasks: the summary, whether one makes the service unhealthy, and the reasons."""
@@ -164,7 +171,9 @@ class HealthChecker:
 
     async def evaluate(self) -> dict[str, Any]:
         start = time.perf_counter()
-        results = await asyncio.gather(*(_run_check(check, self._running) for check in self.checks))
+        results = await asyncio.gather(
+            *(_run_check(check, self._running, self._limiter) for check in self.checks)
+        )
         checks = {check.name: result for check, result in zip(self.checks, results, strict=True)}
         reasons: list[str] = []
         unhealthy = degraded = False

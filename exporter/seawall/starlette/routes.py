@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,12 +23,19 @@ from starlette.routing import BaseRoute, Route
 from seawall.core.kinds import Kind
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
+from seawall.limits.bulkhead import BulkheadFullError, bulkhead
 
 from . import views
 from ._json import JSONResponse, dumps
 from ._problems import ApiError, Endpoint, exception_handlers, guarded
 from .admin import AdminActions, resolve_admin_token
-from .cache import BodyCache, breakers_fingerprint, features_fingerprint, retries_fingerprint
+from .cache import (
+    BodyCache,
+    breakers_fingerprint,
+    features_fingerprint,
+    retries_fingerprint,
+    snapshot_fingerprint,
+)
 from .health import Check, CheckFn, HealthChecker, normalize_checks
 from .middleware import ResilienceMiddleware
 from .page import page_routes
@@ -74,7 +82,18 @@ def parse_limit(
     return max(1, min(int(raw), maximum))
 
 
-def _metrics_endpoint(prometheus_registry: Any) -> Any:
+# Monitoring must never take the service out. /metrics and the status bodies render in threads
+# under capacity limiters of their own (anyio's shared 40 tokens stay for the application and
+# readiness has its own), at most METRICS_RENDERS renders at once; more scrapes queue up to
+# METRICS_QUEUE_SECONDS in a seawall bulkhead (so refused ones are counted and exported like any
+# bulkhead's), then get 503 `metrics_busy`.
+METRICS_RENDERS = 2
+METRICS_QUEUE_SECONDS = 5.0
+METRICS_BULKHEAD = "seawall.metrics"
+STATUS_RENDERS = 2
+
+
+def _metrics_endpoint(prometheus_registry: Any, registry: Registry) -> Any:
     from prometheus_client import CollectorRegistry
 
     from ..prometheus import refresh_all, render
@@ -89,10 +108,25 @@ def _metrics_endpoint(prometheus_registry: Any) -> Any:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return render(registry, accept, accept_encoding)
 
+    gate = bulkhead(METRICS_BULKHEAD, METRICS_RENDERS, METRICS_QUEUE_SECONDS, registry=registry)
+    limiter = anyio.CapacityLimiter(METRICS_RENDERS)
+
     async def metrics(request: Request) -> Response:
         # Rendering a large registry takes milliseconds: keep it off the event loop.
         accept, accept_encoding = request.headers.get("accept"), request.headers.get("accept-encoding")
-        body, headers = await anyio.to_thread.run_sync(respond, accept, accept_encoding)
+        try:
+            await gate.acquire_async()
+        except BulkheadFullError:
+            raise ApiError(
+                503,
+                "metrics_busy",
+                "too many /metrics requests at once; retry later",
+                headers={"retry-after": "1"},
+            ) from None
+        try:
+            body, headers = await anyio.to_thread.run_sync(respond, accept, accept_encoding, limiter=limiter)
+        finally:
+            gate.release()
         return Response(body, headers={**headers, "cache-control": "no-store"})
 
     return metrics
@@ -227,8 +261,21 @@ def resilience_routes(
     async def tasks(request: Request) -> Response:
         return _json({"tasks": views.tasks_payload(reg, details(request))})
 
+    status_limiter = anyio.CapacityLimiter(STATUS_RENDERS)
+
     async def snapshot(request: Request) -> Response:
-        return _json(views.registry_payload(reg, details=details(request)))
+        # Cached like the lists (one body per level of detail) and built in a thread: with
+        # thousands of breakers a build takes tens of milliseconds the event loop must not wait.
+        shown = details(request)
+
+        def build() -> bytes:
+            return cache.get(
+                f"snapshot:{shown}",
+                lambda: _dumps(views.registry_payload(reg, details=shown)),
+                lambda: snapshot_fingerprint(reg),
+            )
+
+        return _body(await anyio.to_thread.run_sync(build, limiter=status_limiter))
 
     routes: list[BaseRoute] = [
         Route("/health", guarded(live), methods=["GET"], name="seawall_health"),
@@ -262,7 +309,7 @@ def resilience_routes(
             0,
             Route(
                 "/metrics",
-                guarded(_metrics_endpoint(prometheus_registry)),
+                guarded(_metrics_endpoint(prometheus_registry, reg)),
                 methods=["GET"],
                 name="seawall_metrics",
             ),

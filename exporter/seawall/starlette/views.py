@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from seawall.core.enums import BreakerState
 from seawall.core.kinds import Kind, declared
 from seawall.core.registry import Registry
 from seawall.core.snapshots import BreakerSnapshot, HistogramSnapshot
@@ -38,6 +39,7 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
     return {key: _finite(value) for key, value in data.items()}
 
 
+_NOT_CLOSED = (BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.FORCED_OPEN)
 _ENUM_TYPES = ("BreakerState", "CallOutcome", "RetryOutcome", "ErrorCategory", "FallbackReason")
 _Plan = tuple[Callable[[Any], tuple[Any, ...]], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 _PLANS: dict[type, _Plan] = {}
@@ -82,12 +84,25 @@ def snapshot_dict(snapshot: Any) -> dict[str, Any]:
     return data  # dict fields are the snapshot's own fresh copies; serializing does not change them
 
 
-def kind_payload(registry: Registry, kind: Kind | str, details: bool = False) -> list[dict[str, Any]]:
-    """The snapshots of every primitive of `kind`, JSON-ready (histograms as count/sum/p50/p99);
-    a task's last error message only with `details`."""
+def _capped(items: list[Any], kind: Kind | str, cap: int | None) -> list[Any]:
+    """At most `cap` primitives (all without one); breakers not closed first, as reading a state
+    is cheap and a snapshot is not."""
+    if cap is None or len(items) <= cap:
+        return items
+    if kind == Kind.BREAKER:
+        tripped = [item for item in items if item.state in _NOT_CLOSED]
+        items = tripped + [item for item in items if item.state not in _NOT_CLOSED]
+    return items[:cap]
+
+
+def kind_payload(
+    registry: Registry, kind: Kind | str, details: bool = False, cap: int | None = None
+) -> list[dict[str, Any]]:
+    """The snapshots of every primitive of `kind` (at most `cap`), JSON-ready (histograms as
+    count/sum/p50/p99); a task's last error message only with `details`."""
     if kind == Kind.TASK:
-        return tasks_payload(registry, details)
-    return [snapshot_dict(item.snapshot()) for item in registry.items(kind)]
+        return tasks_payload(registry, details, cap)
+    return [snapshot_dict(item.snapshot()) for item in _capped(registry.items(kind), kind, cap)]
 
 
 def breakers_payload(registry: Registry) -> list[dict[str, Any]]:
@@ -102,12 +117,12 @@ def features_payload(registry: Registry) -> list[dict[str, Any]]:
     return kind_payload(registry, Kind.FEATURE)
 
 
-def tasks_payload(registry: Registry, details: bool = False) -> list[dict[str, Any]]:
+def tasks_payload(registry: Registry, details: bool = False, cap: int | None = None) -> list[dict[str, Any]]:
     """Supervised tasks, each with `stale`: running but silent for longer than its heartbeat timeout.
     The last error's (redacted) message only with `details`, as for recent errors."""
     now = time.time()
     out = []
-    for task in registry.items(Kind.TASK):
+    for task in _capped(registry.items(Kind.TASK), Kind.TASK, cap):
         snap = task.snapshot()
         data = snapshot_dict(snap)
         data["state"] = str(snap.state)
@@ -140,15 +155,25 @@ def recent_errors(registry: Registry, limit: int, details: bool = False) -> list
     ]
 
 
-def registry_payload(registry: Registry, recent: int = 10, details: bool = False) -> dict[str, Any]:
+def registry_payload(
+    registry: Registry, recent: int = 10, details: bool = False, cap: int | None = None
+) -> dict[str, Any]:
     """Everything the status page draws, in one object (one SSE frame): a list per declared kind
     under its plural ("breakers", ..., "rate_limiters", "tasks"), the errors and the recent ones;
     `details` as for `recent_errors`, and said in the payload so the page can tell what it was not
-    shown."""
-    return {
+    shown. With `cap`, each list holds at most `cap` items (breakers not closed first) and
+    `totals` says how many of each kind there are, so a frame stays small however many
+    primitives are registered."""
+    kinds = [spec.kind for spec in declared()]
+    payload = {
         "time": time.time(),
         "details": details,
-        **{spec.kind.plural: kind_payload(registry, spec.kind, details) for spec in declared()},
+        **{kind.plural: kind_payload(registry, kind, details, cap) for kind in kinds},
         "errors": error_stats(registry),
         "recent_errors": recent_errors(registry, recent, details),
     }
+    if cap is not None:
+        totals = {kind.value: len(registry.items(kind)) for kind in kinds}
+        payload["totals"] = totals
+        payload["truncated"] = any(count > cap for count in totals.values())
+    return payload

@@ -358,7 +358,10 @@
     var off = (snapshot.features || []).filter(function (f) { return !f.enabled; }).length;
     var tasks = snapshot.tasks || [];
     var failed = tasks.filter(function (k) { return k.state === "failed"; }).length;
-    document.getElementById("summary").textContent = breakers.length + " breakers, " + open +
+    // A frame lists at most 500 of each kind (not closed first); totals counts them all.
+    var shown = snapshot.truncated ? " (" + breakers.length + " shown)" : "";
+    var count = (snapshot.totals && snapshot.totals.breaker) || breakers.length;
+    document.getElementById("summary").textContent = count + " breakers" + shown + ", " + open +
       " not closed · " + (snapshot.features || []).length + " features, " + off + " on fallback · " +
       (tasks.length ? tasks.length + (tasks.length === 1 ? " task, " : " tasks, ") + failed + " failed · " : "") +
       "updated " + new Date(t * 1000).toLocaleTimeString();
