@@ -35,7 +35,9 @@ def test_hello_then_heartbeats_between_snapshots() -> None:
     client = run(scenario())
     names = [name for name, _ in events_of(client)]
     assert names[0] == "hello"
-    assert json.loads(events_of(client)[0][1]) == {"interval": 0.5, "heartbeat": 0.1}
+    hello = json.loads(events_of(client)[0][1])
+    assert len(hello.pop("stream")) == 32  # the id its reader acknowledges
+    assert hello == {"interval": 0.5, "heartbeat": 0.1, "ack_every": 5.0}
     assert names[1] == "snapshot"
     assert names.count("snapshot") in (2, 3)  # at 0, 0.5 and maybe 1.0 s
     assert names.count("heartbeat") >= 6  # every 0.1 s between them

@@ -521,7 +521,9 @@ def test_stream_route_answers_event_stream(registry: seawall.Registry) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         text = "".join(response.iter_text())
     events = dict(block.split("\ndata: ", 1) for block in text.split("\n\n") if block.startswith("event: "))
-    assert json.loads(events["event: hello"]) == {"interval": 1.0, "heartbeat": 1.0}
+    hello = json.loads(events["event: hello"])
+    assert len(hello.pop("stream")) == 32
+    assert hello == {"interval": 1.0, "heartbeat": 1.0, "ack_every": 5.0}
     snapshot = json.loads(events["event: snapshot"])
     assert snapshot["breakers"][0]["name"] == "payments"
     assert "event: bye" in text

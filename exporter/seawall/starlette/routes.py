@@ -160,6 +160,8 @@ def resilience_routes(
     stream_max_clients: int = 100,
     stream_send_timeout: float = 10.0,
     stream_heartbeat: float = 5.0,
+    stream_idle_timeout: float = 15.0,
+    stream_max_clients_per_address: int = 10,
     include_error_messages: bool = False,
     status_cache_seconds: float = 0.5,
 ) -> list[BaseRoute]:
@@ -197,6 +199,8 @@ def resilience_routes(
     stream = SnapshotStream(
         reg,
         details=include_error_messages,
+        idle_timeout=stream_idle_timeout,
+        max_per_client=stream_max_clients_per_address,
         interval=stream_interval,
         max_seconds=stream_max_seconds,
         max_streams=stream_max_clients,
@@ -277,6 +281,12 @@ def resilience_routes(
 
         return _body(await anyio.to_thread.run_sync(build, limiter=status_limiter))
 
+    async def ack(request: Request) -> Response:
+        # The live page's "still reading" signal; an unknown id (the stream ended) is a 404.
+        if not stream.ack(request.query_params.get("stream", "")):
+            raise ApiError(404, "unknown_stream", "no open status stream with this id", field="stream")
+        return Response(status_code=204, headers={"cache-control": "no-store"})
+
     routes: list[BaseRoute] = [
         Route("/health", guarded(live), methods=["GET"], name="seawall_health"),
         Route("/health/ready", guarded(ready), methods=["GET"], name="seawall_ready"),
@@ -303,6 +313,7 @@ def resilience_routes(
         Route("/api/resilience/tasks", guarded(tasks), methods=["GET"], name="seawall_tasks"),
         Route("/api/resilience/snapshot", guarded(snapshot), methods=["GET"], name="seawall_snapshot"),
         Route("/api/resilience/stream", stream, methods=["GET"], name="seawall_stream"),
+        Route("/api/resilience/stream/ack", guarded(ack), methods=["GET"], name="seawall_stream_ack"),
     ]
     if metrics:
         routes.insert(

@@ -12,6 +12,12 @@ between snapshots the server sends `event: heartbeat`, so the page can tell a de
 a quiet one. No send may hold a slot past its deadline: a client that stops reading (its TCP
 window full, so the server's `send()` blocks) is dropped after `send_timeout` seconds, or at the
 stream's end or the hub's close, whichever comes first. HEAD answers the headers at once.
+
+A send timeout alone does not find a client that stopped reading: kernel buffers on both ends
+absorb minutes of small frames. So each stream has an id (in `hello`) and the reader acknowledges
+it (`GET /api/resilience/stream/ack?stream=ID`, the page does it every `ack_every` seconds); a
+stream unacknowledged for `idle_timeout` seconds is dropped as idle. And one client address may
+hold at most `max_per_client` streams, so a hundred readers from one place cannot fill the slots.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import logging
 import math
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +80,8 @@ class SnapshotStream:
         send_timeout: float = 10.0,
         heartbeat: float = 5.0,
         details: bool = False,
+        idle_timeout: float = 15.0,
+        max_per_client: int = 10,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.05 <= interval <= 60:
             raise ValueError(f"stream_interval must be between 0.05 and 60 seconds, got {interval!r}")
@@ -91,6 +100,22 @@ class SnapshotStream:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 300:
                 raise ValueError(f"{pname} must be between 0.05 and 300 seconds, got {value!r}")
         self.send_timeout = float(send_timeout)
+        if (
+            isinstance(idle_timeout, bool)
+            or not isinstance(idle_timeout, (int, float))
+            or not 0.3 <= idle_timeout <= 3600
+        ):
+            raise ValueError(
+                f"stream_idle_timeout must be between 0.3 and 3600 seconds, got {idle_timeout!r}"
+            )
+        if isinstance(max_per_client, bool) or not isinstance(max_per_client, int) or max_per_client < 1:
+            raise ValueError(f"stream_max_clients_per_address must be an int >= 1, got {max_per_client!r}")
+        self.idle_timeout = float(idle_timeout)
+        self.ack_every = self.idle_timeout / 3  # two acks may be lost before the stream is dropped
+        self.max_per_client = max_per_client
+        self.dropped_idle_clients = 0
+        self._acked: dict[str, float] = {}  # stream id -> when its reader last acknowledged
+        self._per_client: dict[str, int] = {}
         # The longest silence between two frames: snapshots every `interval`, heartbeats between.
         self.heartbeat = min(self.interval, float(heartbeat))
         self.dropped_slow_clients = 0
@@ -160,6 +185,13 @@ class SnapshotStream:
         await asyncio.gather(sending, return_exceptions=True)
         return False
 
+    def ack(self, stream_id: str) -> bool:
+        """The reader of stream `stream_id` is alive; False when no such stream is open."""
+        if stream_id not in self._acked:
+            return False
+        self._acked[stream_id] = time.monotonic()
+        return True
+
     async def _head(self, send: Send) -> None:
         """HEAD: the stream's headers and no body, at once (it must not hold a slot)."""
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
@@ -175,6 +207,16 @@ class SnapshotStream:
         if self.open_streams >= self.max_streams:
             await self._refuse(send, "too_many_streams", "too many open status streams; retry later")
             return
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        if self._per_client.get(address, 0) >= self.max_per_client:
+            await self._refuse(
+                send, "too_many_streams_from_client", "too many open status streams from this address"
+            )
+            return
+        stream_id = uuid.uuid4().hex
+        self._acked[stream_id] = time.monotonic()
+        self._per_client[address] = self._per_client.get(address, 0) + 1
         disconnected = asyncio.Event()  # set by the client's disconnect or by close()
         waiter = (asyncio.get_running_loop(), disconnected)
         self._waiters.add(waiter)
@@ -189,7 +231,14 @@ class SnapshotStream:
         watcher = asyncio.create_task(watch())
         self.open_streams += 1
         deadline = time.monotonic() + self.max_seconds
-        hello = json.dumps({"interval": self.interval, "heartbeat": self.heartbeat})
+        hello = json.dumps(
+            {
+                "interval": self.interval,
+                "heartbeat": self.heartbeat,
+                "stream": stream_id,
+                "ack_every": self.ack_every,
+            }
+        )
         opening = f"retry: {self.retry_ms}\n\nevent: hello\ndata: {hello}\n\n".encode()
         delivered = True
         try:
@@ -205,9 +254,13 @@ class SnapshotStream:
                 deadline,
             )
             last_snapshot = -math.inf
+            idle = False
             while delivered and not disconnected.is_set() and not self._closed_flag:
                 now = time.monotonic()
                 if now >= deadline:
+                    break
+                if now - self._acked[stream_id] > self.idle_timeout:
+                    idle = True
                     break
                 if now - last_snapshot >= self.interval * 0.999:
                     # Built in a thread (one at a time: the others then find it cached).
@@ -223,7 +276,15 @@ class SnapshotStream:
                 wait = min(self.heartbeat, self.interval - (time.monotonic() - last_snapshot), remaining)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(disconnected.wait(), timeout=max(wait, 0.0))
-            if delivered and (self._closed_flag or not watcher.done()):
+            if idle:
+                end = {"type": "http.response.body", "body": b"", "more_body": False}
+                await self._deliver(send, end, disconnected, time.monotonic())  # a moment, no more
+                self.dropped_idle_clients += 1
+                log.warning(
+                    "seawall status stream: dropped a client that acknowledged nothing for %.1fs",
+                    self.idle_timeout,
+                )
+            elif delivered and (self._closed_flag or not watcher.done()):
                 end = {"type": "http.response.body", "body": b"event: bye\ndata: {}\n\n", "more_body": False}
                 # A bounded last send: at most send_timeout, even past the deadline.
                 await self._deliver(send, end, asyncio.Event(), time.monotonic() + self.send_timeout)
@@ -237,6 +298,12 @@ class SnapshotStream:
             pass  # the client went away between two frames
         finally:
             self.open_streams -= 1
+            self._acked.pop(stream_id, None)
+            left = self._per_client.get(address, 1) - 1
+            if left > 0:
+                self._per_client[address] = left
+            else:
+                self._per_client.pop(address, None)
             self._waiters.discard(waiter)
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

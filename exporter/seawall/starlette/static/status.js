@@ -42,8 +42,18 @@
     document.body.setAttribute("data-connection", state);
   }
 
+  // The server drops a stream whose reader acknowledges nothing for a while (an idle client's
+  // kernel buffers would otherwise hide it for minutes): tell it, on frames, that this page reads.
+  function acknowledge() {
+    if (!conn.stream || Date.now() - conn.ackedAt < conn.ackEveryMs) return;
+    conn.ackedAt = Date.now();
+    fetch("api/resilience/stream/ack?stream=" + encodeURIComponent(conn.stream), { cache: "no-store" })
+      .catch(function () { /* the stream's own watchdog notices a dead server */ });
+  }
+
   function heard(es, timeoutMs) {
     if (es !== source) return;
+    acknowledge();
     clearTimeout(conn.watchdog);
     conn.watchdog = setTimeout(function () {
       if (es !== source) return;
@@ -74,7 +84,13 @@
     setConnection(conn.state === "connecting" ? "connecting" : "reconnecting");
     heard(es, CONNECT_TIMEOUT_MS);
     es.addEventListener("hello", function (event) {
-      try { conn.deadAfterMs = 2000 * JSON.parse(event.data).heartbeat + 1000; } catch (err) { /* keep */ }
+      try {
+        var hello = JSON.parse(event.data);
+        conn.deadAfterMs = 2000 * hello.heartbeat + 1000;
+        conn.stream = hello.stream;
+        conn.ackEveryMs = 1000 * (hello.ack_every || 5);
+        conn.ackedAt = Date.now();
+      } catch (err) { /* keep */ }
       heard(es, conn.deadAfterMs);
     });
     es.addEventListener("heartbeat", function () { heard(es, conn.deadAfterMs); });
