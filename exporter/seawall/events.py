@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias, get_args
 from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from seawall.core.kinds import Kind
 from seawall.core.logsafe import exception_text, log_value
+from seawall.core.throttle import FailureLog
 
 log = logging.getLogger("seawall")
 
@@ -314,17 +315,6 @@ class Channel:
                 self._bus.report_error(_component_of(listener), exc)
 
 
-class _FailureLog:
-    """Per component: how many failures were logged, and the ones not logged since the last summary."""
-
-    __slots__ = ("last_summary", "logged", "unreported")
-
-    def __init__(self) -> None:
-        self.logged = 0
-        self.unreported = 0
-        self.last_summary = 0.0
-
-
 class EventBus:
     """Delivers events to listeners by event type; isolates, counts and logs listener failures.
 
@@ -339,15 +329,14 @@ class EventBus:
     listeners of that type (a failure there is counted, never reported again).
     """
 
-    __slots__ = ("_channels", "_errors", "_failure_logs", "_lock", "_subscriptions", "clock")
+    __slots__ = ("_channels", "_errors", "_failure_log", "_lock", "_subscriptions")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._channels: dict[type, Channel] = {kind: Channel(self, kind) for kind in EVENT_TYPES}
         self._subscriptions: list[tuple[Listener, frozenset[type]]] = []
         self._errors: dict[str, int] = {}
-        self._failure_logs: dict[str, _FailureLog] = {}
-        self.clock = clock
+        self._failure_log = FailureLog(log, LOGGED_FAILURES_PER_COMPONENT, SUMMARY_INTERVAL, clock)
 
     def channel(self, event_type: type) -> Channel:
         """The channel of `event_type` (made on first use for event types of other packages)."""
@@ -420,18 +409,7 @@ class EventBus:
     def _count(self, component: str, exc: BaseException) -> None:
         with self._lock:
             self._errors[component] = self._errors.get(component, 0) + 1
-            state = self._failure_logs.get(component)
-            if state is None:
-                state = self._failure_logs[component] = _FailureLog()
-            if state.logged < LOGGED_FAILURES_PER_COMPONENT:
-                state.logged += 1
-                full, summary = True, 0
-            else:
-                state.unreported += 1
-                now = self.clock()
-                full, summary = False, 0
-                if now - state.last_summary >= SUMMARY_INTERVAL:
-                    summary, state.unreported, state.last_summary = state.unreported, 0, now
+        full, summary = self._failure_log.decide(component)
         if full:
             log.error(
                 "seawall instrumentation %s failed (%s); the call it observed went on:\n%s",
@@ -439,7 +417,7 @@ class EventBus:
                 type(exc).__name__,
                 exception_text(exc),
             )
-            if state.logged == LOGGED_FAILURES_PER_COMPONENT:
+            if self._failure_log.is_last_full(component):
                 log.error(
                     "seawall instrumentation %r: further failures are logged once per %.0fs "
                     "(all are counted in seawall_instrumentation_errors_total)",
@@ -453,6 +431,10 @@ class EventBus:
                 summary,
                 type(exc).__name__,
             )
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._failure_log.clock
 
     def instrumentation_errors(self) -> dict[str, int]:
         """Failures counted so far, by component (what seawall_instrumentation_errors_total shows)."""

@@ -21,6 +21,7 @@ from seawall.breakers.breaker import CircuitBreaker, CircuitOpenError
 from seawall.core.enums import BreakerState, FallbackReason
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
+from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry, default_registry
 from seawall.core.settings import check_errors, check_identity, resolve
 from seawall.core.snapshots import FeatureSnapshot
@@ -395,7 +396,10 @@ async def safe_call_async(
 
 def _note_swallowed(fn: Callable[..., Any], exc: Exception, errors: Any | None, source: str | None) -> None:
     name = source or getattr(fn, "__qualname__", None) or type(fn).__name__
-    log.warning("seawall.safe_call: %s failed with %s; answering the fallback", name, type(exc).__name__)
+    # `source` is the caller's text (maybe from a request): escaped and redacted like every logged value.
+    log.warning(
+        "seawall.safe_call: %s failed with %s; answering the fallback", log_value(name), type(exc).__name__
+    )
     aggregator = default_registry().errors if errors is _DEFAULT_ERRORS else errors
     if aggregator is not None:
         aggregator.record(exc, source=name)

@@ -18,11 +18,10 @@ from math import floor
 from typing import TYPE_CHECKING, Any
 
 from seawall.core.enums import ErrorCategory
-from seawall.core.logsafe import exception_text
 from seawall.core.redact import MASK, is_secret_name
 from seawall.core.scrub import CLEAN, OTHER, clean_structure, scrub
 from seawall.core.settings import MAX_COUNT, Number, check_callables, resolve
-from seawall.errors.classify import classify, to_category
+from seawall.errors.classify import classify, failures, to_category
 from seawall.errors.settings import AggregatorSettings
 from seawall.events import ErrorRecorded
 
@@ -124,7 +123,9 @@ class ErrorAggregator:
             if not isinstance(category, ErrorCategory):
                 category = to_category(category, "classifier result")
         except Exception as broken:
-            log.error("seawall aggregator classifier failed:\n%s", exception_text(broken))
+            failures.failed(
+                "seawall aggregator classifier", f"aggregator classifier {id(self._classifier)}", broken
+            )
             category = ErrorCategory.UNKNOWN
         error_type = type(exc).__name__
         now = self._clock()

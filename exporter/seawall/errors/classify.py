@@ -21,9 +21,12 @@ import time
 from collections.abc import Callable
 
 from seawall.core.enums import ErrorCategory
-from seawall.core.logsafe import exception_text
+from seawall.core.throttle import FailureLog
 
 log = logging.getLogger("seawall")
+# A classifier or hint reader that fails, fails for every error: the first three failures of each
+# are logged in full, then one line a minute (it used to be nine lines per error).
+failures = FailureLog(log, first=3)
 
 Classifier = Callable[[BaseException], "ErrorCategory | str | None"]
 
@@ -186,7 +189,7 @@ def classify(exc: BaseException) -> ErrorCategory:
                 if result is not None:
                     return to_category(result, "classifier result")
             except Exception as failure:
-                log.error("seawall error classifier %r failed; ignoring it\n%s", fn, exception_text(failure))
+                failures.failed(f"seawall error classifier {fn!r} (ignored)", f"classifier {id(fn)}", failure)
     settled = _settled.get(type(exc))
     if settled is not None and (not settled[1] or not exc.__dict__):
         return settled[0]
@@ -204,7 +207,7 @@ def _classify_by_rules(exc: BaseException) -> ErrorCategory:
     try:
         category = _builtin(exc)
     except Exception as failure:
-        log.error("seawall built-in classification failed for %s\n%s", kind.__name__, exception_text(failure))
+        failures.failed(f"seawall built-in classification of {kind.__name__}", "builtin", failure)
         return ErrorCategory.UNKNOWN
     if _status_free(kind) and not exc.__dict__:
         _settle(kind, category, True, generation)
@@ -245,9 +248,5 @@ def retry_after_hint(exc: BaseException, *, now: Callable[[], float] = time.time
                 continue
             return max(0.0, when.timestamp() - now())
     except Exception as failure:
-        log.error(
-            "seawall could not read a retry-after hint from %s\n%s",
-            type(exc).__name__,
-            exception_text(failure),
-        )
+        failures.failed(f"seawall retry-after hint of {type(exc).__name__}", "retry_after", failure)
     return None
