@@ -87,6 +87,13 @@ class FakeClock:
         self.sleep_sync(seconds)
 
 
+@pytest.fixture(autouse=True)
+def trust_the_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's TestClient sends `Host: testserver`; state-changing requests must name a
+    trusted host (seawall.starlette.hosts), so the tests trust it next to the loopback names."""
+    monkeypatch.setenv("SEAWALL_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+
+
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()

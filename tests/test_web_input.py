@@ -130,7 +130,7 @@ def _disconnecting_request(app: Any, path: str) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json"), (b"host", b"127.0.0.1:8000")]
     scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
     anyio.run(app, scope, receive, send)
     return sent
@@ -178,7 +178,7 @@ def test_a_real_client_leaving_mid_body_under_uvicorn(quiet_demo: Server) -> Non
     host, port = quiet_demo.base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(
-            b"POST /chaos/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /chaos/payments HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n" + b'{"outage": '
         )
     deadline = time.monotonic() + 5

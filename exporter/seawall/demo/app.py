@@ -39,6 +39,7 @@ from seawall.starlette._json import JSONResponse
 
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
+from ..starlette.hosts import HostGuard
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
 from .worker import DemoWorker
 
@@ -385,7 +386,9 @@ def create_demo_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ResilienceMiddleware, registry=reg)],
+        # Chaos switches change state with no token: only for requests that name a trusted host
+        # (DNS rebinding would otherwise make an attacker's page same-origin with the demo).
+        middleware=[Middleware(ResilienceMiddleware, registry=reg), Middleware(HostGuard)],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

@@ -37,6 +37,7 @@ from .cache import (
     snapshot_fingerprint,
 )
 from .health import Check, CheckFn, HealthChecker, normalize_checks
+from .hosts import HostGuard
 from .middleware import ResilienceMiddleware
 from .page import page_routes
 from .stream import SnapshotStream
@@ -339,11 +340,14 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     record_errors: bool = True,
     debug: bool = False,
+    trusted_hosts: Sequence[str] | None = None,
     **options: Any,
 ) -> Starlette:
     """A Starlette app serving the resilience routes (plus `routes`), with the error middleware.
 
     `options` go to `resilience_routes` (critical_breakers, stream_interval, status_page, ...).
+    State-changing requests must name a trusted host (`trusted_hosts`, else env
+    SEAWALL_TRUSTED_HOSTS, else the loopback names): `HostGuard` in hosts.py.
     """
     reg = default_registry() if registry is None else registry
     all_routes = [
@@ -356,7 +360,10 @@ def create_app(
             **options,
         ),
     ]
-    middleware = [Middleware(ResilienceMiddleware, registry=reg, record=record_errors)]
+    middleware = [
+        Middleware(ResilienceMiddleware, registry=reg, record=record_errors),
+        Middleware(HostGuard, trusted_hosts=trusted_hosts),
+    ]
     app = Starlette(
         debug=debug, routes=all_routes, middleware=middleware, exception_handlers=exception_handlers()
     )
