@@ -38,10 +38,11 @@ def resolve_trusted_hosts(hosts: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(host.lower() for host in hosts)
 
 
-def _hostname(netloc: str) -> str:
-    """`Host`'s name without the port (`[::1]:8000` -> `::1`); empty when it cannot be read."""
+def _hostname(text: str) -> str:
+    """The host name of a `Host` header or an `Origin` URL, without the port (`[::1]:8000` ->
+    `::1`); empty when it cannot be read."""
     try:
-        return (urlsplit(f"//{netloc}").hostname or "").lower()
+        return (urlsplit(text if "//" in text else f"//{text}").hostname or "").lower()
     except ValueError:
         return ""
 
@@ -71,7 +72,9 @@ class HostGuard:
                 "the Host header names no trusted host (see trusted_hosts)",
                 field="host",
             )
-        elif origin is not None and origin != b"null" and not self.trusts(_origin_host(origin)):
+        elif (
+            origin is not None and origin != b"null" and not self.trusts(_hostname(origin.decode("latin-1")))
+        ):
             response = error_response(
                 403, "untrusted_origin", "the Origin header names no trusted host", field="origin"
             )
@@ -79,10 +82,3 @@ class HostGuard:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
-
-
-def _origin_host(origin: bytes) -> str:
-    try:
-        return (urlsplit(origin.decode("latin-1")).hostname or "").lower()
-    except ValueError:
-        return ""
