@@ -17,6 +17,7 @@ from typing import Any, cast
 __all__ = ["Expiry", "ExpiryWheel", "uncancel"]
 
 EARLY = 1e-6  # seconds: a loop may run a timer this much before its time; not yet due
+COMPACT_FLOOR = 64  # entries a wheel may hold before it drops finished ones behind a running call
 
 
 class Expiry:
@@ -25,26 +26,35 @@ class Expiry:
     __slots__ = ("at", "done", "fired", "task")
 
     def __init__(self, task: asyncio.Task[Any], at: float) -> None:
-        self.task = task
+        self.task: asyncio.Task[Any] | None = task
         self.at = at
         self.done = False
         self.fired = False
 
+    def finish(self) -> None:
+        """The call ended: drop the task at once. An entry may wait in a wheel behind a longer
+        call, and a task keeps its coroutine's frame and result alive (20k calls of 10 KB behind
+        one slow call held 210 MB)."""
+        self.done = True
+        self.task = None
+
     def __call__(self) -> None:
-        if not self.done:
+        task = self.task
+        if not self.done and task is not None:
             self.fired = True
-            self.task.cancel()
+            task.cancel()
 
 
 class ExpiryWheel:
     """The running calls of one timeout on one loop, in deadline order, and one timer for the first."""
 
-    __slots__ = ("_entries", "_handle", "loop")
+    __slots__ = ("_compact_at", "_entries", "_handle", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._entries: deque[Expiry] = deque()
         self._handle: asyncio.TimerHandle | None = None
+        self._compact_at = COMPACT_FLOOR
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -55,6 +65,11 @@ class ExpiryWheel:
         while entries and entries[0].done:  # finished calls leave from the front as new ones come
             entries.popleft()
         entries.append(expiry)
+        if len(entries) > self._compact_at:
+            # Finished calls behind a running one cannot leave from the front: drop them all when
+            # the wheel has doubled since the last time (amortized O(1) per call).
+            self._entries = entries = deque(entry for entry in entries if not entry.done)
+            self._compact_at = max(COMPACT_FLOOR, 2 * len(entries))
         if self._handle is None:
             self._handle = self.loop.call_at(entries[0].at, self._tick)
 

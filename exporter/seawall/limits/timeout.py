@@ -307,7 +307,7 @@ class Timeout:
                 self._observe(clock() - start, "cancelled")
                 raise
             finally:
-                expiry.done = True
+                expiry.finish()
                 if handle is not None:
                     handle.cancel()
                 _scope.reset(token)
