@@ -87,7 +87,16 @@ def test_amtool_routes_verify_can_fail() -> None:
 
 def test_config_shape() -> None:
     cfg = yaml.safe_load(AM_CONFIG.read_text())
-    assert cfg["route"]["group_by"] == ["alertname", "service", "breaker"]
+    # Each alert's own subject label: bulkhead, limiter and task alerts are not lumped together.
+    assert cfg["route"]["group_by"] == [
+        "alertname",
+        "service",
+        "breaker",
+        "timeout",
+        "bulkhead",
+        "limiter",
+        "task",
+    ]
     receivers = {r["name"]: r for r in cfg["receivers"]}
     assert set(receivers) == {"null", "slack", "pagerduty"}
     for slack in receivers["slack"]["slack_configs"]:
@@ -102,7 +111,11 @@ def test_config_shape() -> None:
     assert "slack_api_url" not in cfg.get("global", {})
     equal_sets = [sorted(rule["equal"]) for rule in cfg["inhibit_rules"]]
     assert ["instance", "job"] in equal_sets
-    assert ["alertname", "breaker", "service", "task"] in equal_sets
+    assert ["alertname", "breaker", "bulkhead", "limiter", "service", "task", "timeout"] in equal_sets
+    exporter_down = next(
+        rule for rule in cfg["inhibit_rules"] if "ExporterDown" in rule["source_matchers"][0]
+    )
+    assert 'severity=~"warning|info"' in exporter_down["target_matchers"]  # never a page
 
 
 # --------------------------------------------------------------------------------------------------
@@ -369,12 +382,14 @@ def test_inhibitions(
     am.post(
         # Same alertname, service and breaker: the critical one silences the warning one.
         {**critical_budget, "labels": {**critical_budget["labels"], "severity": "warning"}},
-        # ExporterDown silences everything else from the same job and instance ...
+        # ExporterDown silences the tickets of the same job and instance ...
+        _alert("BulkheadSaturated", severity="warning", bulkhead="db", instance="10.0.0.9:8000"),
+        # ... but never its pages, nor alerts of another instance.
         _alert("CircuitBreakerOpen", breaker="orders", instance="10.0.0.9:8000"),
-        # ... but not alerts of another instance.
         _alert("CircuitBreakerOpen", breaker="orders", instance="10.0.0.8:8000"),
     )
     slack.wait_for(lambda p: "instance=10.0.0.8:8000" in slack_text(p) and "orders" in slack_text(p), WAIT)
+    slack.wait_for(lambda p: "instance=10.0.0.9:8000" in slack_text(p) and "orders" in slack_text(p), WAIT)
 
     states = {
         (a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["instance"]): a["status"]
@@ -383,15 +398,17 @@ def test_inhibitions(
     assert states[("ErrorBudgetBurn", "warning", "127.0.0.1:8000")]["state"] == "suppressed"
     assert states[("ErrorBudgetBurn", "warning", "127.0.0.1:8000")]["inhibitedBy"]
     assert states[("ErrorBudgetBurn", "critical", "127.0.0.1:8000")]["state"] == "active"
-    assert states[("CircuitBreakerOpen", "critical", "10.0.0.9:8000")]["state"] == "suppressed"
+    assert states[("BulkheadSaturated", "warning", "10.0.0.9:8000")]["state"] == "suppressed"
+    assert states[("CircuitBreakerOpen", "critical", "10.0.0.9:8000")]["state"] == "active"
     assert states[("CircuitBreakerOpen", "critical", "10.0.0.8:8000")]["state"] == "active"
     assert states[("ExporterDown", "warning", "10.0.0.9:8000")]["state"] == "active"
 
     budget = [p for p in slack.payloads if "ErrorBudgetBurn" in p["attachments"][0]["title"]]
     assert all("`severity=warning`" not in slack_text(p) for p in budget)
     orders = [slack_text(p) for p in slack.payloads if "orders" in p["attachments"][0]["title"]]
-    assert all("instance=10.0.0.9:8000" not in t for t in orders)
+    assert any("instance=10.0.0.9:8000" in t for t in orders)
     assert any("instance=10.0.0.8:8000" in t for t in orders)
+    assert not [p for p in slack.payloads if "BulkheadSaturated" in p["attachments"][0]["title"]]
 
 
 @needs_am

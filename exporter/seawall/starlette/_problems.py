@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -23,7 +23,15 @@ from seawall.core.logsafe import exception_text, log_value
 
 from ._json import JSONResponse
 
-__all__ = ["ApiError", "disconnected_response", "error_response", "exception_handlers", "guarded"]
+__all__ = [
+    "REFUSED",
+    "ApiError",
+    "disconnected_response",
+    "error_response",
+    "exception_handlers",
+    "guarded",
+    "mark_refused",
+]
 
 log = logging.getLogger("seawall.web")
 
@@ -40,6 +48,17 @@ _DEFAULT_CODES: dict[int, tuple[str, str]] = {
     500: ("internal_error", "the server failed to answer this request"),
     503: ("unavailable", "the service is unavailable"),
 }
+
+
+# Set in a request's scope when seawall answered a 5xx on purpose (a refusal: readiness says
+# unhealthy, too many streams or scrapes, shutting down): ResilienceMiddleware then does not record
+# it as a service error. A probe answered 503 once a second used to fire ErrorRateHigh.
+REFUSED = "seawall.refused"
+
+
+def mark_refused(scope: MutableMapping[str, Any]) -> None:
+    """This request's 5xx, if any, is a deliberate refusal, not a failure of the service."""
+    scope[REFUSED] = True
 
 
 class ApiError(Exception):
@@ -146,6 +165,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except ApiError as exc:
+            mark_refused(request.scope)  # an answer seawall chose (a 4xx, or a 503 refusal)
             return api_error_response(exc)
         except HTTPException as exc:
             return error_response(exc.status_code, headers=exc.headers)

@@ -1,5 +1,8 @@
 """Pure ASGI middleware: unhandled exceptions and 5xx answers go into the error aggregator.
 
+A 5xx seawall answered on purpose (readiness unhealthy, too many streams or scrapes, shutting
+down: `REFUSED` in the scope) is a refusal, not a service error, and is not recorded.
+
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched and the per-request
 cost is one wrapped `send`. The error's source is the matched route's template (`/orders/{id}`),
 never the raw path, so the `source` label stays bounded; requests no route matched are `unmatched`.
@@ -15,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from seawall.core.registry import Registry, default_registry
 
-from ._problems import disconnected_response, internal_error_response, log_unhandled
+from ._problems import REFUSED, disconnected_response, internal_error_response, log_unhandled
 
 __all__ = ["HTTPServerError", "ResilienceMiddleware", "ResponseAborted", "route_template"]
 
@@ -104,5 +107,5 @@ class ResilienceMiddleware:
             response = internal_error_response(exc, where)
             await response(scope, receive, send)
             return
-        if status >= 500:
+        if status >= 500 and not scope.get(REFUSED):
             self._record(HTTPServerError(status), scope)

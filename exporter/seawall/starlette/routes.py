@@ -27,7 +27,7 @@ from seawall.limits.bulkhead import BulkheadFullError, bulkhead
 
 from . import views
 from ._json import JSONResponse, dumps
-from ._problems import ApiError, Endpoint, exception_handlers, guarded
+from ._problems import ApiError, Endpoint, exception_handlers, guarded, mark_refused
 from .admin import AdminActions, resolve_admin_token
 from .cache import (
     BodyCache,
@@ -242,7 +242,10 @@ def resilience_routes(
 
     async def ready(request: Request) -> Response:
         report = await checker.evaluate()
-        return _json(report, 503 if report["status"] == "unhealthy" else 200)
+        if report["status"] == "unhealthy":
+            mark_refused(request.scope)  # the verdict is the answer, not a failure to give one
+            return _json(report, 503)
+        return _json(report)
 
     async def breaker(request: Request) -> Response:
         found = reg.get(Kind.BREAKER, request.path_params["name"])

@@ -38,7 +38,7 @@ import anyio.to_thread
 
 from seawall.core.registry import Registry
 
-from ._problems import error_body
+from ._problems import error_body, mark_refused
 from .views import registry_payload
 
 __all__ = ["SnapshotStream", "close_all_streams"]
@@ -147,7 +147,8 @@ class SnapshotStream:
         self._cached = (now, frame)
         return frame
 
-    async def _refuse(self, send: Send, code: str, message: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, code: str, message: str) -> None:
+        mark_refused(scope)
         body = error_body(503, code, message)
         await send(
             {
@@ -202,16 +203,16 @@ class SnapshotStream:
             await self._head(send)
             return
         if self._closed_flag:
-            await self._refuse(send, "shutting_down", "the server is shutting down")
+            await self._refuse(scope, send, "shutting_down", "the server is shutting down")
             return
         if self.open_streams >= self.max_streams:
-            await self._refuse(send, "too_many_streams", "too many open status streams; retry later")
+            await self._refuse(scope, send, "too_many_streams", "too many open status streams; retry later")
             return
         client = scope.get("client")
         address = str(client[0]) if client else "unknown"
         if self._per_client.get(address, 0) >= self.max_per_client:
             await self._refuse(
-                send, "too_many_streams_from_client", "too many open status streams from this address"
+                scope, send, "too_many_streams_from_client", "too many open status streams from this address"
             )
             return
         stream_id = uuid.uuid4().hex
