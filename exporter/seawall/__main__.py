@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound (another process listens there), or None when it can."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
 def _run_demo(host: str, port: int, traffic_rate: float, log_level: str) -> int:
     try:
         from .demo import create_demo_app
@@ -29,6 +48,15 @@ def _run_demo(host: str, port: int, traffic_rate: float, log_level: str) -> int:
     except ImportError as exc:
         print(
             f"seawall demo needs the extras: pip install 'seawall[all]' ({exc.name} is missing)",
+            file=sys.stderr,
+        )
+        return 2
+    busy = _in_use(host, port)
+    if busy is not None:
+        # uvicorn would log `[Errno 98] address already in use` and exit with no way forward.
+        print(
+            f"seawall demo: {host}:{port} is not free ({busy}); pick another port: "
+            f"`python -m seawall demo --port 8001`, or `make demo PORT=8001`",
             file=sys.stderr,
         )
         return 2
