@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -67,6 +68,13 @@ def parser() -> argparse.ArgumentParser:
         "--fake-receivers", action="store_true", help="use local fakes even if secrets/ has real ones"
     )
     p.add_argument("--ha", action="store_true", help="two Prometheus replicas, two clustered Alertmanagers")
+    p.add_argument("--prometheus-b-port", type=int, default=9091, help="--ha: the second Prometheus")
+    p.add_argument("--alertmanager-b-port", type=int, default=9094, help="--ha: the second Alertmanager")
+    p.add_argument(
+        "--cluster-ports",
+        default="9194,9195",
+        help="--ha: the two Alertmanagers' gossip ports, comma-separated",
+    )
     p.add_argument("--secrets", type=Path, default=ROOT / "secrets", help="where the real secret files are")
     return p
 
@@ -111,8 +119,9 @@ def ui_lines(stack: Stack) -> list[str]:
     return lines
 
 
-def show(name: str, receiver: FakeReceiver, seen: int) -> int:
-    """Print the payloads `receiver` got since `seen`; returns the new count."""
+def show(name: str, receiver: FakeReceiver, seen: int, clock: Callable[[], float] = time.time) -> int:
+    """Print the payloads `receiver` got since `seen`, each with the local time it was printed
+    (so a newcomer can tell when an alert fired relative to the outage); returns the new count."""
     payloads = receiver.payloads
     for payload in payloads[seen:]:
         if "attachments" in payload:
@@ -121,7 +130,8 @@ def show(name: str, receiver: FakeReceiver, seen: int) -> int:
         else:
             line = f"{payload.get('event_action')}: {payload.get('payload', {}).get('summary', '')}"
             detail = []
-        print(f"  -> {name}: {line}", *(f"\n     {d}" for d in detail), flush=True)
+        when = time.strftime("%H:%M:%S", time.localtime(clock()))
+        print(f"  {when} -> {name}: {line}", *(f"\n     {d}" for d in detail), flush=True)
     return len(payloads)
 
 
@@ -152,6 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         slack, pagerduty = FakeSlack().start(), FakePagerDuty().start()
         fakes = [("Slack", slack), ("PagerDuty", pagerduty)]
         receivers = Receivers(slack.url, pagerduty.url)
+    try:
+        cluster = [int(port) for port in args.cluster_ports.split(",")]
+    except ValueError:
+        print(
+            f"--cluster-ports must be two ports like 9194,9195, got {args.cluster_ports!r}", file=sys.stderr
+        )
+        return 2
+    if len(cluster) != 2:
+        print(
+            f"--cluster-ports must be two ports like 9194,9195, got {args.cluster_ports!r}", file=sys.stderr
+        )
+        return 2
     stack = Stack(
         args.workdir,
         receivers,
@@ -162,9 +184,21 @@ def main(argv: list[str] | None = None) -> int:
         traffic_rate=args.traffic_rate,
         prometheus_replicas=2 if args.ha else 1,
         alertmanager_replicas=2 if args.ha else 1,
+        ports={
+            "prometheus-b": port_or_free(args.prometheus_b_port, "the second Prometheus"),
+            "alertmanager-b": port_or_free(args.alertmanager_b_port, "the second Alertmanager"),
+        }
+        if args.ha
+        else {},
+        cluster_ports={
+            "alertmanager": port_or_free(cluster[0], "the first Alertmanager's gossip"),
+            "alertmanager-b": port_or_free(cluster[1], "the second Alertmanager's gossip"),
+        }
+        if args.ha
+        else {},
     )
     try:
-        stack.start()
+        stack.start()  # from empty Prometheus and Alertmanager data: no earlier run's series
         print(
             f"""
 seawall {"HA " if args.ha else ""}stack is up (configs, data and logs in {stack.workdir}):

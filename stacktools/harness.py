@@ -268,13 +268,17 @@ class Stack:
         self.demo_port = self.demo_port or free_port()
         self.prometheus_port = self.prometheus_port or free_port()
         self.alertmanager_port = self.alertmanager_port or free_port()
+        # Ports given for the other replicas (`ports={"prometheus-b": 9091}`) and gossip ports
+        # (`cluster_ports`) are kept; the rest are free ones.
+        requested, requested_cluster = dict(self.ports), dict(self.cluster_ports)
         self.ports = {"demo": self.demo_port}
+        self.cluster_ports = {}
         for i, name in enumerate(self.prometheus_names):
-            self.ports[name] = self.prometheus_port if i == 0 else free_port()
+            self.ports[name] = self.prometheus_port if i == 0 else requested.get(name) or free_port()
         for i, name in enumerate(self.alertmanager_names):
-            self.ports[name] = self.alertmanager_port if i == 0 else free_port()
+            self.ports[name] = self.alertmanager_port if i == 0 else requested.get(name) or free_port()
             if self.clustered:
-                self.cluster_ports[name] = free_port()
+                self.cluster_ports[name] = requested_cluster.get(name) or free_port()
 
     # -- names and URLs --------------------------------------------------------------------------------
     @property
@@ -367,6 +371,7 @@ class Stack:
         if missing:
             raise RuntimeError(f"not installed: {', '.join(missing)} (make system-deps)")
         self.write_configs()
+        self.clean_data()
         try:
             for name in self.alertmanager_names:
                 self.start_alertmanager(name)
@@ -377,6 +382,21 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def clean_data(self) -> list[Path]:
+        """Remove the Prometheus and Alertmanager data a previous run left in the work directory.
+
+        A run's series carry its demo's `instance` (its port): an earlier run's stale series fired
+        TaskHeartbeatStale and ErrorBudgetBurn in the next one, and an old notification log can
+        hold back a new notification. Each start of the whole stack begins empty; restarting one
+        process (the HA tests kill and restart replicas) keeps its data."""
+        removed = []
+        for name in [*self.prometheus_names, *self.alertmanager_names]:
+            data = self.workdir / f"{name}-data"
+            if data.exists():
+                shutil.rmtree(data)
+                removed.append(data)
+        return removed
 
     def _run(self, name: str, argv: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
         process = Process(name, argv, self.workdir / "logs" / f"{name}.log")

@@ -6,6 +6,7 @@ Fast (no processes); promtool/amtool, when installed, check that what the harnes
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -238,3 +239,50 @@ def test_shipped_note_matches_the_timing_formulas() -> None:
     fastest, worst = time_to_fire(SHIPPED, "2m")
     assert f"pages {fastest / 60:.1f}-{worst / 60:.1f} minutes" in note
     assert f"up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing" in note
+
+
+def test_ha_ports_given_are_kept_and_the_rest_are_free(tmp_path: Path) -> None:
+    stack = Stack(
+        tmp_path,
+        Receivers("http://127.0.0.1:1/slack"),
+        prometheus_port=19090,
+        alertmanager_port=19093,
+        prometheus_replicas=2,
+        alertmanager_replicas=2,
+        ports={"prometheus-b": 19091, "alertmanager-b": 19094},
+        cluster_ports={"alertmanager": 19194, "alertmanager-b": 19195},
+    )
+    assert stack.ports["prometheus-b"] == 19091
+    assert stack.ports["alertmanager-b"] == 19094
+    assert stack.cluster_ports == {"alertmanager": 19194, "alertmanager-b": 19195}
+    free = Stack(
+        tmp_path, Receivers("http://127.0.0.1:1/slack"), prometheus_replicas=2, alertmanager_replicas=2
+    )
+    assert all(port > 0 for port in [*free.ports.values(), *free.cluster_ports.values()])
+
+
+def test_each_stack_run_starts_from_empty_data(tmp_path: Path) -> None:
+    """A previous run's series (another demo port, so another instance) fired stale alerts."""
+    stack = Stack(tmp_path, Receivers("http://127.0.0.1:1/slack"), prometheus_replicas=2)
+    for name in ("prometheus-data", "prometheus-b-data", "alertmanager-data"):
+        (tmp_path / name / "wal").mkdir(parents=True)
+    (tmp_path / "logs").mkdir()
+    removed = stack.clean_data()
+    assert sorted(path.name for path in removed) == [
+        "alertmanager-data",
+        "prometheus-b-data",
+        "prometheus-data",
+    ]
+    assert not (tmp_path / "prometheus-data").exists()
+    assert (tmp_path / "logs").exists()
+
+
+def test_stack_script_prints_notifications_with_their_time(capsys: pytest.CaptureFixture[str]) -> None:
+    script = load_stack_script()
+
+    class Receiver:
+        payloads = [{"attachments": [{"title": "[FIRING:1] CircuitBreakerOpen payments", "text": "x"}]}]
+
+    assert script.show("Slack", Receiver(), 0, clock=lambda: 0.0) == 1
+    printed = capsys.readouterr().out
+    assert re.search(r"^  \d\d:\d\d:\d\d -> Slack: \[FIRING:1\] CircuitBreakerOpen payments", printed, re.M)

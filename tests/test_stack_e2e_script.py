@@ -78,6 +78,12 @@ def script(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[sub
             "0",
             "--traffic-rate",
             "10",
+            "--prometheus-b-port",
+            "0",
+            "--alertmanager-b-port",
+            "0",
+            "--cluster-ports",
+            "0,0",
             *getattr(request, "param", []),
         ],
         stdout=subprocess.PIPE,
@@ -129,8 +135,9 @@ def test_make_stack_prints_urls_and_notifications_and_stops_on_ctrl_c(
 
     status, _ = http("POST", f"{demo}/chaos/payments", {"outage": True})
     assert status == 200
-    out.wait_for(r"-> Slack: \[FIRING:1\] CircuitBreakerOpen payments \(seawall-demo\)", 40)
-    out.wait_for(r"-> PagerDuty: trigger: \[FIRING:1\] CircuitBreakerOpen payments", 20)
+    # Each notification printed with the time it arrived.
+    out.wait_for(r"\d\d:\d\d:\d\d -> Slack: \[FIRING:1\] CircuitBreakerOpen payments \(seawall-demo\)", 40)
+    out.wait_for(r"\d\d:\d\d:\d\d -> PagerDuty: trigger: \[FIRING:1\] CircuitBreakerOpen payments", 20)
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
