@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))  # stacktools/ lives at the repository root
 
 from stacktools.harness import FAST, SHIPPED, Receivers, Stack, binaries_missing, http  # noqa: E402
 from stacktools.receivers import FakePagerDuty, FakeReceiver, FakeSlack  # noqa: E402
-from stacktools.timings import time_to_fire, time_to_resolve  # noqa: E402
+from stacktools.timings import shipped_alerts, time_to_fire, time_to_resolve  # noqa: E402
 
 
 def shipped_note() -> str:
     """How long the page takes with the shipped timings: docs/alerts.md's formulas (stacktools.timings)."""
-    fastest, worst = time_to_fire(SHIPPED, "2m")  # CircuitBreakerOpen's `for`
+    rule_for = next(f for name, _, f in shipped_alerts() if name == "CircuitBreakerOpen")
+    fastest, worst = time_to_fire(SHIPPED, rule_for)
     return (
         f"  shipped timings: CircuitBreakerOpen pages {fastest / 60:.1f}-{worst / 60:.1f} minutes after an "
         f"outage and resolves up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing\n"

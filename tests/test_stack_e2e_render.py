@@ -32,7 +32,7 @@ from stacktools.harness import (
     sum_samples,
     wait_until,
 )
-from stacktools.timings import time_to_fire, time_to_resolve
+from stacktools.timings import shipped_alerts, time_to_fire, time_to_resolve
 
 PORTS = {"demo": 18000, "prometheus": 19090, "alertmanager": 19093}
 
@@ -236,7 +236,8 @@ def test_stack_script_refuses_placeholder_secrets(tmp_path: Path) -> None:
 
 def test_shipped_note_matches_the_timing_formulas() -> None:
     note = load_stack_script().shipped_note()
-    fastest, worst = time_to_fire(SHIPPED, "2m")
+    rule_for = next(f for name, _, f in shipped_alerts() if name == "CircuitBreakerOpen")
+    fastest, worst = time_to_fire(SHIPPED, rule_for)
     assert f"pages {fastest / 60:.1f}-{worst / 60:.1f} minutes" in note
     assert f"up to {time_to_resolve(SHIPPED) / 60:.1f} minutes after healing" in note
 
