@@ -231,6 +231,27 @@ def test_runbooks_and_alert_docs_cover_every_rule() -> None:
         assert f"`{name}`" in doc, f"docs/alerts.md does not list recording rule {name}"
 
 
+def test_alerts_doc_table_states_each_rules_for_and_severity() -> None:
+    """docs/alerts.md's alert table repeats each rule's `for` and severity for readers; check the
+    copy against the rules so a changed timing cannot leave the table behind."""
+    rows = [
+        [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        for line in ALERTS_DOC.read_text().splitlines()
+        if line.startswith("| [`")
+    ]
+    assert rows, "docs/alerts.md has no alert table"
+    rules = {(r["alert"], r["labels"]["severity"]): r.get("for", "\N{EN DASH}") for r in _alerts()}
+    documented = set()
+    for alert, _expr, for_, severity, *_ in rows:
+        name = re.match(r"\[`(\w+)`\]", alert)
+        assert name, alert
+        key = (name.group(1), severity)
+        assert key in rules, f"docs/alerts.md lists {key}, which no rule defines"
+        assert for_ == rules[key], f"docs/alerts.md says for {for_} for {key}, the rule says {rules[key]}"
+        documented.add(key)
+    assert documented == set(rules), f"not in docs/alerts.md's table: {set(rules) - documented}"
+
+
 # --------------------------------------------------------------------------------------------------
 # the rules against what seawall.prometheus really exports
 # --------------------------------------------------------------------------------------------------
