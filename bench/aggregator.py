@@ -14,15 +14,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .harness import (
-    CaseResult,
-    Config,
-    Measurement,
-    attempt_build,
-    overhead_measurements,
-    per_call_ns,
-    seawall_attr,
-)
+from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, seawall_attr
 
 SOURCES = ("payments", "search", "inventory", "email", "auth")
 
@@ -73,11 +65,10 @@ def record_cost(config: Config) -> CaseResult:
         exc, source = next(cycle)
         noop(exc, source=source)
 
-    subjects: dict[str, Callable[[], object]] = {"bare": bare}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(bare)
     aggregator, why = attempt_build(lambda: _aggregator(FakeClock(0.001)))
     if aggregator is None:
-        unavailable["seawall"] = why
+        subjects.unavailable["seawall"] = why
     else:
         record = aggregator.record
 
@@ -86,7 +77,7 @@ def record_cost(config: Config) -> CaseResult:
             record(exc, source=source)
 
         subjects["seawall"] = seawall
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     result.absolute_target("seawall record cost (ns, over a bare call)", "seawall", 2000.0, "ns/call")
     return result
 

@@ -15,15 +15,7 @@ from typing import Any
 import circuitbreaker  # type: ignore[import-untyped]
 import pybreaker
 
-from .harness import (
-    CaseResult,
-    Config,
-    Measurement,
-    attempt_build,
-    overhead_measurements,
-    per_call_ns,
-    seawall_attr,
-)
+from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, seawall_attr
 
 RESET_TIMEOUT = 3600.0  # long enough that an opened breaker stays open for the whole run
 
@@ -67,21 +59,12 @@ def breaker_beside_web_app(name: str) -> Callable[[], object]:
 
 def success_path(config: Config) -> CaseResult:
     result = CaseResult("breaker.success", "breaker success path, decorator form, trivial function")
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
-    wrapped, why = attempt_build(lambda: seawall_breaker("bench-success")(work))
-    if wrapped is None:
-        unavailable["seawall"] = why
-    else:
-        subjects["seawall"] = wrapped
-    mounted, mounted_why = attempt_build(lambda: breaker_beside_web_app("bench-success"))
-    if mounted is None:
-        unavailable[MOUNTED] = mounted_why
-    else:
-        subjects[MOUNTED] = mounted
+    subjects = Subjects(work)
+    subjects.build("seawall", lambda: seawall_breaker("bench-success")(work))
+    subjects.build(MOUNTED, lambda: breaker_beside_web_app("bench-success"))
     subjects["circuitbreaker"] = circuitbreaker_breaker("bench-success")(work)
     subjects["pybreaker"] = pybreaker_breaker("bench-success")(work)
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     for item in result.measurements:
         if item.subject == MOUNTED:
             item.note = "for the record: its registry also serves create_app(metrics=False)"
@@ -134,8 +117,7 @@ def rejected_call(config: Config) -> CaseResult:
         except Boom:
             return None
 
-    subjects: dict[str, Callable[[], object]] = {"bare": bare}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(bare)
 
     def build_seawall() -> Callable[[], object]:
         error = seawall_attr("seawall.CircuitOpenError")
@@ -146,11 +128,7 @@ def rejected_call(config: Config) -> CaseResult:
             raise RuntimeError(f"expected state open after failures, got {state}")
         return _rejecting(wrapped, error)
 
-    attempt, why = attempt_build(build_seawall)
-    if attempt is None:
-        unavailable["seawall"] = why
-    else:
-        subjects["seawall"] = attempt
+    subjects.build("seawall", build_seawall)
     subjects["circuitbreaker"] = _rejecting(
         _opened(circuitbreaker_breaker("bench-rejected"), circuitbreaker.CircuitBreakerError),
         circuitbreaker.CircuitBreakerError,
@@ -159,7 +137,7 @@ def rejected_call(config: Config) -> CaseResult:
         _opened(pybreaker_breaker("bench-rejected"), pybreaker.CircuitBreakerError),
         pybreaker.CircuitBreakerError,
     )
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     result.ratio_target("seawall / pybreaker rejection cost", "seawall", "pybreaker", 0.3)
     return result
 
@@ -231,18 +209,13 @@ def shared_success_path(config: Config) -> CaseResult:
     )
     from .limits import redis_server
 
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(work)
     with redis_server() as url:
         backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
         try:
             subjects["seawall, local"] = seawall_breaker("bench-local")(work)
-            shared, why = attempt_build(lambda: seawall_breaker("bench-shared", shared=backend)(work))
-            if shared is None:
-                unavailable["seawall, shared"] = why
-            else:
-                subjects["seawall, shared"] = shared
-            result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+            subjects.build("seawall, shared", lambda: seawall_breaker("bench-shared", shared=backend)(work))
+            result.measurements = subjects.overhead(config)
         finally:
             backend.close()
     result.ratio_target("shared / local overhead", "seawall, shared", "seawall, local", 1.1)

@@ -27,16 +27,7 @@ from prometheus_client import (
 from prometheus_client import metrics as prometheus_metrics
 
 from .breaker import RESET_TIMEOUT, work
-from .harness import (
-    CaseResult,
-    Config,
-    Measurement,
-    attempt_build,
-    milliseconds,
-    overhead_measurements,
-    per_call_ns,
-    seawall_attr,
-)
+from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, milliseconds, seawall_attr
 
 
 class CountingListener(pybreaker.CircuitBreakerListener):
@@ -83,24 +74,19 @@ def listening_pybreaker() -> pybreaker.CircuitBreaker:
 
 def breaker_with_metrics(config: Config) -> CaseResult:
     result = CaseResult("exporter.breaker", "breaker success path with Prometheus metrics on")
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(work)
 
     def build() -> Callable[[], object]:
         registry, _ = instrumented_registry()
         wrapped: Callable[[], object] = seawall_instrumented_breaker(registry, "bench-metrics")(work)
         return wrapped
 
-    wrapped, why = attempt_build(build)
-    if wrapped is None:
-        unavailable["seawall + prometheus"] = why
-    else:
-        subjects["seawall + prometheus"] = wrapped
+    subjects.build("seawall + prometheus", build)
     subjects["pybreaker + counting listener"] = listening_pybreaker()(work)
     subjects["pybreaker (no listener)"] = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=RESET_TIMEOUT)(
         work
     )
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     result.ratio_target(
         "seawall+metrics / pybreaker+listener overhead",
         "seawall + prometheus",
@@ -115,8 +101,7 @@ def breaker_with_metrics(config: Config) -> CaseResult:
 
 def stack_with_metrics(config: Config) -> CaseResult:
     result = CaseResult("exporter.stack", "retry(breaker(fn)) with metrics on one call, success path")
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(work)
 
     def build() -> Callable[[], object]:
         registry, _ = instrumented_registry()
@@ -125,16 +110,12 @@ def stack_with_metrics(config: Config) -> CaseResult:
         wrapped: Callable[[], object] = retry(breaker(work))
         return wrapped
 
-    wrapped, why = attempt_build(build)
-    if wrapped is None:
-        unavailable["seawall retry+breaker+prometheus"] = why
-    else:
-        subjects["seawall retry+breaker+prometheus"] = wrapped
+    subjects.build("seawall retry+breaker+prometheus", build)
     peer = tenacity.retry(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential(multiplier=0.1), reraise=True
     )(listening_pybreaker()(work))
     subjects["tenacity + pybreaker + listener"] = peer
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     result.ratio_target(
         "seawall stack / tenacity+pybreaker+listener overhead",
         "seawall retry+breaker+prometheus",

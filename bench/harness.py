@@ -399,3 +399,29 @@ def attempt_build(build: Callable[[], Any]) -> tuple[Any, str]:
         return None, str(exc)
     except Exception as exc:
         return None, f"failed to build: {type(exc).__name__}: {exc}"
+
+
+class Subjects(dict[str, Any]):
+    """The callables one case times, by subject (the `bare` baseline first), and why each one that
+    could not be built is missing: every case's setup in one place, so a missing piece is a row."""
+
+    def __init__(
+        self, bare: Callable[[], object], peers: dict[str, Callable[[], object]] | None = None
+    ) -> None:
+        super().__init__(bare=bare)
+        self.update(peers or {})
+        self.unavailable: dict[str, str] = {}
+
+    def build(self, name: str, make: Callable[[], Any]) -> Any:
+        """Add `make()` as `name`; when it cannot be built, note why (see `attempt_build`) and return None."""
+        made, why = attempt_build(make)
+        if made is None:
+            self.unavailable[name] = why
+        else:
+            self[name] = made
+        return made
+
+    def overhead(self, config: Config, *, asynchronous: bool = False) -> list[Measurement]:
+        """Time every subject (awaited in one loop when `asynchronous`) as overhead over `bare`."""
+        timings = async_per_call_ns(self, config) if asynchronous else per_call_ns(self, config)
+        return overhead_measurements(timings, "bare", self.unavailable)

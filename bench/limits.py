@@ -29,16 +29,7 @@ import pyrate_limiter
 
 import limits
 
-from .harness import (
-    CaseResult,
-    Config,
-    Measurement,
-    async_per_call_ns,
-    attempt_build,
-    overhead_measurements,
-    per_call_ns,
-    seawall_attr,
-)
+from .harness import CaseResult, Config, Measurement, Subjects, seawall_attr
 
 HUGE = 10**9  # a rate no benchmark reaches: every call takes the admitted path
 
@@ -63,18 +54,10 @@ def plus_one_us(result: CaseResult, subject: str) -> str:
     return name
 
 
-def build(subjects: dict[str, Any], unavailable: dict[str, str], name: str, make: Callable[[], Any]) -> None:
-    made, why = attempt_build(make)
-    if made is None:
-        unavailable[name] = why
-    else:
-        subjects[name] = made
-
-
 def measure(
     result: CaseResult,
     config: Config,
-    subjects: dict[str, Any],
+    subjects: Subjects,
     make_seawall: Callable[[], Any],
     *,
     stdlib: str | None = None,
@@ -82,10 +65,8 @@ def measure(
     asynchronous: bool = False,
 ) -> CaseResult:
     """Time `subjects` plus seawall's (bare first), then add the own-cost and peer targets."""
-    unavailable: dict[str, str] = {}
-    build(subjects, unavailable, "seawall", make_seawall)
-    timings = async_per_call_ns(subjects, config) if asynchronous else per_call_ns(subjects, config)
-    result.measurements = overhead_measurements(timings, "bare", unavailable)
+    subjects.build("seawall", make_seawall)
+    result.measurements = subjects.overhead(config, asynchronous=asynchronous)
     if stdlib is not None:
         result.ratio_target(f"seawall / ({stdlib} + 1 us)", "seawall", plus_one_us(result, stdlib), 1.0)
     for peer in peers:
@@ -107,7 +88,7 @@ def timeout_async(config: Config) -> CaseResult:
         async with async_timeout.timeout(1.0):
             return await awork()
 
-    subjects = {"bare": awork, "asyncio.timeout": stdlib, "async-timeout": third_party}
+    subjects = Subjects(awork, {"asyncio.timeout": stdlib, "async-timeout": third_party})
     make = lambda: seawall_attr("seawall.Timeout")("t", 1.0, registry=registry())(awork)  # noqa: E731
     return measure(
         result, config, subjects, make, stdlib="asyncio.timeout", peers=("async-timeout",), asynchronous=True
@@ -119,7 +100,7 @@ def timeout_sync(config: Config) -> CaseResult:
         "limits.timeout.sync", "sync call under a 1 s deadline (no stdlib construct: bare + 1 us)"
     )
     make = lambda: seawall_attr("seawall.Timeout")("t", 1.0, registry=registry())(work)  # noqa: E731
-    return measure(result, config, {"bare": work}, make, stdlib="bare")
+    return measure(result, config, Subjects(work), make, stdlib="bare")
 
 
 # -- bulkheads ---------------------------------------------------------------------------------
@@ -134,7 +115,7 @@ def bulkhead_sync(config: Config) -> CaseResult:
             return work()
 
     make = lambda: seawall_attr("seawall.Bulkhead")("b", 8, registry=registry())(work)  # noqa: E731
-    subjects = {"bare": work, "threading.BoundedSemaphore": stdlib}
+    subjects = Subjects(work, {"threading.BoundedSemaphore": stdlib})
     return measure(result, config, subjects, make, stdlib="threading.BoundedSemaphore")
 
 
@@ -147,7 +128,7 @@ def bulkhead_async(config: Config) -> CaseResult:
             return await awork()
 
     make = lambda: seawall_attr("seawall.Bulkhead")("b", 8, registry=registry())(awork)  # noqa: E731
-    subjects = {"bare": awork, "asyncio.Semaphore": stdlib}
+    subjects = Subjects(awork, {"asyncio.Semaphore": stdlib})
     return measure(result, config, subjects, make, stdlib="asyncio.Semaphore", asynchronous=True)
 
 
@@ -176,7 +157,7 @@ def limiter_sync(config: Config) -> CaseResult:
 
     make = lambda: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=registry())(work)  # noqa: E731
     peers = ("limits (fixed window, memory)", "pyrate-limiter (memory)")
-    subjects = {"bare": work, "threading.Lock": stdlib, peers[0]: with_limits, peers[1]: with_pyrate}
+    subjects = Subjects(work, {"threading.Lock": stdlib, peers[0]: with_limits, peers[1]: with_pyrate})
     return measure(result, config, subjects, make, stdlib="threading.Lock", peers=peers)
 
 
@@ -196,7 +177,7 @@ def limiter_async(config: Config) -> CaseResult:
 
     make = lambda: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=registry())(awork)  # noqa: E731
     peers = ("aiolimiter", "limits.aio (fixed window, memory)")
-    subjects = {"bare": awork, peers[0]: with_aiolimiter, peers[1]: with_limits}
+    subjects = Subjects(awork, {peers[0]: with_aiolimiter, peers[1]: with_limits})
     return measure(result, config, subjects, make, peers=peers, asynchronous=True)
 
 
@@ -271,9 +252,8 @@ def limiter_redis(config: Config) -> CaseResult:
             return limiter(work)
 
         peers = ("limits (fixed window, redis)", "pyrate-limiter (redis)")
-        subjects = {"bare": work, "redis PING": ping, peers[0]: with_limits, peers[1]: with_pyrate}
-        unavailable: dict[str, str] = {}
-        build(subjects, unavailable, "seawall, exact (one round trip)", lambda: seawall_redis(exact=True))
+        subjects = Subjects(work, {"redis PING": ping, peers[0]: with_limits, peers[1]: with_pyrate})
+        subjects.build("seawall, exact (one round trip)", lambda: seawall_redis(exact=True))
         measure(result, config, subjects, seawall_redis, peers=peers)
         client.close()
         busiest = fleet_busiest_second(url, 1.2 if config.quick else 2.5)
@@ -331,8 +311,7 @@ def with_prometheus(config: Config) -> CaseResult:
     result = CaseResult(
         "limits.prometheus", "each primitive's admitted path with seawall.prometheus.instrument() on / off"
     )
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(work)
     kinds = {
         "timeout": lambda reg: seawall_attr("seawall.Timeout")("t", 1.0, registry=reg),
         "bulkhead": lambda reg: seawall_attr("seawall.Bulkhead")("b", 8, registry=reg),
@@ -350,10 +329,10 @@ def with_prometheus(config: Config) -> CaseResult:
         return make(reg)(work)
 
     for kind, make in kinds.items():
-        build(subjects, unavailable, kind, lambda make=make: make(registry())(work))
-        build(subjects, unavailable, f"{kind} + prometheus", lambda make=make: instrumented(make))
+        subjects.build(kind, lambda make=make: make(registry())(work))
+        subjects.build(f"{kind} + prometheus", lambda make=make: instrumented(make))
     try:
-        result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+        result.measurements = subjects.overhead(config)
     finally:
         for closer in closers:
             closer.close()

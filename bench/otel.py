@@ -21,6 +21,7 @@ from .harness import (
     CaseResult,
     Config,
     Measurement,
+    Subjects,
     attempt_build,
     overhead_measurements,
     per_call_ns,
@@ -93,16 +94,12 @@ def tracing_cost(config: Config) -> CaseResult:
         with tracer.start_as_current_span("attempt 2"):
             return work()
 
-    subjects: dict[str, Callable[[], object]] = {
-        "bare": work,
-        "otel span": one_span,
-        "2 otel spans": two_spans,
-    }
+    subjects = Subjects(work, {"otel span": one_span, "2 otel spans": two_spans})
     variants = {
         f"seawall retry, {SUCCESS}": (work, ""),
         f"seawall retry, {RETRIED}": (flaky(), "r"),
     }
-    unavailable: dict[str, str] = {}
+    unavailable = subjects.unavailable
     for label, (fn, suffix) in variants.items():
 
         def build(

@@ -6,22 +6,14 @@ This is the path almost every call takes, so it is where a retry library's per-c
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import backoff
 import stamina
 import tenacity
 
-from .harness import (
-    CaseResult,
-    Config,
-    async_per_call_ns,
-    attempt_build,
-    overhead_measurements,
-    per_call_ns,
-    seawall_attr,
-)
+from .harness import CaseResult, Config, Subjects, seawall_attr
 
 ATTEMPTS = 3
 
@@ -62,23 +54,18 @@ def backoff_retry(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def success_sync(config: Config) -> CaseResult:
     result = CaseResult("retry.success", "retry success path (first attempt succeeds), decorator form")
-    subjects: dict[str, Callable[[], object]] = {"bare": work}
-    unavailable: dict[str, str] = {}
+    subjects = Subjects(work)
     builders: dict[str, Callable[[], Any]] = {
         "seawall": lambda: seawall_retry("bench-retry")(work),
         "seawall + prometheus": lambda: instrumented_retry("bench-retry-metrics")(work),
         "seawall + otel metrics": lambda: otel_metered_retry("bench-retry-otel")(work),
     }
     for subject, build in builders.items():
-        wrapped, why = attempt_build(build)
-        if wrapped is None:
-            unavailable[subject] = why
-        else:
-            subjects[subject] = wrapped
+        subjects.build(subject, build)
     subjects["tenacity"] = tenacity_retry(work)
     subjects["stamina"] = stamina_retry(work)
     subjects["backoff"] = backoff_retry(work)
-    result.measurements = overhead_measurements(per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config)
     result.ratio_target("seawall / tenacity.retry overhead", "seawall", "tenacity", 0.1)
     result.ratio_target(
         "seawall + prometheus / tenacity.retry overhead", "seawall + prometheus", "tenacity", 0.1
@@ -111,17 +98,12 @@ def otel_metered_retry(name: str) -> Any:
 
 def success_async(config: Config) -> CaseResult:
     result = CaseResult("retry.async", "async retry success path, awaited in one event loop")
-    subjects: dict[str, Callable[[], Awaitable[object]]] = {"bare": awork}
-    unavailable: dict[str, str] = {}
-    wrapped, why = attempt_build(lambda: seawall_retry("bench-retry-async")(awork))
-    if wrapped is None:
-        unavailable["seawall"] = why
-    else:
-        subjects["seawall"] = wrapped
+    subjects = Subjects(awork)
+    subjects.build("seawall", lambda: seawall_retry("bench-retry-async")(awork))
     subjects["tenacity (AsyncRetrying)"] = tenacity_retry(awork)
     subjects["stamina"] = stamina_retry(awork)
     subjects["backoff"] = backoff_retry(awork)
-    result.measurements = overhead_measurements(async_per_call_ns(subjects, config), "bare", unavailable)
+    result.measurements = subjects.overhead(config, asynchronous=True)
     result.ratio_target(
         "seawall / tenacity AsyncRetrying overhead", "seawall", "tenacity (AsyncRetrying)", 0.05
     )
