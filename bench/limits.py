@@ -28,6 +28,7 @@ import limits.strategies
 import pyrate_limiter
 
 import limits
+from stacktools.processes import stop_process
 
 from .harness import CaseResult, Config, Measurement, Subjects, seawall_attr
 
@@ -207,12 +208,7 @@ def redis_server() -> Iterator[str]:
                 time.sleep(0.02)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 FLEET_WORKERS, FLEET_RATE, FLEET_BURST, FLEET_BATCH = 4, 200.0, 20, 16

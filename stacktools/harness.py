@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from stacktools.processes import stop_process
 from stacktools.receivers import PAGERDUTY_KEY_FILE, PAGERDUTY_URL, SLACK_URL_FILE, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,13 +210,7 @@ class Process:
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen is None:
             return
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=timeout)
+        stop_process(self.popen, timeout=timeout)
         self.popen = None
 
     def kill(self) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from stacktools.processes import stop_process
 from stacktools.receivers import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -73,13 +74,8 @@ class RedisServer:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from stacktools.processes import stop_process
 from stacktools.receivers import (
     FakePagerDuty,
     FakeSlack,
@@ -163,13 +164,7 @@ class Alertmanager:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self._log_file.close()
 
     def post(self, *alerts: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 from exposition import METRIC_CONTRACT
 from seawall.metrics.contract import CONTRACT as METRICS
+from stacktools.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
@@ -559,12 +560,7 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
         }
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         log.close()
         server.shutdown()
         server.server_close()

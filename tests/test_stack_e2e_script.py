@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from stacktools.harness import ROOT, binaries_missing, http, wait_until
+from stacktools.processes import stop_process
 
 pytestmark = [
     pytest.mark.stack,
@@ -94,13 +95,7 @@ def script(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[sub
     try:
         yield process, Lines(process.stdout)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, ask=signal.SIGINT, timeout=30)
         if process.stdout is not None:
             process.stdout.close()
 
