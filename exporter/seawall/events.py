@@ -52,11 +52,57 @@ class PrimitiveRegistered:
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerStateChanged:
+class _PrimitiveEvent:
+    """What every event about one primitive carries: its kind (fixed per event type) and its name."""
+
+    kind: ClassVar[Kind]
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _BreakerEvent(_PrimitiveEvent):
     kind: ClassVar[Kind] = Kind.BREAKER
     breaker = NameAlias()
 
-    name: str
+
+@dataclass(frozen=True, slots=True)
+class _RetryEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.RETRY
+    retry = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class _FeatureEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.FEATURE
+    feature = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeoutEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.TIMEOUT
+    timeout = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class _BulkheadEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.BULKHEAD
+    bulkhead = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class _RateLimiterEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.RATE_LIMITER
+    limiter = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.TASK
+    task = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStateChanged(_BreakerEvent):
     from_state: BreakerState
     to_state: BreakerState
     # bounded: "failures", "failure_rate", "slow_calls", "timeout", "probe_success", "probe_failure", "manual"
@@ -64,43 +110,27 @@ class BreakerStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerCallCompleted:
+class BreakerCallCompleted(_BreakerEvent):
     """A call the breaker let through has finished (success, failure or ignored)."""
 
-    kind: ClassVar[Kind] = Kind.BREAKER
-    breaker = NameAlias()
-
-    name: str
     outcome: CallOutcome
     duration: float  # seconds, measured with the breaker's clock
     error_type: str | None  # exception class name on failure/ignored
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerCallRejected:
-    kind: ClassVar[Kind] = Kind.BREAKER
-    breaker = NameAlias()
-
-    name: str
+class BreakerCallRejected(_BreakerEvent):
     state: BreakerState
     retry_after: float  # seconds until a probe will be let through (0 when unknown or forced)
 
 
 @dataclass(frozen=True, slots=True)
-class RetryAttemptStarted:
-    kind: ClassVar[Kind] = Kind.RETRY
-    retry = NameAlias()
-
-    name: str
+class RetryAttemptStarted(_RetryEvent):
     attempt: int  # 1-based
 
 
 @dataclass(frozen=True, slots=True)
-class RetryAttemptFinished:
-    kind: ClassVar[Kind] = Kind.RETRY
-    retry = NameAlias()
-
-    name: str
+class RetryAttemptFinished(_RetryEvent):
     attempt: int
     duration: float
     error_type: str | None  # None when the attempt succeeded
@@ -110,11 +140,7 @@ class RetryAttemptFinished:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryCompleted:
-    kind: ClassVar[Kind] = Kind.RETRY
-    retry = NameAlias()
-
-    name: str
+class RetryCompleted(_RetryEvent):
     outcome: RetryOutcome
     attempts: int
     duration: float
@@ -122,14 +148,10 @@ class RetryCompleted:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryGaveUp:
+class RetryGaveUp(_RetryEvent):
     """A retried operation failed for good (published besides `RetryCompleted`, for listeners that
     care only about failures, such as the tracer's `seawall.retry.gave_up` span event)."""
 
-    kind: ClassVar[Kind] = Kind.RETRY
-    retry = NameAlias()
-
-    name: str
     outcome: RetryOutcome  # failed_without_retry or failed_with_retry
     attempts: int
     error_type: str
@@ -143,21 +165,13 @@ class ErrorRecorded:
 
 
 @dataclass(frozen=True, slots=True)
-class FeatureToggled:
-    kind: ClassVar[Kind] = Kind.FEATURE
-    feature = NameAlias()
-
-    name: str
+class FeatureToggled(_FeatureEvent):
     enabled: bool
     reason: str  # bounded: "manual", "failures", "recovered"
 
 
 @dataclass(frozen=True, slots=True)
-class FallbackUsed:
-    kind: ClassVar[Kind] = Kind.FEATURE
-    feature = NameAlias()
-
-    name: str
+class FallbackUsed(_FeatureEvent):
     reason: FallbackReason
     error_type: str | None
 
@@ -171,72 +185,48 @@ class InstrumentationFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class CallTimedOut:
+class CallTimedOut(_TimeoutEvent):
     """A call overran its timeout (async: cancelled at the deadline; sync: found late, see Timeout)."""
 
-    kind: ClassVar[Kind] = Kind.TIMEOUT
-    timeout = NameAlias()
-
-    name: str
     seconds: float  # the budget it had: the timeout's, or less when an outer deadline was nearer
     elapsed: float  # seconds from the start to when the overrun was acted on
     cancelled: bool  # True when the call was cancelled (async); False when it ran on past the deadline (sync)
 
 
 @dataclass(frozen=True, slots=True)
-class BulkheadRejected:
-    kind: ClassVar[Kind] = Kind.BULKHEAD
-    bulkhead = NameAlias()
-
-    name: str
+class BulkheadRejected(_BulkheadEvent):
     max_concurrent: int
     waited: float  # seconds spent waiting for a slot before giving up (0 when max_wait is 0)
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimited:
-    kind: ClassVar[Kind] = Kind.RATE_LIMITER
-    limiter = NameAlias()
-
-    name: str
+class RateLimited(_RateLimiterEvent):
     backend: str  # "local" or "redis"
     retry_after: float | None  # seconds until a call would be admitted (None when unknown)
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimiterBackendFailed:
+class RateLimiterBackendFailed(_RateLimiterEvent):
     """The shared backend (Redis) could not decide; the limiter applied its failure policy."""
 
-    kind: ClassVar[Kind] = Kind.RATE_LIMITER
-    limiter = NameAlias()
-
-    name: str
     backend: str
     error_type: str
     failure_policy: str  # "open" (admitted) or "closed" (rejected)
 
 
 @dataclass(frozen=True, slots=True)
-class TaskStateChanged:
+class TaskStateChanged(_TaskEvent):
     """A supervised task moved between states (`seawall.TaskState` values: starting, running,
     backing_off, failed, finished, stopped)."""
 
-    kind: ClassVar[Kind] = Kind.TASK
-    task = NameAlias()
-
-    name: str
     from_state: str
     to_state: str
 
 
 @dataclass(frozen=True, slots=True)
-class TaskFailed:
+class TaskFailed(_TaskEvent):
     """A supervised task raised; `will_restart` is False when it is now permanently failed."""
 
-    kind: ClassVar[Kind] = Kind.TASK
-    task = NameAlias()
-
-    name: str
     error_type: str
     category: ErrorCategory
     will_restart: bool
