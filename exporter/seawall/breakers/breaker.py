@@ -150,11 +150,8 @@ class CircuitBreaker:
             token, start = machine.enter()
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                machine.failed(token, start, exc)
-                raise
-            except BaseException:
-                machine.cancelled(token)
+            except BaseException as exc:
+                machine.raised(token, start, exc)
                 raise
             machine.succeeded(token, start)
             return result
@@ -168,11 +165,8 @@ class CircuitBreaker:
             token, start = machine.enter()
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                machine.failed(token, start, exc)
-                raise
-            except BaseException:
-                machine.cancelled(token)
+            except BaseException as exc:
+                machine.raised(token, start, exc)
                 raise
             machine.succeeded(token, start)
             return result
@@ -197,10 +191,8 @@ class CircuitBreaker:
             return None
         if exc is None:
             self._machine.succeeded(token, start)
-        elif isinstance(exc, Exception):
-            self._machine.failed(token, start, exc)
         else:
-            self._machine.cancelled(token)
+            self._machine.raised(token, start, exc)
         return None
 
     async def __aenter__(self) -> CircuitBreaker:

@@ -352,6 +352,14 @@ class BreakerStateMachine:
         if changed is not None:
             self._changed.publish(changed)
 
+    def raised(self, token: int, start: float | None, exc: BaseException) -> None:
+        """A call ended by raising `exc`: an Exception is a failure, anything else cancels the call
+        (the one rule for the decorator, `call`, and the context manager)."""
+        if isinstance(exc, Exception):
+            self.failed(token, start, exc)
+        else:
+            self.cancelled(token)
+
     def cancelled(self, token: int) -> None:
         """A BaseException (cancellation, KeyboardInterrupt): counted as `cancelled`, neither a
         success nor a failure for the state machine; it frees a probe slot."""
