@@ -149,6 +149,18 @@ class Retry:
 
     # -- shared bookkeeping (failure paths only) ---------------------------------------------
 
+    def _failed(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> float | None:
+        """An attempt raised `exc`: the delay before the next attempt, or None when `exc` goes to the
+        caller (given up; cancellation and other BaseExceptions are never retried)."""
+        if isinstance(exc, Exception):
+            delay = self._on_failure(exc, attempt, attempt_start, start)
+            if delay is not None:
+                return delay
+            self._gave_up(attempt, start, exc)
+        else:
+            self._abort(exc, attempt, attempt_start, start)
+        return None
+
     def _on_failure(self, exc: Exception, attempt: int, attempt_start: float, start: float) -> float | None:
         """Classify, record, decide; publish AttemptFinished. Returns the delay, or None to give up."""
         now = self._clock()
@@ -195,8 +207,9 @@ class Retry:
                 error_type = "_other"
             counts[error_type] = counts.get(error_type, 0) + 1
 
-    def _succeeded(self, attempt: int, attempt_start: float, start: float) -> None:
-        """Count a success; publish the attempt's end and the completion to whoever listens."""
+    def _succeeded(self, result: R, attempt: int, attempt_start: float, start: float) -> R:
+        """Count a success; publish the attempt's end and the completion to whoever listens; returns
+        `result`, the call's."""
         outcome = RetryOutcome.SUCCESS_WITHOUT_RETRY if attempt == 1 else RetryOutcome.SUCCESS_WITH_RETRY
         self._calls[outcome].add()
         finished, completed = self._on_finished, self._on_completed
@@ -208,6 +221,7 @@ class Retry:
                 )
             if completed.listeners:
                 completed.publish(RetryCompleted(name, outcome, attempt, now - start, None))
+        return result
 
     def _gave_up(self, attempt: int, start: float, exc: BaseException) -> None:
         outcome = RetryOutcome.FAILED_WITHOUT_RETRY if attempt == 1 else RetryOutcome.FAILED_WITH_RETRY
@@ -265,46 +279,29 @@ class Retry:
         self._announce(1)
         try:
             result = fn(*args, **kwargs)
-        except Exception as exc:
-            delay = self._on_failure(exc, 1, start, start)
-            if delay is None:
-                self._gave_up(1, start, exc)
-                raise
         except BaseException as exc:
-            self._abort(exc, 1, start, start)
-            raise
+            if (delay := self._failed(exc, 1, start, start)) is None:
+                raise
         else:
             if self._on_finished.listeners or self._on_completed.listeners:
-                self._succeeded(1, start, start)
-            else:
-                next(self._first_ok)
+                return self._succeeded(result, 1, start, start)
+            next(self._first_ok)
             return result
         self._pause(delay, 1, start)
         return self._run(fn, args, kwargs, 2, start)
 
-    def _run(
-        self, fn: Callable[..., R], args: Any, kwargs: Any, first: int = 1, start: float | None = None
-    ) -> R:
-        clock = self._clock
-        if start is None:
-            start = clock()
+    def _run(self, fn: Callable[..., R], args: Any, kwargs: Any, first: int, start: float) -> R:
         attempt = first
         while True:
             self._announce(attempt)
-            attempt_start = clock()
+            attempt_start = self._clock()
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                delay = self._on_failure(exc, attempt, attempt_start, start)
-                if delay is None:
-                    self._gave_up(attempt, start, exc)
-                    raise
             except BaseException as exc:
-                self._abort(exc, attempt, attempt_start, start)
-                raise
+                if (delay := self._failed(exc, attempt, attempt_start, start)) is None:
+                    raise
             else:
-                self._succeeded(attempt, attempt_start, start)
-                return result
+                return self._succeeded(result, attempt, attempt_start, start)
             self._pause(delay, attempt, start)
             attempt += 1
 
@@ -313,18 +310,13 @@ class Retry:
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn(*args, **kwargs)`, retrying as configured; cancellation is never retried."""
         if self._on_started.listeners or self._on_finished.listeners or self._on_completed.listeners:
-            return await self._run_async(fn, args, kwargs)
+            return await self._run_async(fn, args, kwargs, 1, self._clock())
         start = self._clock()
         try:
             result = await fn(*args, **kwargs)
-        except Exception as exc:
-            delay = self._on_failure(exc, 1, start, start)
-            if delay is None:
-                self._gave_up(1, start, exc)
+        except BaseException as exc:
+            if (delay := self._failed(exc, 1, start, start)) is None:
                 raise
-        except BaseException as exc:  # cancellation: counted as on the listened path
-            self._abort(exc, 1, start, start)
-            raise
         else:
             next(self._first_ok)
             return result
@@ -336,29 +328,20 @@ class Retry:
         fn: Callable[..., Awaitable[R]],
         args: Any,
         kwargs: Any,
-        first: int = 1,
-        start: float | None = None,
+        first: int,
+        start: float,
     ) -> R:
-        clock = self._clock
-        if start is None:
-            start = clock()
         attempt = first
         while True:
             self._announce(attempt)
-            attempt_start = clock()
+            attempt_start = self._clock()
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                delay = self._on_failure(exc, attempt, attempt_start, start)
-                if delay is None:
-                    self._gave_up(attempt, start, exc)
-                    raise
             except BaseException as exc:
-                self._abort(exc, attempt, attempt_start, start)
-                raise
+                if (delay := self._failed(exc, attempt, attempt_start, start)) is None:
+                    raise
             else:
-                self._succeeded(attempt, attempt_start, start)
-                return result
+                return self._succeeded(result, attempt, attempt_start, start)
             await self._pause_async(delay, attempt, start)
             attempt += 1
 
