@@ -205,31 +205,46 @@ def service_variable(multi: bool) -> db.QueryVariable:
     return var
 
 
-def overview() -> db.Dashboard:
-    """Every breaker, retry, error source and feature of the selected services on one page."""
-    sel = SVC
-    calls = "seawall_circuit_breaker_calls_total"
-    dash = (
-        db.Dashboard("seawall: overview")
-        .uid("seawall-overview")
-        .description(
-            "Breakers, retries, errors, features and firing alerts of services instrumented with seawall."
-        )
+def seawall_dashboard(title: str, uid: str, description: str) -> db.Dashboard:
+    """A dashboard with the settings every seawall dashboard shares (tags, time range, refresh,
+    shared crosshair), so the three cannot drift apart."""
+    return (
+        db.Dashboard(title)
+        .uid(uid)
+        .description(description)
         .tags(["seawall", "resilience"])
         .editable()
         .time("now-30m", "now")
         .refresh("10s")
         .timezone("browser")
         .tooltip(dm.DashboardCursorSync.CROSSHAIR)
-        .with_variable(service_variable(multi=True))
-        .link(
-            db.DashboardLink("Breaker drill-down")
-            .type(dm.DashboardLinkType.DASHBOARDS)
-            .tags(["seawall"])
-            .as_dropdown(True)
-            .include_vars(True)
-            .keep_time(True)
+    )
+
+
+def seawall_link(title: str) -> db.DashboardLink:
+    """A dropdown of the other seawall dashboards that keeps the time range and the variables."""
+    return (
+        db.DashboardLink(title)
+        .type(dm.DashboardLinkType.DASHBOARDS)
+        .tags(["seawall"])
+        .as_dropdown(True)
+        .include_vars(True)
+        .keep_time(True)
+    )
+
+
+def overview() -> db.Dashboard:
+    """Every breaker, retry, error source and feature of the selected services on one page."""
+    sel = SVC
+    calls = "seawall_circuit_breaker_calls_total"
+    dash = (
+        seawall_dashboard(
+            "seawall: overview",
+            "seawall-overview",
+            "Breakers, retries, errors, features and firing alerts of services instrumented with seawall.",
         )
+        .with_variable(service_variable(multi=True))
+        .link(seawall_link("Breaker drill-down"))
         .with_row(db.Row("Circuit breakers"))
         .with_panel(state_timeline(sel, 12))
         .with_panel(
@@ -433,28 +448,15 @@ def drilldown() -> db.Dashboard:
     calls = "seawall_circuit_breaker_calls_total"
     transitions = "seawall_circuit_breaker_transitions_total"
     return (
-        db.Dashboard("seawall: breaker drill-down")
-        .uid("seawall-breaker")
-        .description(
+        seawall_dashboard(
+            "seawall: breaker drill-down",
+            "seawall-breaker",
             "One circuit breaker in depth: state, calls, latency, transitions, and its retry, "
-            "feature and errors (matched by name)."
+            "feature and errors (matched by name).",
         )
-        .tags(["seawall", "resilience"])
-        .editable()
-        .time("now-30m", "now")
-        .refresh("10s")
-        .timezone("browser")
-        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
         .with_variable(service_variable(multi=False))
         .with_variable(breaker_variable())
-        .link(
-            db.DashboardLink("Overview")
-            .type(dm.DashboardLinkType.DASHBOARDS)
-            .tags(["seawall"])
-            .as_dropdown(True)
-            .include_vars(True)
-            .keep_time(True)
-        )
+        .link(seawall_link("Overview"))
         .with_panel(
             stat.Panel()
             .title("State now")
@@ -565,15 +567,11 @@ def limits() -> db.Dashboard:
     )
     errors = f"sum by (limiter) (rate(seawall_rate_limiter_backend_errors_total{{{sel}}}[{RATE}]))"
     return (
-        db.Dashboard("seawall: timeouts, bulkheads, rate limiters")
-        .uid("seawall-limits")
-        .description("How long calls may take, how many may run at once and how often: seawall's limits.")
-        .tags(["seawall", "resilience"])
-        .editable()
-        .time("now-30m", "now")
-        .refresh("10s")
-        .timezone("browser")
-        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        seawall_dashboard(
+            "seawall: timeouts, bulkheads, rate limiters",
+            "seawall-limits",
+            "How long calls may take, how many may run at once and how often: seawall's limits.",
+        )
         .with_variable(service_variable(multi=True))
         .with_row(db.Row("Timeouts"))
         .with_panel(
