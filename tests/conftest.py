@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import seawall
+from http_upstream import Upstream
 from redis_server import RedisServer
 from seawall import prometheus as sp
 from seawall.events import Event
@@ -139,3 +140,11 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """A real HTTP upstream with scripted faults on 127.0.0.1 (tests/http_upstream.py), stopped after."""
+    server = Upstream()
+    yield server
+    server.stop()

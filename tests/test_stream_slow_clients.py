@@ -8,41 +8,18 @@ Before the fix the stream blocked in `send()` forever once a client's TCP window
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 import seawall
+from live_server import LiveServer
 from seawall.starlette import SnapshotStream, create_app
 
 pytestmark = pytest.mark.slow
-
-
-class LiveServer:
-    """uvicorn serving `app` in a thread on a free port; stopped by the fixture."""
-
-    def __init__(self, app: Any, lifespan: str = "off") -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan=lifespan)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start within 10 s")
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.server.force_exit = True
-        self.thread.join(timeout=10)
 
 
 def stream_of(app: Any) -> SnapshotStream:

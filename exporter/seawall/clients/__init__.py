@@ -1,0 +1,1 @@
+"""The resilient HTTP client pipeline shared by `seawall.httpx` and `seawall.requests`."""

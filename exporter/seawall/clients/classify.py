@@ -1,0 +1,60 @@
+"""HTTP-aware classification: which failures another attempt can help, and which trip a breaker.
+
+A response with a transient status (`HttpPolicy.transient_statuses`) is raised inside the
+pipeline as `UpstreamStatusError`, so the retry and the breaker decide on it as on any other
+failure (its `status_code` makes `seawall.classify` call it transient or rate_limit, its
+`response` carries the Retry-After header `retry_after_hint` reads). Every other answer, 4xx
+included, is a healthy upstream's answer: returned as it is, never retried, never a breaker failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seawall.breakers.machine import CircuitOpenError
+from seawall.limits.timeout import CallTimeoutError
+
+__all__ = ["RateLimitedResponse", "TransientFailure", "UpstreamStatusError", "authority"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+class UpstreamStatusError(Exception):
+    """An answer with a transient status, raised between the pipeline's stages. The caller never
+    sees it: when the retries are over the pipeline returns `response` itself."""
+
+    def __init__(self, response: Any, status_code: int) -> None:
+        super().__init__(status_code)
+        self.response = response
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return f"upstream answered {self.status_code}"
+
+
+@dataclass(frozen=True)
+class TransientFailure:
+    """`(exc) -> bool`: True for what another attempt may fix (transient statuses, the client
+    library's connection and timeout errors, seawall's timeouts and open breakers). Equal for
+    equal `errors`, so two transports of one name share their retry and breakers."""
+
+    errors: tuple[type[BaseException], ...]
+
+    def __call__(self, exc: BaseException) -> bool:
+        return isinstance(exc, (UpstreamStatusError, CallTimeoutError, CircuitOpenError, *self.errors))
+
+
+@dataclass(frozen=True)
+class RateLimitedResponse:
+    """`(exc) -> bool`: a 429, which the breaker ignores (the upstream is pacing us, not failing)."""
+
+    def __call__(self, exc: BaseException) -> bool:
+        return isinstance(exc, UpstreamStatusError) and exc.status_code == 429
+
+
+def authority(scheme: str, host: str, port: int | None) -> str:
+    """`scheme:host:port` with the default port filled in: the breaker key of one upstream (no
+    slashes, so the breaker's admin route can name it)."""
+    scheme = scheme.lower()
+    return f"{scheme}:{host.lower()}:{port if port is not None else _DEFAULT_PORTS.get(scheme, 0)}"

@@ -1,0 +1,196 @@
+"""`Pipeline`: one HTTP request through bulkhead > total timeout > retry > breaker > attempt timeout.
+
+Each stage is the seawall primitive itself (get-or-create by name in the registry, so its metrics,
+page tiles, dashboards and alerts are the ones every primitive has). The pipeline knows nothing of
+a client library: the adapters (`seawall.httpx`, `seawall.requests`) hand it one attempt as a
+function and say how to read a status and close a response. It owns the one HTTP rule the
+primitives cannot know: every response it made and does not hand to the caller is closed (a
+retried answer, one dropped by a total timeout), so no connection stays checked out.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from seawall.breakers.breaker import CircuitBreaker, breaker
+from seawall.clients.classify import RateLimitedResponse, TransientFailure, UpstreamStatusError
+from seawall.clients.policy import HttpPolicy
+from seawall.core.registry import Registry, default_registry
+from seawall.limits.bulkhead import bulkhead
+from seawall.limits.timeout import timeout
+from seawall.retries.retry import retry
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger("seawall")
+R = TypeVar("R")
+
+
+class Pipeline:
+    """The primitives of one named HTTP client, and `send` / `send_async` through them."""
+
+    def __init__(
+        self,
+        name: str,
+        policy: HttpPolicy,
+        transient_errors: tuple[type[BaseException], ...],
+        registry: Registry | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"name must be a non-empty str without '/', got {name!r}")
+        reg = default_registry() if registry is None else registry
+        self.name = name
+        self.policy = policy
+        self.registry = reg
+        self._transient = TransientFailure(transient_errors)
+        p = policy
+        self.bulkhead = None if p.bulkhead is None else bulkhead(name, registry=reg, **p.bulkhead)
+        self.total = (
+            None if p.total_timeout is None else timeout(f"{name}.total", p.total_timeout, registry=reg)
+        )
+        self.retry = None
+        if p.retry is not None:
+            settings = {"deadline": p.total_timeout, **p.retry}
+            self.retry = retry(name, registry=reg, retry_on=self._transient, **settings)
+        self.attempt_timeout = (
+            None if p.attempt_timeout is None else timeout(f"{name}.attempt", p.attempt_timeout, registry=reg)
+        )
+        self._breakers: dict[str, CircuitBreaker | None] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        transient_errors: tuple[type[BaseException], ...],
+        registry: Registry | None,
+        policy: HttpPolicy | None,
+        stages: dict[str, Any],
+    ) -> Pipeline:
+        """The pipeline of an adapter given either `policy` or stage keywords (`retry={...}`)."""
+        if policy is None:
+            policy = HttpPolicy.of(**stages)
+        elif stages:
+            raise TypeError(f"give either policy= or stage keywords, not both (got {sorted(stages)})")
+        elif not isinstance(policy, HttpPolicy):
+            raise TypeError(f"policy must be an HttpPolicy, got {policy!r}")
+        return cls(name, policy, transient_errors, registry)
+
+    def may_retry(self, method: str, idempotency_key: bool, replayable: bool) -> bool:
+        """An idempotent method, or one with an Idempotency-Key, whose body can be sent again."""
+        return replayable and (idempotency_key or method.upper() in self.policy.retry_methods)
+
+    def breaker_for(self, authority: str) -> CircuitBreaker | None:
+        """The breaker of one upstream; past `max_authorities` upstreams, none (names stay bounded)."""
+        found = self._breakers.get(authority, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        settings = self.policy.breaker
+        with self._lock:
+            if authority in self._breakers:
+                return self._breakers[authority]
+            made: CircuitBreaker | None = None
+            if settings is not None:
+                if len(self._breakers) < self.policy.max_authorities:
+                    made = breaker(
+                        f"{self.name}@{authority}",
+                        registry=self.registry,
+                        record_on=self._transient,
+                        ignore_on=RateLimitedResponse(),
+                        **settings,
+                    )
+                elif len(self._breakers) == self.policy.max_authorities:
+                    log.warning(
+                        "seawall HTTP client %r: more than %d upstreams; later ones get no breaker",
+                        self.name,
+                        self.policy.max_authorities,
+                    )
+            self._breakers[authority] = made
+            return made
+
+    def _stack(self, authority: str, retryable: bool, attempt: Any, asynchronous: bool) -> Any:
+        """The stages around `attempt`, innermost first, as `call` (or `call_async`) partials."""
+        way = "call_async" if asynchronous else "call"
+        run = attempt
+        stages = (
+            self.attempt_timeout,
+            self.breaker_for(authority),
+            self.retry if retryable else None,
+            self.total,
+            self.bulkhead,
+        )
+        for stage in stages:
+            if stage is not None:
+                run = functools.partial(getattr(stage, way), run)
+        return run
+
+    def send(
+        self,
+        authority: str,
+        retryable: bool,
+        attempt: Callable[[], R],
+        status: Callable[[R], int],
+        close: Callable[[R], None],
+    ) -> R:
+        """Run one request; returns the response to give the caller (the last one, when the retries
+        end on a transient status), or raises what the last stage raised."""
+        transient = self.policy.transient_statuses
+        made: list[R] = []  # every response of this request not yet closed or handed over
+
+        def one() -> R:
+            while made:
+                close(made.pop())
+            response = attempt()
+            made.append(response)
+            code = status(response)
+            if code in transient:
+                raise UpstreamStatusError(response, code)
+            return response
+
+        try:
+            try:
+                result: R = self._stack(authority, retryable, one, False)()
+            except UpstreamStatusError as exc:
+                result = exc.response
+            made.remove(result)
+            return result
+        finally:
+            for response in made:
+                close(response)
+
+    async def send_async(
+        self,
+        authority: str,
+        retryable: bool,
+        attempt: Callable[[], Awaitable[R]],
+        status: Callable[[R], int],
+        close: Callable[[R], Awaitable[None]],
+    ) -> R:
+        """`send` for an async client: the timeouts cancel the attempt at their deadlines."""
+        transient = self.policy.transient_statuses
+        made: list[R] = []
+
+        async def one() -> R:
+            while made:
+                await close(made.pop())
+            response = await attempt()
+            made.append(response)
+            code = status(response)
+            if code in transient:
+                raise UpstreamStatusError(response, code)
+            return response
+
+        try:
+            try:
+                result: R = await self._stack(authority, retryable, one, True)()
+            except UpstreamStatusError as exc:
+                result = exc.response
+            made.remove(result)
+            return result
+        finally:
+            for response in made:
+                await close(response)
