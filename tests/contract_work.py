@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import seawall
@@ -103,6 +104,25 @@ def random_work(registry: seawall.Registry, seed: int, redis_url: str, steps: in
     features[0].disable()
     backend.close()
     _tasks(registry, rng)
+    _hedges(registry, rng)
+
+
+def _hedges(registry: seawall.Registry, rng: random.Random) -> None:
+    """Hedges (more names than the cap) whose first attempts are slow: hedges sent, won and
+    cancelled, and throttled once a small budget is spent."""
+    hedges = [seawall.Hedge(f"g{i}", delay=0.0, budget=0.3, burst=1.0, registry=registry) for i in range(4)]
+
+    async def run() -> None:
+        for _ in range(8):
+            delays = iter([0.2])  # the first attempt is slow (cancelled when hedged); a hedge answers at once
+
+            async def attempt(delays: Iterator[float] = delays) -> int:
+                await asyncio.sleep(next(delays, 0.0))
+                return 1
+
+            await asyncio.wait_for(hedges[rng.randrange(len(hedges))].call_async(attempt), 10)
+
+    asyncio.run(run())
 
 
 def _type_error() -> None:

@@ -3,7 +3,7 @@ raw socket server that resets connections. Both are started and stopped by the t
 
 Routes of `Upstream` (every request is counted per path in `hits`, with its method and body):
   /status/{code}?retry_after=..   that status, with Retry-After when asked
-  /flaky/{key}?fail=N&status=S    S for the first N requests to key, then 200
+  /flaky/{key}?fail=N&status=S&delay=s  S (after s seconds) for the first N requests to key, then 200
   /slow?seconds=s                 the head after s seconds
   /drip?chunks=n&interval=s       200, then n chunks s seconds apart
   /hang                           never answers (until the server stops)
@@ -54,6 +54,7 @@ class UpstreamApp:
             self.flaky[path] += 1
             if self.flaky[path] <= int(query.get("fail", "1")):
                 status = int(query.get("status", "503"))
+                await asyncio.sleep(float(query.get("delay", "0")))
         elif parts[0] == "slow":
             await asyncio.sleep(float(query.get("seconds", "1")))
         elif parts[0] == "hang":

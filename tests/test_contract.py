@@ -17,7 +17,7 @@ from seawall.metrics.contract import CONTRACT, by_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The 32 families as users' alerts and dashboards know them: renaming one is a breaking change.
+# The 34 families as users' alerts and dashboards know them: renaming one is a breaking change.
 FAMILIES = {
     "seawall_circuit_breaker_state",
     "seawall_circuit_breaker_calls_total",
@@ -48,6 +48,8 @@ FAMILIES = {
     "seawall_task_last_start_timestamp_seconds",
     "seawall_task_last_heartbeat_timestamp_seconds",
     "seawall_task_heartbeat_timeout_seconds",
+    "seawall_hedge_calls_total",
+    "seawall_hedges_total",
     "seawall_instrumentation_errors_total",
     "seawall_build_info",
     "seawall_label_overflow_total",

@@ -38,6 +38,8 @@ from seawall.degrade.settings import FeatureSettings
 from seawall.errors.aggregator import ErrorAggregator, record_error
 from seawall.errors.classify import classify, register_classifier, register_error_type, retry_after_hint
 from seawall.errors.settings import AggregatorSettings
+from seawall.hedging.hedge import Hedge, HedgeSnapshot, hedge
+from seawall.hedging.settings import HedgeSettings
 from seawall.limits.bulkhead import Bulkhead, BulkheadFullError, bulkhead
 from seawall.limits.policy import Policy, policy
 from seawall.limits.ratelimit import RateLimitedError, RateLimiter, rate_limiter
@@ -82,6 +84,9 @@ __all__ = [
     "FeatureSnapshot",
     "FeatureUnavailableError",
     "Features",
+    "Hedge",
+    "HedgeSettings",
+    "HedgeSnapshot",
     "HistogramSnapshot",
     "Kind",
     "Listener",
@@ -114,6 +119,7 @@ __all__ = [
     "default_supervisor",
     "events",
     "feature",
+    "hedge",
     "policy",
     "rate_limiter",
     "record_error",

@@ -233,6 +233,29 @@ class TaskFailed(_TaskEvent):
     delay: float  # seconds until the restart (0 when none)
 
 
+@dataclass(frozen=True, slots=True)
+class HedgeSent:
+    """A hedge started another attempt (`attempt` 2 is the first hedge) `after` seconds into the call."""
+
+    kind: ClassVar[Kind] = Kind.HEDGE
+    hedge = NameAlias()
+
+    name: str
+    attempt: int
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeWon:
+    """A hedged attempt, not the first, answered first; the others were cancelled."""
+
+    kind: ClassVar[Kind] = Kind.HEDGE
+    hedge = NameAlias()
+
+    name: str
+    attempt: int
+
+
 Event: TypeAlias = (
     PrimitiveRegistered
     | BreakerStateChanged
@@ -252,6 +275,8 @@ Event: TypeAlias = (
     | RateLimiterBackendFailed
     | TaskStateChanged
     | TaskFailed
+    | HedgeSent
+    | HedgeWon
 )
 
 

@@ -85,7 +85,8 @@ class _Wrapping(Generic[T]):
         policy: HttpPolicy | None = None,
         **stages: Any,
     ) -> None:
-        self.pipeline = Pipeline.of(name, TRANSIENT_ERRORS, registry, policy, stages)
+        asynchronous = issubclass(type(self), httpx.AsyncBaseTransport)
+        self.pipeline = Pipeline.of(name, TRANSIENT_ERRORS, registry, policy, stages, asynchronous)
         self.inner: T = type(self)._standard() if transport is None else transport
 
 

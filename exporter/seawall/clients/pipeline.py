@@ -1,4 +1,5 @@
-"""`Pipeline`: one HTTP request through bulkhead > total timeout > retry > breaker > attempt timeout.
+"""`Pipeline`: one HTTP request through bulkhead > total timeout > retry > hedge > breaker > attempt
+timeout (hedge only in async clients, and only when the policy has one).
 
 Each stage is the seawall primitive itself (get-or-create by name in the registry, so its metrics,
 page tiles, dashboards and alerts are the ones every primitive has). The pipeline knows nothing of
@@ -20,6 +21,7 @@ from seawall.breakers.breaker import CircuitBreaker, breaker
 from seawall.clients.classify import RateLimitedResponse, TransientFailure, UpstreamStatusError
 from seawall.clients.policy import HttpPolicy
 from seawall.core.registry import Registry, default_registry
+from seawall.hedging.hedge import hedge
 from seawall.limits.bulkhead import bulkhead
 from seawall.limits.timeout import timeout
 from seawall.retries.retry import retry
@@ -59,6 +61,7 @@ class Pipeline:
         self.attempt_timeout = (
             None if p.attempt_timeout is None else timeout(f"{name}.attempt", p.attempt_timeout, registry=reg)
         )
+        self.hedge = None if p.hedge is None else hedge(name, registry=reg, **p.hedge)
         self._breakers: dict[str, CircuitBreaker | None] = {}
         self._lock = threading.Lock()
 
@@ -70,6 +73,7 @@ class Pipeline:
         registry: Registry | None,
         policy: HttpPolicy | None,
         stages: dict[str, Any],
+        asynchronous: bool = False,
     ) -> Pipeline:
         """The pipeline of an adapter given either `policy` or stage keywords (`retry={...}`)."""
         if policy is None:
@@ -78,6 +82,10 @@ class Pipeline:
             raise TypeError(f"give either policy= or stage keywords, not both (got {sorted(stages)})")
         elif not isinstance(policy, HttpPolicy):
             raise TypeError(f"policy must be an HttpPolicy, got {policy!r}")
+        if policy.hedge is not None and not asynchronous:
+            raise TypeError(
+                "hedge needs an async client (AsyncResilientTransport): a thread cannot be cancelled"
+            )
         return cls(name, policy, transient_errors, registry)
 
     def may_retry(self, method: str, idempotency_key: bool, replayable: bool) -> bool:
@@ -112,17 +120,9 @@ class Pipeline:
             self._breakers[authority] = made
             return made
 
-    def _stack(self, authority: str, retryable: bool, attempt: Any, asynchronous: bool) -> Any:
-        """The stages around `attempt`, innermost first, as `call` (or `call_async`) partials."""
+    def _stack(self, stages: tuple[Any, ...], run: Any, asynchronous: bool) -> Any:
+        """`run` inside `stages` (innermost first) as their `call` (or `call_async`) partials."""
         way = "call_async" if asynchronous else "call"
-        run = attempt
-        stages = (
-            self.attempt_timeout,
-            self.breaker_for(authority),
-            self.retry if retryable else None,
-            self.total,
-            self.bulkhead,
-        )
         for stage in stages:
             if stage is not None:
                 run = functools.partial(getattr(stage, way), run)
@@ -142,8 +142,6 @@ class Pipeline:
         made: list[R] = []  # every response of this request not yet closed or handed over
 
         def one() -> R:
-            while made:
-                close(made.pop())
             response = attempt()
             made.append(response)
             code = status(response)
@@ -151,9 +149,16 @@ class Pipeline:
                 raise UpstreamStatusError(response, code)
             return response
 
+        guarded = self._stack((self.attempt_timeout, self.breaker_for(authority)), one, False)
+
+        def again() -> R:  # one round of the retry: the previous round's answers are done with
+            while made:
+                close(made.pop())
+            return guarded()  # type: ignore[no-any-return]
+
         try:
             try:
-                result: R = self._stack(authority, retryable, one, False)()
+                result: R = self._stack(self._outer(retryable), again, False)()
             except UpstreamStatusError as exc:
                 result = exc.response
             made.remove(result)
@@ -170,13 +175,13 @@ class Pipeline:
         status: Callable[[R], int],
         close: Callable[[R], Awaitable[None]],
     ) -> R:
-        """`send` for an async client: the timeouts cancel the attempt at their deadlines."""
+        """`send` for an async client: the timeouts cancel the attempt at their deadlines, and a
+        replayable request is hedged when the policy has a hedge (every hedged attempt goes through
+        the breaker and the attempt timeout; the losers are cancelled and their answers closed)."""
         transient = self.policy.transient_statuses
         made: list[R] = []
 
         async def one() -> R:
-            while made:
-                await close(made.pop())
             response = await attempt()
             made.append(response)
             code = status(response)
@@ -184,9 +189,17 @@ class Pipeline:
                 raise UpstreamStatusError(response, code)
             return response
 
+        hedge = self.hedge if retryable else None
+        guarded = self._stack((self.attempt_timeout, self.breaker_for(authority), hedge), one, True)
+
+        async def again() -> R:
+            while made:
+                await close(made.pop())
+            return await guarded()  # type: ignore[no-any-return]
+
         try:
             try:
-                result: R = await self._stack(authority, retryable, one, True)()
+                result: R = await self._stack(self._outer(retryable), again, True)()
             except UpstreamStatusError as exc:
                 result = exc.response
             made.remove(result)
@@ -194,3 +207,6 @@ class Pipeline:
         finally:
             for response in made:
                 await close(response)
+
+    def _outer(self, retryable: bool) -> tuple[Any, ...]:
+        return (self.retry if retryable else None, self.total, self.bulkhead)

@@ -3,8 +3,9 @@
 The defaults are .NET's standard resilience handler (Microsoft.Extensions.Http.Resilience on Polly
 v8: a 1,000-call concurrency limit, a 30 s total timeout, 3 jittered exponential retries from 2 s,
 a breaker on a 10% failure ratio over 30 s with at least 100 calls and a 5 s break, a 10 s attempt
-timeout), plus one seawall default from the field: the breaker also opens after 10 consecutive
-failures, so a client with less than 100 calls in 30 s is protected too. Each stage is the
+timeout; hedging, off by default, after 2 s as .NET's standard hedging handler), plus one seawall
+default from the field: the breaker also opens after 10 consecutive failures, so a client with
+less than 100 calls in 30 s is protected too. Each stage is the
 settings of the seawall primitive that runs it (a mapping merged over the default), so a bad value
 is refused by that primitive, naming the field; `None` removes the stage.
 """
@@ -42,6 +43,7 @@ _DEFAULTS: dict[str, Mapping[str, Any]] = {
             "failure_threshold": 10,
         }
     ),
+    "hedge": _frozen({"delay": 2.0, "max_hedges": 1, "budget": 0.1}),
 }
 _STAGES = tuple(_DEFAULTS)
 _RESERVED = {"retry": ("retry_on", "classifier"), "breaker": ("record_on", "ignore_on")}
@@ -54,6 +56,9 @@ class HttpPolicy:
     bulkhead: Mapping[str, Any] | None = field(default_factory=lambda: _DEFAULTS["bulkhead"])
     total_timeout: float | None = 30.0
     retry: Mapping[str, Any] | None = field(default_factory=lambda: _DEFAULTS["retry"])
+    hedge: Mapping[str, Any] | None = (
+        None  # async clients only; off by default, as in .NET's standard handler
+    )
     breaker: Mapping[str, Any] | None = field(default_factory=lambda: _DEFAULTS["breaker"])
     attempt_timeout: float | None = 10.0
     retry_methods: frozenset[str] = IDEMPOTENT_METHODS

@@ -29,6 +29,7 @@ class Kind(StrValue):
     BULKHEAD = "bulkhead"
     RATE_LIMITER = "rate_limiter"
     TASK = "task"
+    HEDGE = "hedge"
 
     @property
     def plural(self) -> str:

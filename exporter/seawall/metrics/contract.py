@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from seawall.core.enums import BreakerState, CallOutcome, ErrorCategory, FallbackReason, RetryOutcome
 from seawall.core.snapshots import HistogramSnapshot
+from seawall.hedging.settings import HEDGE_OUTCOMES
 from seawall.tasks.record import TaskState
 
 __all__ = ["CONTRACT", "Label", "MetricSpec", "Row", "by_name"]
@@ -119,6 +120,7 @@ _TIMEOUT = Label("timeout")
 _BULKHEAD = Label("bulkhead")
 _LIMITER = Label("limiter")
 _TASK = Label("task")
+_HEDGE = Label("hedge")
 _ERROR_TYPE = Label("error_type")
 _BREAKER_STATES = _values(BreakerState)
 _CALL_OUTCOMES = _values(CallOutcome)
@@ -430,6 +432,26 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "Failures of seawall's own instrumentation",
         "instrumentation",
         lambda item: [((item[0],), float(item[1]))],
+        "sum",
+    ),
+    MetricSpec(
+        "seawall.hedge.calls",
+        "counter",
+        "{call}",
+        (_HEDGE,),
+        "Calls through a hedge",
+        "hedge",
+        lambda s: _one(s, s.calls),
+        "sum",
+    ),
+    MetricSpec(
+        "seawall.hedges",
+        "counter",
+        "{attempt}",
+        (_HEDGE, Label("outcome", HEDGE_OUTCOMES)),
+        "Extra attempts of a hedge by outcome: sent, won, cancelled, throttled (refused by the budget)",
+        "hedge",
+        lambda s: _each(s, "hedges", HEDGE_OUTCOMES),
         "sum",
     ),
     MetricSpec(

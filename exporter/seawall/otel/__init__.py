@@ -36,6 +36,8 @@ from ..events import (
     Event,
     FallbackUsed,
     FeatureToggled,
+    HedgeSent,
+    HedgeWon,
     RateLimited,
     RateLimiterBackendFailed,
     RetryAttemptFinished,
@@ -264,6 +266,21 @@ class OtelInstrumentation:
                 "seawall.rate_limiter.failure_policy": event.failure_policy,
                 ERROR_TYPE_EVENT: event.error_type,
             },
+        )
+
+    def _on_hedge_sent(self, event: HedgeSent) -> None:
+        self._annotate(
+            "seawall.hedge.sent",
+            {
+                "seawall.hedge.name": event.name,
+                "seawall.hedge.attempt": event.attempt,
+                "seawall.hedge.after": event.after,
+            },
+        )
+
+    def _on_hedge_won(self, event: HedgeWon) -> None:
+        self._annotate(
+            "seawall.hedge.won", {"seawall.hedge.name": event.name, "seawall.hedge.attempt": event.attempt}
         )
 
     def _on_task_failed(self, event: TaskFailed) -> None:

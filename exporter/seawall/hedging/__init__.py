@@ -1,0 +1,1 @@
+"""Hedged calls: a second attempt after a delay, the first success wins."""
