@@ -1,7 +1,8 @@
 """A real HTTP upstream for the client tests: uvicorn on 127.0.0.1 serving scripted faults, and a
 raw socket server that resets connections. Both are started and stopped by the tests' fixtures.
 
-Routes of `Upstream` (every request is counted per path in `hits`, with its method and body):
+Routes of `Upstream` (every request is counted per path in `hits`, with its method and body, and
+its `traceparent` header in `traceparents`):
   /status/{code}?retry_after=..   that status, with Retry-After when asked
   /flaky/{key}?fail=N&status=S&delay=s  S (after s seconds) for the first N requests to key, then 200
   /slow?seconds=s                 the head after s seconds
@@ -30,6 +31,7 @@ class UpstreamApp:
 
     def __init__(self) -> None:
         self.hits: defaultdict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        self.traceparents: defaultdict[str, list[str | None]] = defaultdict(list)
         self.flaky: defaultdict[str, int] = defaultdict(int)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -43,6 +45,9 @@ class UpstreamApp:
                 break
         path: str = scope["path"]
         self.hits[path].append((scope["method"], body))
+        headers_in = dict(scope["headers"])
+        traceparent = headers_in.get(b"traceparent")
+        self.traceparents[path].append(None if traceparent is None else traceparent.decode())
         query = dict(item.split("=", 1) for item in scope["query_string"].decode().split("&") if "=" in item)
         parts = path.strip("/").split("/")
         headers: list[tuple[bytes, bytes]] = []

@@ -20,8 +20,14 @@ from seawall.core.settings import Choice, Flag, Number, Settings
 from seawall.errors.settings import AggregatorSettings
 from seawall.starlette import create_app
 
-# Events about no single primitive: the aggregator's (its `source` is free-form) and instrumentation's.
-NOT_ABOUT_ONE_PRIMITIVE = {events.ErrorRecorded, events.InstrumentationFailed}
+# Events about no single primitive: the aggregator's (its `source` is free-form), instrumentation's,
+# and an HTTP client's attempts (a client is a pipeline of several primitives).
+NOT_ABOUT_ONE_PRIMITIVE = {
+    events.ErrorRecorded,
+    events.InstrumentationFailed,
+    events.HttpAttemptStarted,
+    events.HttpAttemptFinished,
+}
 
 
 def test_every_declared_kind_is_registered_by_its_module() -> None:
@@ -55,7 +61,7 @@ def test_a_duplicate_name_error_names_a_factory_that_exists() -> None:
 
 
 def test_event_types_are_listed_once_and_each_names_its_primitive_the_same_way() -> None:
-    assert len(set(events.EVENT_TYPES)) == len(events.EVENT_TYPES) == 20
+    assert len(set(events.EVENT_TYPES)) == len(events.EVENT_TYPES) == 22
     for event_type in events.EVENT_TYPES:
         if event_type in NOT_ABOUT_ONE_PRIMITIVE:
             continue

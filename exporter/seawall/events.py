@@ -9,7 +9,8 @@ raises is counted and logged (rate-limited); the exception never reaches the cal
 The event classes are public API: users and the adapters subscribe to them. Every event about a
 primitive says which under the same two fields: `kind` (a `Kind`, fixed per event type) and `name`;
 the older per-kind field names (`event.breaker`, `event.limiter`, ...) still read, as aliases.
-`ErrorRecorded` (its `source` is free-form) and `InstrumentationFailed` are about no one primitive.
+`ErrorRecorded` (its `source` is free-form), `InstrumentationFailed` and the HTTP client's attempts
+(`HttpAttemptStarted`, `HttpAttemptFinished`: a client is several primitives) are about no one primitive.
 The event types are listed once, in the `Event` union; `EVENT_TYPES` and every dispatch table
 (`handlers`) are derived from it.
 """
@@ -256,6 +257,30 @@ class HedgeWon:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class HttpAttemptStarted:
+    """A resilient HTTP client (`seawall.httpx`, `seawall.requests`) sends one attempt of a request
+    (`attempt` 1 is the first; retries and hedges count on). About a client, a pipeline of several
+    primitives, not one: it names the client (`client`) and has no `kind`."""
+
+    client: str
+    method: str
+    scheme: str
+    host: str
+    port: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAttemptFinished:
+    """That attempt ended with a response (`status_code`) or an exception (`error_type`)."""
+
+    client: str
+    attempt: int
+    status_code: int | None
+    error_type: str | None
+
+
 Event: TypeAlias = (
     PrimitiveRegistered
     | BreakerStateChanged
@@ -277,6 +302,8 @@ Event: TypeAlias = (
     | TaskFailed
     | HedgeSent
     | HedgeWon
+    | HttpAttemptStarted
+    | HttpAttemptFinished
 )
 
 

@@ -18,13 +18,20 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from seawall.clients.classify import authority
-from seawall.clients.pipeline import Pipeline
+from seawall.clients.classify import Target
+from seawall.clients.pipeline import Pipeline, inject
 from seawall.clients.policy import HttpPolicy
 from seawall.core.registry import Registry
 from seawall.limits.timeout import remaining
 
-__all__ = ["TRANSIENT_ERRORS", "AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "AsyncResilientTransport",
+    "HttpPolicy",
+    "ResilientTransport",
+    "async_client",
+    "client",
+]
 
 # Failures of the exchange itself that another attempt may not repeat: timeouts, connection and
 # network errors, the server hanging up mid-answer. Not LocalProtocolError, UnsupportedProtocol,
@@ -38,11 +45,11 @@ _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
-def _plan(request: httpx.Request, pipeline: Pipeline) -> tuple[str, bool]:
+def _plan(request: httpx.Request, pipeline: Pipeline) -> tuple[Target, bool]:
     url = request.url
     replayable = isinstance(request.stream, httpx.ByteStream)  # bytes in memory, not an iterator
     retryable = pipeline.may_retry(request.method, "idempotency-key" in request.headers, replayable)
-    return authority(url.scheme, url.host, url.port), retryable
+    return Target.of(request.method, url.scheme, url.host, url.port), retryable
 
 
 def _within_deadline(request: httpx.Request, asked: Any) -> None:
@@ -101,15 +108,19 @@ class ResilientTransport(_Wrapping[httpx.BaseTransport], httpx.BaseTransport):
     _standard = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        key, retryable = _plan(request, self.pipeline)
+        target, retryable = _plan(request, self.pipeline)
         asked = request.extensions.get("timeout")
         inner = self.inner
 
+        traced = self.pipeline.traced
+
         def attempt() -> httpx.Response:
             _within_deadline(request, asked)
+            if traced:
+                inject(request.headers)
             return inner.handle_request(request)
 
-        return self.pipeline.send(key, retryable, attempt, _status, _close)
+        return self.pipeline.send(target, retryable, attempt, _status, _close)
 
     def close(self) -> None:
         self.inner.close()
@@ -121,15 +132,19 @@ class AsyncResilientTransport(_Wrapping[httpx.AsyncBaseTransport], httpx.AsyncBa
     _standard = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key, retryable = _plan(request, self.pipeline)
+        target, retryable = _plan(request, self.pipeline)
         asked = request.extensions.get("timeout")
         inner = self.inner
 
+        traced = self.pipeline.traced
+
         async def attempt() -> httpx.Response:
             _within_deadline(request, asked)
+            if traced:
+                inject(request.headers)
             return await inner.handle_async_request(request)
 
-        return await self.pipeline.send_async(key, retryable, attempt, _status, _aclose)
+        return await self.pipeline.send_async(target, retryable, attempt, _status, _aclose)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

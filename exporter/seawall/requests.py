@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from seawall.clients.classify import authority
-from seawall.clients.pipeline import Pipeline
+from seawall.clients.classify import Target
+from seawall.clients.pipeline import Pipeline, inject
 from seawall.clients.policy import HttpPolicy
 from seawall.core.registry import Registry
 from seawall.limits.timeout import remaining
 
-__all__ = ["TRANSIENT_ERRORS", "ResilientAdapter", "session"]
+__all__ = ["TRANSIENT_ERRORS", "HttpPolicy", "ResilientAdapter", "session"]
 
 # Connection errors (refused, reset, DNS) and timeouts; requests' ConnectTimeout is both.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
@@ -81,14 +81,17 @@ class ResilientAdapter(HTTPAdapter):
         replayable = body is None or isinstance(body, (bytes, str))  # not a file or a generator
         method = request.method or "GET"
         retryable = self.pipeline.may_retry(method, "Idempotency-Key" in request.headers, replayable)
-        key = authority(url.scheme, url.hostname or "", url.port)
+        target = Target.of(method, url.scheme, url.hostname or "", url.port)
         send = super().send
+        traced = self.pipeline.traced
 
         def attempt() -> requests.Response:
             cut = _cut(timeout, remaining())
+            if traced:
+                inject(request.headers)
             return send(request, stream=stream, timeout=cut, verify=verify, cert=cert, proxies=proxies)
 
-        return self.pipeline.send(key, retryable, attempt, _status, _close)
+        return self.pipeline.send(target, retryable, attempt, _status, _close)
 
 
 def session(

@@ -15,7 +15,7 @@ from typing import Any
 from seawall.breakers.machine import CircuitOpenError
 from seawall.limits.timeout import CallTimeoutError
 
-__all__ = ["RateLimitedResponse", "TransientFailure", "UpstreamStatusError", "authority"]
+__all__ = ["RateLimitedResponse", "Target", "TransientFailure", "UpstreamStatusError"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -53,8 +53,25 @@ class RateLimitedResponse:
         return isinstance(exc, UpstreamStatusError) and exc.status_code == 429
 
 
-def authority(scheme: str, host: str, port: int | None) -> str:
-    """`scheme:host:port` with the default port filled in: the breaker key of one upstream (no
-    slashes, so the breaker's admin route can name it)."""
-    scheme = scheme.lower()
-    return f"{scheme}:{host.lower()}:{port if port is not None else _DEFAULT_PORTS.get(scheme, 0)}"
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one request goes: what the breaker key and the attempt spans are made of."""
+
+    method: str
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, method: str, scheme: str, host: str, port: int | None) -> Target:
+        """The default port filled in, scheme and host lower-cased, the method upper-cased."""
+        scheme = scheme.lower()
+        return cls(
+            method.upper(), scheme, host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme, 0)
+        )
+
+    @property
+    def authority(self) -> str:
+        """`scheme:host:port`: the breaker key of one upstream (no slashes, so the breaker's admin
+        route can name it)."""
+        return f"{self.scheme}:{self.host}:{self.port}"

@@ -12,24 +12,36 @@ retried answer, one dropped by a total timeout), so no connection stays checked 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from seawall.breakers.breaker import CircuitBreaker, breaker
-from seawall.clients.classify import RateLimitedResponse, TransientFailure, UpstreamStatusError
+from seawall.clients.classify import RateLimitedResponse, Target, TransientFailure, UpstreamStatusError
 from seawall.clients.policy import HttpPolicy
 from seawall.core.registry import Registry, default_registry
+from seawall.events import HttpAttemptFinished, HttpAttemptStarted
 from seawall.hedging.hedge import hedge
 from seawall.limits.bulkhead import bulkhead
 from seawall.limits.timeout import timeout
 from seawall.retries.retry import retry
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "inject"]
 
 log = logging.getLogger("seawall")
 R = TypeVar("R")
+
+
+def inject(headers: Any) -> None:
+    """Write the current trace context (W3C `traceparent`) into an attempt's headers, so the
+    upstream's spans join the caller's trace. Called only while seawall.otel listens."""
+    try:
+        from opentelemetry.propagate import inject as otel_inject
+    except ImportError:  # pragma: no cover - seawall.otel listening implies opentelemetry is there
+        return
+    otel_inject(headers)
 
 
 class Pipeline:
@@ -63,6 +75,8 @@ class Pipeline:
         )
         self.hedge = None if p.hedge is None else hedge(name, registry=reg, **p.hedge)
         self._breakers: dict[str, CircuitBreaker | None] = {}
+        self._on_started = reg.bus.channel(HttpAttemptStarted)
+        self._on_finished = reg.bus.channel(HttpAttemptFinished)
         self._lock = threading.Lock()
 
     @classmethod
@@ -128,9 +142,27 @@ class Pipeline:
                 run = functools.partial(getattr(stage, way), run)
         return run
 
+    @property
+    def traced(self) -> bool:
+        """True while someone (seawall.otel) listens to the attempts: then adapters also inject
+        the trace context into each attempt's headers."""
+        return bool(self._on_started.listeners)
+
+    def _announce(self, target: Target, attempt: int) -> None:
+        if self._on_started.listeners:
+            t = target
+            self._on_started.publish(
+                HttpAttemptStarted(self.name, t.method, t.scheme, t.host, t.port, attempt)
+            )
+
+    def _ended(self, attempt: int, status: int | None, error: BaseException | None) -> None:
+        if self._on_finished.listeners:
+            error_type = None if error is None else type(error).__name__
+            self._on_finished.publish(HttpAttemptFinished(self.name, attempt, status, error_type))
+
     def send(
         self,
-        authority: str,
+        target: Target,
         retryable: bool,
         attempt: Callable[[], R],
         status: Callable[[R], int],
@@ -140,16 +172,24 @@ class Pipeline:
         end on a transient status), or raises what the last stage raised."""
         transient = self.policy.transient_statuses
         made: list[R] = []  # every response of this request not yet closed or handed over
+        sent = itertools.count(1)
 
         def one() -> R:
-            response = attempt()
+            number = next(sent)
+            self._announce(target, number)
+            try:
+                response = attempt()
+            except BaseException as exc:
+                self._ended(number, None, exc)
+                raise
             made.append(response)
             code = status(response)
+            self._ended(number, code, None)
             if code in transient:
                 raise UpstreamStatusError(response, code)
             return response
 
-        guarded = self._stack((self.attempt_timeout, self.breaker_for(authority)), one, False)
+        guarded = self._stack((self.attempt_timeout, self.breaker_for(target.authority)), one, False)
 
         def again() -> R:  # one round of the retry: the previous round's answers are done with
             while made:
@@ -169,7 +209,7 @@ class Pipeline:
 
     async def send_async(
         self,
-        authority: str,
+        target: Target,
         retryable: bool,
         attempt: Callable[[], Awaitable[R]],
         status: Callable[[R], int],
@@ -180,17 +220,26 @@ class Pipeline:
         the breaker and the attempt timeout; the losers are cancelled and their answers closed)."""
         transient = self.policy.transient_statuses
         made: list[R] = []
+        sent = itertools.count(1)
 
         async def one() -> R:
-            response = await attempt()
+            number = next(sent)
+            self._announce(target, number)
+            try:
+                response = await attempt()
+            except BaseException as exc:
+                self._ended(number, None, exc)
+                raise
             made.append(response)
             code = status(response)
+            self._ended(number, code, None)
             if code in transient:
                 raise UpstreamStatusError(response, code)
             return response
 
         hedge = self.hedge if retryable else None
-        guarded = self._stack((self.attempt_timeout, self.breaker_for(authority), hedge), one, True)
+        breaker = self.breaker_for(target.authority)
+        guarded = self._stack((self.attempt_timeout, breaker, hedge), one, True)
 
         async def again() -> R:
             while made:

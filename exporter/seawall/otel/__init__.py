@@ -24,7 +24,15 @@ from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+)
 
 from seawall.core.registry import Registry, default_registry
 
@@ -38,6 +46,8 @@ from ..events import (
     FeatureToggled,
     HedgeSent,
     HedgeWon,
+    HttpAttemptFinished,
+    HttpAttemptStarted,
     RateLimited,
     RateLimiterBackendFailed,
     RetryAttemptFinished,
@@ -95,6 +105,9 @@ class OtelInstrumentation:
         self._names: dict[str, str] = {}
         self._open: contextvars.ContextVar[_Open | None] = contextvars.ContextVar(
             "seawall_otel_attempt", default=None
+        )
+        self._http_open: contextvars.ContextVar[_Open | None] = contextvars.ContextVar(
+            "seawall_otel_http_attempt", default=None
         )
         self._dispatch = handlers(self)
         # What the listener handles (attempt spans inline, the rest by the dispatch table); every
@@ -282,6 +295,44 @@ class OtelInstrumentation:
         self._annotate(
             "seawall.hedge.won", {"seawall.hedge.name": event.name, "seawall.hedge.attempt": event.attempt}
         )
+
+    # -- HTTP client attempts: one CLIENT span each, OpenTelemetry's HTTP client conventions --------
+    def _on_http_attempt_started(self, event: HttpAttemptStarted) -> None:
+        attributes: dict[str, Any] = {
+            "http.request.method": event.method,
+            "server.address": event.host,
+            "server.port": event.port,
+            "url.scheme": event.scheme,
+            "seawall.http.client": event.client,
+        }
+        if event.attempt > 1:
+            attributes["http.request.resend_count"] = event.attempt - 1
+        tracer = self.tracer
+        assert tracer is not None  # subscribed only with a tracer
+        span = tracer.start_span(event.method, kind=SpanKind.CLIENT, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        parent = self._http_open.get()
+        self._http_open.set(_Open(event.client, event.attempt, span, token, parent, span.is_recording()))
+
+    def _on_http_attempt_finished(self, event: HttpAttemptFinished) -> None:
+        node = self._http_open.get()
+        while node is not None and (node.attempt != event.attempt or node.retry != event.client):
+            node = node.parent
+        if node is None:  # started before instrument() or in another context: nothing to end
+            return
+        self._http_open.set(node.parent)
+        span = node.span
+        if node.recording:
+            if event.status_code is not None:
+                span.set_attribute("http.response.status_code", event.status_code)
+            error_type = event.error_type
+            if error_type is None and event.status_code is not None and event.status_code >= 400:
+                error_type = str(event.status_code)  # the conventions' error.type for an error status
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(_ERROR)
+        span.end()
+        otel_context.detach(node.token)  # type: ignore[arg-type]
 
     def _on_task_failed(self, event: TaskFailed) -> None:
         self._annotate(
