@@ -46,7 +46,7 @@ lint: $(SETUP_STAMP)
 	$(PY) -m ruff format --check exporter tests bench scripts grafana stacktools
 	$(PY) -m mypy
 
-## bench: per-call overhead against pybreaker, circuitbreaker, tenacity, stamina, backoff
+## bench: per-call overhead against pybreaker, circuitbreaker, tenacity, stamina, backoff, httpx-retries
 bench: $(SETUP_STAMP)
 	$(PY) -m bench
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .harness import CaseResult, Config, markdown_table, render_table, to_json
 
-AREAS = ("breaker", "retry", "aggregator", "exporter", "otel", "web", "limits")
+AREAS = ("breaker", "retry", "aggregator", "exporter", "otel", "web", "limits", "http")
 
 Case = tuple[str, Callable[[Config], CaseResult]]
 

@@ -41,6 +41,8 @@ EXPECTED_CASES = {
     "limits.ratelimit.async",
     "limits.ratelimit.redis",
     "limits.prometheus",
+    "http.client",
+    "http.loopback",
 }
 
 

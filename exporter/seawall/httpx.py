@@ -46,17 +46,26 @@ T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 def _plan(request: httpx.Request, pipeline: Pipeline) -> tuple[Target, bool]:
-    url = request.url
+    url, method = request.url, request.method
     replayable = isinstance(request.stream, httpx.ByteStream)  # bytes in memory, not an iterator
-    retryable = pipeline.may_retry(request.method, "idempotency-key" in request.headers, replayable)
-    return Target.of(request.method, url.scheme, url.host, url.port), retryable
+    idempotent = method in pipeline.policy.retry_methods
+    retryable = pipeline.may_retry(method, idempotent or "idempotency-key" in request.headers, replayable)
+    return Target.of(method, url.scheme, url.host, url.port), retryable
 
 
-def _within_deadline(request: httpx.Request, asked: Any) -> None:
+def _widest(asked: Any) -> float | None:
+    """The longest of the request's own I/O timeouts; None when one of them is unbounded."""
+    if not isinstance(asked, dict):
+        return None
+    values = [asked.get(key) for key in _TIMEOUT_KEYS]
+    return None if None in values else max(values)  # type: ignore[type-var]
+
+
+def _within_deadline(request: httpx.Request, asked: Any, widest: float | None) -> None:
     """Cut the request's I/O timeouts to the seconds the nearest deadline leaves (none: as asked)."""
     left = remaining()
-    if left is None:
-        return
+    if left is None or (widest is not None and widest <= left):
+        return  # no deadline, or the client's own timeouts end first (httpx's 5 s in a 10 s attempt)
     left = max(left, 1e-3)  # zero means "no timeout" to httpcore
     asked = asked if isinstance(asked, dict) else {}
     request.extensions = {
@@ -110,12 +119,12 @@ class ResilientTransport(_Wrapping[httpx.BaseTransport], httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         target, retryable = _plan(request, self.pipeline)
         asked = request.extensions.get("timeout")
+        widest = _widest(asked)
         inner = self.inner
-
         traced = self.pipeline.traced
 
         def attempt() -> httpx.Response:
-            _within_deadline(request, asked)
+            _within_deadline(request, asked, widest)
             if traced:
                 inject(request.headers)
             return inner.handle_request(request)
@@ -134,12 +143,12 @@ class AsyncResilientTransport(_Wrapping[httpx.AsyncBaseTransport], httpx.AsyncBa
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target, retryable = _plan(request, self.pipeline)
         asked = request.extensions.get("timeout")
+        widest = _widest(asked)
         inner = self.inner
-
         traced = self.pipeline.traced
 
         async def attempt() -> httpx.Response:
-            _within_deadline(request, asked)
+            _within_deadline(request, asked, widest)
             if traced:
                 inject(request.headers)
             return await inner.handle_async_request(request)

@@ -10,7 +10,7 @@ included, is a healthy upstream's answer: returned as it is, never retried, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from seawall.breakers.machine import CircuitOpenError
 from seawall.limits.timeout import CallTimeoutError
@@ -53,9 +53,9 @@ class RateLimitedResponse:
         return isinstance(exc, UpstreamStatusError) and exc.status_code == 429
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where one request goes: what the breaker key and the attempt spans are made of."""
+class Target(NamedTuple):
+    """Where one request goes: what the breaker key and the attempt spans are made of (a tuple:
+    made per request)."""
 
     method: str
     scheme: str

@@ -11,7 +11,6 @@ retried answer, one dropped by a total timeout), so no connection stays checked 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import threading
@@ -75,6 +74,13 @@ class Pipeline:
         )
         self.hedge = None if p.hedge is None else hedge(name, registry=reg, **p.hedge)
         self._breakers: dict[str, CircuitBreaker | None] = {}
+        stages = {
+            retryable: (self.bulkhead, self.total, self.retry if retryable else None)
+            for retryable in (True, False)
+        }
+        self._outer_sync = {key: self._chain(value, False) for key, value in stages.items()}
+        self._outer_async = {key: self._chain(value, True) for key, value in stages.items()}
+        self._inner: dict[tuple[str, bool, bool], tuple[Callable[..., Any], ...]] = {}
         self._on_started = reg.bus.channel(HttpAttemptStarted)
         self._on_finished = reg.bus.channel(HttpAttemptFinished)
         self._lock = threading.Lock()
@@ -134,13 +140,13 @@ class Pipeline:
             self._breakers[authority] = made
             return made
 
-    def _stack(self, stages: tuple[Any, ...], run: Any, asynchronous: bool) -> Any:
-        """`run` inside `stages` (innermost first) as their `call` (or `call_async`) partials."""
+    @staticmethod
+    def _chain(stages: tuple[Any, ...], asynchronous: bool) -> tuple[Callable[..., Any], ...]:
+        """The `call` (or `call_async`) of each stage present, outermost first: `chain[0](*chain[1:],
+        fn)` runs `fn` through all of them (each stage's call takes the next one as its function),
+        with no partial or closure built per request."""
         way = "call_async" if asynchronous else "call"
-        for stage in stages:
-            if stage is not None:
-                run = functools.partial(getattr(stage, way), run)
-        return run
+        return tuple(getattr(stage, way) for stage in stages if stage is not None)
 
     @property
     def traced(self) -> bool:
@@ -148,17 +154,34 @@ class Pipeline:
         the trace context into each attempt's headers."""
         return bool(self._on_started.listeners)
 
+    def _inner_chain(
+        self, authority: str, asynchronous: bool, hedged: bool
+    ) -> tuple[Callable[..., Any], ...]:
+        """The stages of one attempt for an upstream (hedge, breaker, attempt timeout), made once."""
+        key = (authority, asynchronous, hedged)
+        chain = self._inner.get(key)
+        if chain is None:
+            hedge = self.hedge if hedged and asynchronous else None
+            stages = (hedge, self.breaker_for(authority), self.attempt_timeout)
+            chain = self._inner[key] = self._chain(stages, asynchronous)
+        return chain
+
+    def _received(self, attempt: int, response: R, code: int, made: list[R]) -> R:
+        """Keep `response` for closing, report the attempt, raise a transient answer to the stages."""
+        made.append(response)
+        if self._on_finished.listeners:
+            self._ended(attempt, code, None)
+        if code in self.policy.transient_statuses:
+            raise UpstreamStatusError(response, code)
+        return response
+
     def _announce(self, target: Target, attempt: int) -> None:
-        if self._on_started.listeners:
-            t = target
-            self._on_started.publish(
-                HttpAttemptStarted(self.name, t.method, t.scheme, t.host, t.port, attempt)
-            )
+        t = target
+        self._on_started.publish(HttpAttemptStarted(self.name, t.method, t.scheme, t.host, t.port, attempt))
 
     def _ended(self, attempt: int, status: int | None, error: BaseException | None) -> None:
-        if self._on_finished.listeners:
-            error_type = None if error is None else type(error).__name__
-            self._on_finished.publish(HttpAttemptFinished(self.name, attempt, status, error_type))
+        error_type = None if error is None else type(error).__name__
+        self._on_finished.publish(HttpAttemptFinished(self.name, attempt, status, error_type))
 
     def send(
         self,
@@ -170,35 +193,34 @@ class Pipeline:
     ) -> R:
         """Run one request; returns the response to give the caller (the last one, when the retries
         end on a transient status), or raises what the last stage raised."""
-        transient = self.policy.transient_statuses
         made: list[R] = []  # every response of this request not yet closed or handed over
         sent = itertools.count(1)
 
+        started, finished = self._on_started, self._on_finished
+
         def one() -> R:
             number = next(sent)
-            self._announce(target, number)
+            if started.listeners:
+                self._announce(target, number)
             try:
                 response = attempt()
             except BaseException as exc:
-                self._ended(number, None, exc)
+                if finished.listeners:
+                    self._ended(number, None, exc)
                 raise
-            made.append(response)
-            code = status(response)
-            self._ended(number, code, None)
-            if code in transient:
-                raise UpstreamStatusError(response, code)
-            return response
+            return self._received(number, response, status(response), made)
 
-        guarded = self._stack((self.attempt_timeout, self.breaker_for(target.authority)), one, False)
+        inner = self._inner_chain(target.authority, False, False)
 
         def again() -> R:  # one round of the retry: the previous round's answers are done with
             while made:
                 close(made.pop())
-            return guarded()  # type: ignore[no-any-return]
+            return inner[0](*inner[1:], one) if inner else one()
 
+        outer = self._outer_sync[retryable]
         try:
             try:
-                result: R = self._stack(self._outer(retryable), again, False)()
+                result: R = outer[0](*outer[1:], again) if outer else again()
             except UpstreamStatusError as exc:
                 result = exc.response
             made.remove(result)
@@ -218,37 +240,34 @@ class Pipeline:
         """`send` for an async client: the timeouts cancel the attempt at their deadlines, and a
         replayable request is hedged when the policy has a hedge (every hedged attempt goes through
         the breaker and the attempt timeout; the losers are cancelled and their answers closed)."""
-        transient = self.policy.transient_statuses
         made: list[R] = []
         sent = itertools.count(1)
 
+        started, finished = self._on_started, self._on_finished
+
         async def one() -> R:
             number = next(sent)
-            self._announce(target, number)
+            if started.listeners:
+                self._announce(target, number)
             try:
                 response = await attempt()
             except BaseException as exc:
-                self._ended(number, None, exc)
+                if finished.listeners:
+                    self._ended(number, None, exc)
                 raise
-            made.append(response)
-            code = status(response)
-            self._ended(number, code, None)
-            if code in transient:
-                raise UpstreamStatusError(response, code)
-            return response
+            return self._received(number, response, status(response), made)
 
-        hedge = self.hedge if retryable else None
-        breaker = self.breaker_for(target.authority)
-        guarded = self._stack((self.attempt_timeout, breaker, hedge), one, True)
+        inner = self._inner_chain(target.authority, True, retryable)
 
         async def again() -> R:
             while made:
                 await close(made.pop())
-            return await guarded()  # type: ignore[no-any-return]
+            return await (inner[0](*inner[1:], one) if inner else one())
 
+        outer = self._outer_async[retryable]
         try:
             try:
-                result: R = await self._stack(self._outer(retryable), again, True)()
+                result: R = await (outer[0](*outer[1:], again) if outer else again())
             except UpstreamStatusError as exc:
                 result = exc.response
             made.remove(result)
@@ -256,6 +275,3 @@ class Pipeline:
         finally:
             for response in made:
                 await close(response)
-
-    def _outer(self, retryable: bool) -> tuple[Any, ...]:
-        return (self.retry if retryable else None, self.total, self.bulkhead)

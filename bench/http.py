@@ -1,0 +1,159 @@
+"""HTTP client case: what a resilient client adds to each request over bare httpx, against a
+loopback server in its own process, beside the same pipeline composed by hand from httpx,
+tenacity and pybreaker, and beside httpx-retries' transport (retries only)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pybreaker
+import tenacity
+
+from .harness import CaseResult, Config, attempt_build, overhead_measurements, per_call_ns, seawall_attr
+
+TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def loopback_server() -> Iterator[str]:
+    """`bench.upstream` in a child process on a free port; stopped on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the loopback server did not start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+class TransientStatus(Exception):
+    """What a hand-composed client raises so tenacity and pybreaker see a 5xx."""
+
+
+def hand_composed(client: httpx.Client, url: str) -> Callable[[], httpx.Response]:
+    """The pipeline a user writes today: tenacity around pybreaker around the request, a status
+    check, the same attempts and delays as seawall's defaults."""
+    breaker = pybreaker.CircuitBreaker(fail_max=10, reset_timeout=5)
+
+    def attempt() -> httpx.Response:
+        response = client.get(url, timeout=10.0)
+        if response.status_code in TRANSIENT:
+            response.close()
+            raise TransientStatus(response.status_code)
+        return response
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(4) | tenacity.stop_after_delay(30),
+        wait=tenacity.wait_exponential_jitter(initial=2, max=30),
+        retry=tenacity.retry_if_exception_type((httpx.TransportError, TransientStatus)),
+        reraise=True,
+    )
+    def get() -> httpx.Response:
+        return breaker.call(attempt)  # type: ignore[no-any-return]
+
+    return get
+
+
+class Canned(httpx.BaseTransport):
+    """The wrapped transport of the in-process case: answers `200 ok` without a socket, so the
+    subjects differ only by what they add (a loopback round trip varies by more than that here)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"ok")
+
+
+SEAWALL, SAME_STAGES, BY_HAND, RETRIES = (
+    "seawall ResilientTransport",
+    "seawall, retry + breaker only",
+    "httpx + tenacity + pybreaker (by hand)",
+    "httpx-retries RetryTransport",
+)
+
+
+def _subjects(
+    url: str, inner: Callable[[], httpx.BaseTransport | None], clients: list[httpx.Client]
+) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    """The four clients, each over its own `inner()` transport (None: httpx's standard one)."""
+
+    def client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
+        made = httpx.Client(transport=transport)
+        clients.append(made)
+        return made
+
+    bare = client(inner())
+    subjects: dict[str, Callable[[], object]] = {"httpx": lambda: bare.get(url)}
+    unavailable: dict[str, str] = {}
+
+    def seawall_client() -> httpx.Client:
+        transport = seawall_attr("seawall.httpx.ResilientTransport")
+        return client(transport(inner(), name="bench", registry=seawall_attr("seawall.Registry")()))
+
+    def same_stages() -> httpx.Client:
+        transport = seawall_attr("seawall.httpx.ResilientTransport")
+        registry = seawall_attr("seawall.Registry")()
+        stages = {"bulkhead": None, "total_timeout": None, "attempt_timeout": None}
+        return client(transport(inner(), name="bench-same", registry=registry, **stages))
+
+    for subject, build in ((SEAWALL, seawall_client), (SAME_STAGES, same_stages)):
+        made, why = attempt_build(build)
+        if made is None:
+            unavailable[subject] = why
+        else:
+            subjects[subject] = functools.partial(made.get, url)
+    subjects[BY_HAND] = hand_composed(client(inner()), url)
+    try:
+        from httpx_retries import RetryTransport
+
+        retrying = client(RetryTransport(transport=inner()))
+        subjects[RETRIES] = lambda: retrying.get(url)
+    except ImportError as exc:
+        unavailable[RETRIES] = f"not installed ({exc})"
+    return subjects, unavailable
+
+
+def _case(name: str, title: str, url: str, inner: Callable[[], Any], config: Config) -> CaseResult:
+    result = CaseResult(name, title)
+    clients: list[httpx.Client] = []
+    try:
+        subjects, unavailable = _subjects(url, inner, clients)
+        timings = per_call_ns(subjects, config)
+    finally:
+        for made in clients:
+            made.close()
+    result.measurements = overhead_measurements(timings, "httpx", unavailable)
+    result.ratio_target(f"seawall / {BY_HAND} overhead", SEAWALL, BY_HAND, 0.5)
+    result.ratio_target(f"seawall (same two stages) / {BY_HAND} overhead", SAME_STAGES, BY_HAND, 0.5)
+    return result
+
+
+def in_process(config: Config) -> CaseResult:
+    """What each client adds to a request, with the socket taken out (the precise comparison)."""
+    title = "GET over an in-process transport: per-request overhead over bare httpx"
+    return _case("http.client", title, "http://upstream.test/", Canned, config)
+
+
+def loopback(config: Config) -> CaseResult:
+    """The same clients against a real server on 127.0.0.1 in its own process: the overhead next
+    to a real round trip (whose own variation on a shared box is of the same size)."""
+    with loopback_server() as url:
+        title = "GET to a loopback server: per-request overhead over bare httpx"
+        return _case("http.loopback", title, url, lambda: None, config)
+
+
+CASES = [("http.client", in_process), ("http.loopback", loopback)]
