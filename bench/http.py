@@ -60,7 +60,7 @@ def hand_composed(client: httpx.Client, url: str) -> Callable[[], httpx.Response
 
     @tenacity.retry(
         stop=tenacity.stop_after_attempt(4) | tenacity.stop_after_delay(30),
-        wait=tenacity.wait_exponential_jitter(initial=2, max=30),
+        wait=tenacity.wait_exponential_jitter(multiplier=2, max=30),
         retry=tenacity.retry_if_exception_type((httpx.TransportError, TransientStatus)),
         reraise=True,
     )
