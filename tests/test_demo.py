@@ -247,6 +247,17 @@ def test_retry_panel_data_and_otlp_traces(
     assert receiver.received.wait(timeout=10)
     spans = receiver.spans()
     assert len(spans) >= 2
+    # the request is a server span, and everything it caused is in its trace (one trace, not one per span)
+    servers = {span.name: span for span in spans if span.kind == span.SPAN_KIND_SERVER}
+    assert {"POST /chaos/{dependency}", "GET /inventory/{sku}"} <= set(servers)
+    server = servers["GET /inventory/{sku}"]
+    trace = [span for span in spans if span.trace_id == server.trace_id]
+    attempts = [span for span in trace if span.name == "retry inventory"]
+    assert len(attempts) == 2
+    assert all(span.parent_span_id == server.span_id for span in attempts)
+    events = {event.name for span in trace for event in span.events}
+    assert {"seawall.retry.gave_up", "seawall.fallback"} <= events  # exported now that they have a span
+    assert not [span for span in spans if span.name.startswith("GET /metrics")]
     resource = receiver.resources()[0]
     names = {attr.key: attr.value.string_value for attr in resource.attributes}
     assert names["service.name"] == "seawall-demo-test"
@@ -334,3 +345,32 @@ def test_any_json_body_is_200_or_422_naming_a_field(fake_clock: Any) -> None:
             assert isinstance(chaos["outage"], bool)
 
         check()
+
+
+def test_each_generated_call_is_one_trace(fake_clock: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import seawall
+    from seawall import otel
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = seawall.Registry()
+    instrumentation = otel.instrument(provider, seawall_registry=registry)
+    demo = Demo(registry=registry, clock=fake_clock, sleep=fake_clock.sleep, seed=1, traffic_rate=0)
+    demo.tracer = provider.get_tracer("test")
+    demo.guarded["inventory"].dependency.update({"failure_rate": 1})
+    try:
+        asyncio.run(demo._one(demo.guarded["inventory"]))
+    finally:
+        instrumentation.close()
+        provider.shutdown()
+    spans = exporter.get_finished_spans()
+    (root,) = [span for span in spans if span.parent is None]
+    assert root.name == "demo traffic inventory"
+    assert {span.context.trace_id for span in spans} == {root.context.trace_id}
+    assert [span.name for span in spans if span.parent is not None] == ["retry inventory"] * 2
+    assert {"seawall.retry.gave_up", "seawall.fallback"} <= {event.name for event in root.events}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +42,7 @@ from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resi
 from ..starlette._problems import guarded
 from ..starlette.hosts import HostGuard
 from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
+from .tracing import ServerSpans
 from .worker import DemoWorker
 
 __all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
@@ -188,6 +190,7 @@ class Demo:
             )
         self._task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[Any]] = set()
+        self.tracer: Any = None  # set by the app's lifespan when traces are exported
 
     async def call(self, name: str) -> dict[str, Any]:
         return await self.guarded[name].call()
@@ -207,8 +210,13 @@ class Demo:
             await self._traffic_sleep(interval)
 
     async def _one(self, item: Guarded) -> None:
+        tracer = self.tracer
         try:
-            await item.call()
+            if tracer is None:
+                await item.call()
+            else:  # a root span per generated call: its attempts and fallback share one trace
+                with tracer.start_as_current_span(f"demo traffic {item.dependency.name}"):
+                    await item.call()
         except Exception as exc:  # a fallback-less failure in the generator must not kill it
             log.debug("demo traffic: %s failed with %s", item.dependency.name, type(exc).__name__)
 
@@ -362,6 +370,9 @@ def create_demo_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         provider = _setup_tracing(reg) if tracing else None
+        if provider is not None:
+            app.state.tracer_provider = provider  # ServerSpans starts tracing inbound requests
+            demo.tracer = provider.get_tracer("seawall.demo")
         demo.start()
         worker.start()
         try:
@@ -370,6 +381,7 @@ def create_demo_app(
             await worker.stop()
             await demo.stop()
             if provider is not None:
+                app.state.tracer_provider = demo.tracer = None
                 await asyncio.to_thread(provider.shutdown)
 
     routes = [
@@ -384,14 +396,20 @@ def create_demo_app(
             registry=reg, prometheus_registry=prometheus_registry, stream_interval=stream_interval
         ),
     ]
+    state = State()
     app = Starlette(
         routes=routes,
         # Chaos switches change state with no token: only for requests that name a trusted host
         # (DNS rebinding would otherwise make an attacker's page same-origin with the demo).
-        middleware=[Middleware(ResilienceMiddleware, registry=reg), Middleware(HostGuard)],
+        middleware=[
+            Middleware(ServerSpans, state=state, routes=routes),
+            Middleware(ResilienceMiddleware, registry=reg),
+            Middleware(HostGuard),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.state = state
     app.router.redirect_slashes = False  # its redirect trusts the Host header (see create_app)
     app.state.demo = demo
     app.state.worker = worker
