@@ -12,6 +12,7 @@ import seawall
 import seawall.requests as sr
 from http_upstream import Upstream
 from seawall import CallTimeoutError
+from seawall.core.kinds import declared
 
 FAST = {"initial": 0.01, "max_delay": 5.0}
 
@@ -75,3 +76,40 @@ def test_the_session_helper_mounts_both_schemes(registry: seawall.Registry) -> N
 )
 def test_timeouts_are_cut_to_the_deadline(asked: object, left: float | None, expected: object) -> None:
     assert sr._cut(asked, left) == expected
+
+
+def test_an_httpx_client_and_a_session_of_one_name_share_their_primitives(
+    upstream: Upstream, registry: seawall.Registry
+) -> None:
+    import httpx
+
+    import seawall.httpx as sh
+
+    with sh.client("shared", registry=registry) as client, sr.session("shared", registry=registry) as session:
+        assert client.get(f"{upstream.base}/status/200").status_code == 200
+        assert session.get(f"{upstream.base}/status/200").status_code == 200
+        assert isinstance(client, httpx.Client)
+    assert registry.get("retry", "shared").snapshot().calls["success_without_retry"] == 2
+    assert [b.name for b in registry.items("breaker")] == [f"shared@http:127.0.0.1:{upstream.port}"]
+
+
+def test_the_readme_example_runs(registry: seawall.Registry) -> None:
+    """README's "HTTP clients" block, as written (it builds clients; it sends nothing)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## HTTP clients\n.*?```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    default = seawall.default_registry()
+    before = {spec.kind: {p.name for p in default.items(spec.kind)} for spec in declared()}
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(block.group(1), "README HTTP clients", "exec"), namespace)
+        assert isinstance(namespace["search"], __import__("httpx").AsyncClient)
+        assert default.get("hedge", "search") is not None  # hedge=True made one
+    finally:  # the example uses the default registry: leave it as it was
+        for kind, names in before.items():
+            for made in default.items(kind):
+                if made.name not in names:
+                    default.remove(kind, made.name)

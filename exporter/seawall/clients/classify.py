@@ -10,7 +10,7 @@ included, is a healthy upstream's answer: returned as it is, never retried, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from seawall.breakers.machine import CircuitOpenError
 from seawall.limits.timeout import CallTimeoutError
@@ -33,16 +33,35 @@ class UpstreamStatusError(Exception):
         return f"upstream answered {self.status_code}"
 
 
-@dataclass(frozen=True)
 class TransientFailure:
-    """`(exc) -> bool`: True for what another attempt may fix (transient statuses, the client
-    library's connection and timeout errors, seawall's timeouts and open breakers). Equal for
-    equal `errors`, so two transports of one name share their retry and breakers."""
+    """`(exc) -> bool`: True for what another attempt may fix (transient statuses, seawall's
+    timeouts and open breakers, and the connection and timeout errors each client library
+    `include`s). One predicate for every client, equal to every other instance, so an httpx client
+    and a requests session of one name share their retry and breakers."""
 
-    errors: tuple[type[BaseException], ...]
+    __slots__ = ()
+    _errors: ClassVar[tuple[type[BaseException], ...]] = (
+        UpstreamStatusError,
+        CallTimeoutError,
+        CircuitOpenError,
+    )
+
+    @classmethod
+    def include(cls, errors: tuple[type[BaseException], ...]) -> None:
+        """Count `errors` (a client library's transport failures) as transient from now on."""
+        cls._errors = tuple(dict.fromkeys((*cls._errors, *errors)))
 
     def __call__(self, exc: BaseException) -> bool:
-        return isinstance(exc, (UpstreamStatusError, CallTimeoutError, CircuitOpenError, *self.errors))
+        return isinstance(exc, self._errors)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TransientFailure)
+
+    def __hash__(self) -> int:
+        return hash(TransientFailure)
+
+    def __repr__(self) -> str:
+        return "TransientFailure()"
 
 
 @dataclass(frozen=True)

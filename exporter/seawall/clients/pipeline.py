@@ -59,7 +59,8 @@ class Pipeline:
         self.name = name
         self.policy = policy
         self.registry = reg
-        self._transient = TransientFailure(transient_errors)
+        TransientFailure.include(transient_errors)
+        self._transient = TransientFailure()
         p = policy
         self.bulkhead = None if p.bulkhead is None else bulkhead(name, registry=reg, **p.bulkhead)
         self.total = (
