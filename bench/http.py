@@ -17,7 +17,7 @@ import httpx
 import pybreaker
 import tenacity
 
-from .harness import CaseResult, Config, attempt_build, overhead_measurements, per_call_ns, seawall_attr
+from .harness import CaseResult, Config, Subjects, Unavailable, seawall_attr
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,55 +88,47 @@ SEAWALL, SAME_STAGES, BY_HAND, RETRIES = (
 
 def _subjects(
     url: str, inner: Callable[[], httpx.BaseTransport | None], clients: list[httpx.Client]
-) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
-    """The four clients, each over its own `inner()` transport (None: httpx's standard one)."""
+) -> Subjects:
+    """Bare httpx and the four clients, each over its own `inner()` transport (None: httpx's own)."""
 
     def client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
         made = httpx.Client(transport=transport)
         clients.append(made)
         return made
 
-    bare = client(inner())
-    subjects: dict[str, Callable[[], object]] = {"httpx": lambda: bare.get(url)}
-    unavailable: dict[str, str] = {}
+    def get(made: httpx.Client) -> Callable[[], object]:
+        return functools.partial(made.get, url)
 
-    def seawall_client() -> httpx.Client:
-        transport = seawall_attr("seawall.httpx.ResilientTransport")
-        return client(transport(inner(), name="bench", registry=seawall_attr("seawall.Registry")()))
-
-    def same_stages() -> httpx.Client:
+    def seawall_client(**stages: Any) -> Callable[[], object]:
         transport = seawall_attr("seawall.httpx.ResilientTransport")
         registry = seawall_attr("seawall.Registry")()
-        stages = {"bulkhead": None, "total_timeout": None, "attempt_timeout": None}
-        return client(transport(inner(), name="bench-same", registry=registry, **stages))
+        return get(client(transport(inner(), name="bench", registry=registry, **stages)))
 
-    for subject, build in ((SEAWALL, seawall_client), (SAME_STAGES, same_stages)):
-        made, why = attempt_build(build)
-        if made is None:
-            unavailable[subject] = why
-        else:
-            subjects[subject] = functools.partial(made.get, url)
+    def httpx_retries() -> Callable[[], object]:
+        try:
+            from httpx_retries import RetryTransport
+        except ImportError as exc:
+            raise Unavailable(f"httpx-retries is not installed ({exc})") from exc
+        return get(client(RetryTransport(transport=inner())))
+
+    subjects = Subjects(get(client(inner())))
+    subjects.build(SEAWALL, seawall_client)
+    subjects.build(
+        SAME_STAGES, lambda: seawall_client(bulkhead=None, total_timeout=None, attempt_timeout=None)
+    )
     subjects[BY_HAND] = hand_composed(client(inner()), url)
-    try:
-        from httpx_retries import RetryTransport
-
-        retrying = client(RetryTransport(transport=inner()))
-        subjects[RETRIES] = lambda: retrying.get(url)
-    except ImportError as exc:
-        unavailable[RETRIES] = f"not installed ({exc})"
-    return subjects, unavailable
+    subjects.build(RETRIES, httpx_retries)
+    return subjects
 
 
 def _case(name: str, title: str, url: str, inner: Callable[[], Any], config: Config) -> CaseResult:
     result = CaseResult(name, title)
     clients: list[httpx.Client] = []
     try:
-        subjects, unavailable = _subjects(url, inner, clients)
-        timings = per_call_ns(subjects, config)
+        result.measurements = _subjects(url, inner, clients).overhead(config)
     finally:
         for made in clients:
             made.close()
-    result.measurements = overhead_measurements(timings, "httpx", unavailable)
     result.ratio_target(f"seawall / {BY_HAND} overhead", SEAWALL, BY_HAND, 0.5)
     result.ratio_target(f"seawall (same two stages) / {BY_HAND} overhead", SAME_STAGES, BY_HAND, 0.5)
     return result

@@ -103,6 +103,12 @@ class _TaskEvent(_PrimitiveEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class _HedgeEvent(_PrimitiveEvent):
+    kind: ClassVar[Kind] = Kind.HEDGE
+    hedge = NameAlias()
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerStateChanged(_BreakerEvent):
     from_state: BreakerState
     to_state: BreakerState
@@ -235,25 +241,17 @@ class TaskFailed(_TaskEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class HedgeSent:
+class HedgeSent(_HedgeEvent):
     """A hedge started another attempt (`attempt` 2 is the first hedge) `after` seconds into the call."""
 
-    kind: ClassVar[Kind] = Kind.HEDGE
-    hedge = NameAlias()
-
-    name: str
     attempt: int
     after: float
 
 
 @dataclass(frozen=True, slots=True)
-class HedgeWon:
+class HedgeWon(_HedgeEvent):
     """A hedged attempt, not the first, answered first; the others were cancelled."""
 
-    kind: ClassVar[Kind] = Kind.HEDGE
-    hedge = NameAlias()
-
-    name: str
     attempt: int
 
 
