@@ -7,9 +7,12 @@ from __future__ import annotations
 import functools
 import re
 import socket
+import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+import tomllib
 from prometheus_client import CollectorRegistry
 
 import seawall
@@ -30,6 +33,35 @@ def test_the_quick_start_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> Non
     namespace: dict[str, object] = {}
     exec(compile(block.group(1), "README quick start", "exec"), namespace)
     assert namespace["items"] == []  # the fallback, as the comment says
+
+
+def _extra(name: str, optional: dict[str, list[str]]) -> set[str]:
+    """The distributions `seawall[name]` installs, its nested `seawall[...]` extras expanded."""
+    found: set[str] = set()
+    for requirement in optional[name]:
+        nested = re.fullmatch(r"seawall\[([\w,-]+)\]", requirement)
+        if nested:
+            for inner in nested.group(1).split(","):
+                found |= _extra(inner, optional)
+        else:
+            found.add(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower())
+    return found
+
+
+def test_the_all_extra_installs_what_the_quick_start_imports() -> None:
+    """`pip install seawall[all]` then the quick start: every module it imports must come with it."""
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = _extra("all", optional)
+    block = re.search(r"## Quick start\n\n```python\n(.*?)```", README, re.S)
+    assert block is not None
+    imported = {m.group(1) for m in re.finditer(r"^(?:import|from) (\w+)", block.group(1), re.M)}
+    third_party = imported - {"seawall"} - set(sys.stdlib_module_names)
+    assert third_party, "the quick start imports nothing but seawall and the standard library"
+    providers = packages_distributions()
+    for module in sorted(third_party):
+        assert {d.lower() for d in providers.get(module, [module])} & installed, (
+            f"the quick start imports {module}, which seawall[all] does not install"
+        )
 
 
 @pytest.mark.parametrize("path", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))])
