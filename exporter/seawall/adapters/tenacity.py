@@ -383,6 +383,20 @@ def _restore(cls: type, state: dict[str, Any]) -> Any:
     return obj
 
 
+def _call_base(retrying: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> tuple[_Call | None, Any]:
+    """The instrumented class's own (sync) __call__, run with a new call pending so its iter()
+    finds it; a call that raises out of it is closed here, one that returns is the caller's."""
+    call = _new_call(retrying)
+    token = _pending.set(call)
+    try:
+        return call, _base(retrying).__call__(retrying, fn, *args, **kwargs)
+    except BaseException as exc:
+        _guarded(call, _Call.close, exc)
+        raise
+    finally:
+        _pending.reset(token)
+
+
 class _SyncHooks(_Instrumented):
     """For Retrying (and TornadoRetrying's iter): watch iter(); close calls in a finally."""
 
@@ -398,15 +412,7 @@ class _SyncHooks(_Instrumented):
         return do
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = _new_call(self)
-        token = _pending.set(call)
-        try:
-            result = _base(self).__call__(self, fn, *args, **kwargs)
-        except BaseException as exc:
-            _guarded(call, _Call.close, exc)
-            raise
-        finally:
-            _pending.reset(token)
+        call, result = _call_base(self, fn, args, kwargs)
         _guarded(call, _Call.close, None)
         return result
 
@@ -436,15 +442,7 @@ class _TornadoHooks(_SyncHooks):
     """TornadoRetrying.__call__ returns a future: the call is closed when it resolves."""
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = _new_call(self)
-        token = _pending.set(call)  # tornado's runner copies this context for the coroutine
-        try:
-            future = _base(self).__call__(self, fn, *args, **kwargs)
-        except BaseException as exc:
-            _guarded(call, _Call.close, exc)
-            raise
-        finally:
-            _pending.reset(token)
+        call, future = _call_base(self, fn, args, kwargs)  # tornado's runner copies the context
 
         def resolved(done: Any) -> None:
             exc = None if not done.done() or done.cancelled() else done.exception()

@@ -143,34 +143,25 @@ class ErrorAggregator:
             if bucket.start != index:
                 bucket.reset(index)
             bucket.total += 1
-            counts = bucket.type
-            n = counts.get(error_type)
-            if n is not None:
-                counts[error_type] = n + 1
-            elif len(counts) < cap:
-                counts[error_type] = 1
+            types, sources = bucket.type, bucket.source
+            if error_type in types and source in sources:  # the usual case, inlined: no calls
+                types[error_type] += 1
+                sources[source] += 1
             else:
-                counts[_OTHER] = counts.get(_OTHER, 0) + 1
-            counts = bucket.source
-            n = counts.get(source)
-            if n is not None:
-                counts[source] = n + 1
-            elif len(counts) < cap:
-                counts[source] = 1
-            else:
-                counts[_OTHER] = counts.get(_OTHER, 0) + 1
+                _bump(types, error_type, cap)
+                _bump(sources, source, cap)
             cats = bucket.category
             cats[category] = cats.get(category, 0) + 1
             totals = self._totals
-            key = (source, error_type, category)
-            n = totals.get(key)
+            triple = (source, error_type, category)
+            n = totals.get(triple)
             if n is not None:
-                totals[key] = n + 1
+                totals[triple] = n + 1
             elif len(totals) < self._max_totals:
-                totals[key] = 1
+                totals[triple] = 1
             else:
-                key = (_OTHER, _OTHER, category)
-                totals[key] = totals.get(key, 0) + 1
+                triple = (_OTHER, _OTHER, category)
+                totals[triple] = totals.get(triple, 0) + 1
         finally:
             self._release()
         recorded = self._recorded
@@ -234,6 +225,17 @@ class ErrorAggregator:
             for bucket in self._ring:
                 bucket.start = -1
             self._recent.clear()
+
+
+def _bump(counts: dict[str, int], key: str, cap: int) -> None:
+    """Count `key`; a new key past `cap` keys is counted as _OTHER, so the labels stay bounded."""
+    n = counts.get(key)
+    if n is not None:
+        counts[key] = n + 1
+    elif len(counts) < cap:
+        counts[key] = 1
+    else:
+        counts[_OTHER] = counts.get(_OTHER, 0) + 1
 
 
 def _message(exc: BaseException, error_type: str) -> str:
