@@ -14,11 +14,15 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 import seawall
 from http_upstream import Upstream
 from redis_server import RedisServer
+from seawall import otel
 from seawall import prometheus as sp
 from seawall.events import Event
 from stacktools.receivers import FakePagerDuty, FakeSlack
@@ -111,6 +115,18 @@ def events(registry: seawall.Registry) -> Iterator[list[Event]]:
     unsubscribe = registry.bus.subscribe(seen.append)
     yield seen
     unsubscribe()
+
+
+@pytest.fixture
+def tracing(registry: seawall.Registry) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """An SDK tracer provider keeping spans in memory, with `registry` instrumented to it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentation = otel.instrument(provider, seawall_registry=registry)
+    yield provider, exporter
+    instrumentation.close()
+    provider.shutdown()
 
 
 @pytest.fixture

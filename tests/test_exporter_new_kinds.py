@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 import seawall
 from conftest import FakeClock
 from exposition import get, scrape
-from seawall import otel
 from seawall import prometheus as sp
-
-
-@pytest.fixture
-def tracing(registry: seawall.Registry) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentation = otel.instrument(provider, seawall_registry=registry)
-    yield provider, exporter
-    instrumentation.close()
-    provider.shutdown()
 
 
 def test_limits_exposition_equals_their_snapshots(registry: seawall.Registry, fake_clock: FakeClock) -> None:

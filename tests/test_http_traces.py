@@ -5,12 +5,8 @@ when a client is instrumented by it as well."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -18,20 +14,8 @@ import seawall
 import seawall.httpx as sh
 import seawall.requests as sr
 from http_upstream import Upstream
-from seawall import otel
 
 FAST = {"initial": 0.01, "max_delay": 5.0}
-
-
-@pytest.fixture
-def spans(registry: seawall.Registry) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentation = otel.instrument(provider, seawall_registry=registry)
-    yield provider, exporter
-    instrumentation.close()
-    provider.shutdown()
 
 
 def http_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
@@ -62,30 +46,30 @@ def check_attempts(exporter: InMemorySpanExporter, upstream: Upstream, path: str
 
 
 def test_one_client_span_per_attempt_httpx(
-    upstream: Upstream, registry: seawall.Registry, spans: tuple[TracerProvider, InMemorySpanExporter]
+    upstream: Upstream, registry: seawall.Registry, tracing: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    caller = spans[0].get_tracer("test").start_as_current_span("caller")
+    caller = tracing[0].get_tracer("test").start_as_current_span("caller")
     with (
         caller,
         sh.client("up", registry=registry, policy=sh.HttpPolicy.of(retry=FAST), base_url=upstream.base) as c,
     ):
         assert c.get("/flaky/t?fail=2").status_code == 200
-    check_attempts(spans[1], upstream, "/flaky/t")
+    check_attempts(tracing[1], upstream, "/flaky/t")
 
 
 def test_one_client_span_per_attempt_requests(
-    upstream: Upstream, registry: seawall.Registry, spans: tuple[TracerProvider, InMemorySpanExporter]
+    upstream: Upstream, registry: seawall.Registry, tracing: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    caller = spans[0].get_tracer("test").start_as_current_span("caller")
+    caller = tracing[0].get_tracer("test").start_as_current_span("caller")
     with caller, sr.session("up", registry=registry, policy=sr.HttpPolicy.of(retry=FAST)) as s:
         assert s.get(f"{upstream.base}/flaky/r?fail=2").status_code == 200
-    check_attempts(spans[1], upstream, "/flaky/r")
+    check_attempts(tracing[1], upstream, "/flaky/r")
 
 
 def test_nested_under_opentelemetry_instrumentation_httpx(
-    upstream: Upstream, registry: seawall.Registry, spans: tuple[TracerProvider, InMemorySpanExporter]
+    upstream: Upstream, registry: seawall.Registry, tracing: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    provider, exporter = spans
+    provider, exporter = tracing
     with sh.client("up", registry=registry, policy=sh.HttpPolicy.of(retry=FAST), base_url=upstream.base) as c:
         HTTPXClientInstrumentor.instrument_client(c, tracer_provider=provider)
         assert c.get("/flaky/n?fail=2").status_code == 200

@@ -41,39 +41,36 @@ def chars(alphabet: str, size: int) -> st.SearchStrategy[str]:
 secret_value = st.text(alphabet=ALNUM, min_size=10, max_size=30).map(lambda s: "Q" + s)
 
 
+# Shapes that are a template around the drawn secret.
+AROUND_SECRET = {
+    "cookie": "Cookie: theme=dark; sid={}; lang=en",
+    "set_cookie": "Set-Cookie: session={}; Path=/; HttpOnly",
+    "pw": "GET /login?user=bob&pw={}&next=/",
+    "pass": "GET /login?user=bob&pass={}",
+    "bytes_repr": "{{'password': b'{}'}}",
+}
+# Tokens recognised by their prefix: (prefixes, alphabet and length of the rest, text around the token).
+PREFIXED = {
+    "aws_id": (["AKIA", "ASIA"], UPPER, 16, "using {} in us-east-1"),
+    "github": (["ghp_", "gho_", "ghs_"], ALNUM, 36, "git clone https://x.example/r.git failed with {}"),
+    "stripe": (["sk_live_", "rk_live_", "sk_test_"], ALNUM, 24, "stripe rejected {}"),
+}
+OTHER_SHAPES = ["context_key", "jwt", "pem", "pem_json", "aws_secret", "slack", "dict_repr", "header_pair"]
+
+
 @st.composite
 def shapes(draw: st.DrawFn) -> tuple[str, str]:
-    kind = draw(
-        st.sampled_from(
-            [
-                "context_key",
-                "cookie",
-                "set_cookie",
-                "jwt",
-                "pem",
-                "pem_json",
-                "aws_id",
-                "aws_secret",
-                "github",
-                "stripe",
-                "slack",
-                "pw",
-                "pass",
-                "dict_repr",
-                "bytes_repr",
-                "header_pair",
-                "header_line",
-            ]
-        )
-    )
+    kind = draw(st.sampled_from([*AROUND_SECRET, *PREFIXED, *OTHER_SHAPES, "header_line"]))
     secret = draw(secret_value)
+    if kind in AROUND_SECRET:
+        return AROUND_SECRET[kind].format(secret), secret
+    if kind in PREFIXED:
+        prefixes, alphabet, size, around = PREFIXED[kind]
+        value = draw(st.sampled_from(prefixes)) + draw(chars(alphabet, size))
+        return around.format(value), value
     if kind == "context_key":
         key = draw(st.sampled_from(["authorization", "Authorization", "cookie", "session", "Session-Id"]))
         return f"{{'{key}': '{secret}'}}", secret
-    if kind == "cookie":
-        return f"Cookie: theme=dark; sid={secret}; lang=en", secret
-    if kind == "set_cookie":
-        return f"Set-Cookie: session={secret}; Path=/; HttpOnly", secret
     if kind == "jwt":
         header = "eyJ" + draw(chars(B64URL, 20))
         payload = "eyJ" + draw(chars(B64URL, 30))
@@ -85,31 +82,16 @@ def shapes(draw: st.DrawFn) -> tuple[str, str]:
         pem = f"-----BEGIN {label}PRIVATE KEY-----\n{body}\n-----END {label}PRIVATE KEY-----\n"
         secret = body.split("\n")[1]
         return (json.dumps({"key": pem})[8:] if kind == "pem_json" else pem), secret
-    if kind == "aws_id":
-        value = draw(st.sampled_from(["AKIA", "ASIA"])) + draw(chars(UPPER, 16))
-        return f"using {value} in us-east-1", value
     if kind == "aws_secret":
         value = draw(chars(B64, 40))
         name = draw(st.sampled_from(["aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "SecretAccessKey"]))
         return f"{name}={value}", value
-    if kind == "github":
-        value = draw(st.sampled_from(["ghp_", "gho_", "ghs_"])) + draw(chars(ALNUM, 36))
-        return f"git clone https://x.example/r.git failed with {value}", value
-    if kind == "stripe":
-        value = draw(st.sampled_from(["sk_live_", "rk_live_", "sk_test_"])) + draw(chars(ALNUM, 24))
-        return f"stripe rejected {value}", value
     if kind == "slack":
         path = f"T{draw(chars(UPPER, 8))}/B{draw(chars(UPPER, 8))}/{secret}"
         return f"POST https://hooks.slack.com/services/{path} timed out", secret
-    if kind == "pw":
-        return f"GET /login?user=bob&pw={secret}&next=/", secret
-    if kind == "pass":
-        return f"GET /login?user=bob&pass={secret}", secret
     if kind == "dict_repr":
         scheme = draw(st.sampled_from(["Token ", "Bearer ", "Basic ", ""]))
         return f"{{'Authorization': '{scheme}{secret}'}}", secret
-    if kind == "bytes_repr":
-        return f"{{'password': b'{secret}'}}", secret
     if kind == "header_pair":
         name = draw(st.sampled_from(["X-Api-Key", "Authorization", "Cookie", "x-auth-token"]))
         return f"[('Accept', 'json'), ('{name}', '{secret}')]", secret
