@@ -144,12 +144,16 @@ class ErrorAggregator:
                 bucket.reset(index)
             bucket.total += 1
             types, sources = bucket.type, bucket.source
-            if error_type in types and source in sources:  # the usual case, inlined: no calls
-                types[error_type] += 1
-                sources[source] += 1
+            n = types.get(error_type)  # a key the bucket has counted (the usual case) costs no call
+            if n is None:
+                _add(types, error_type, cap)
             else:
-                _bump(types, error_type, cap)
-                _bump(sources, source, cap)
+                types[error_type] = n + 1
+            n = sources.get(source)
+            if n is None:
+                _add(sources, source, cap)
+            else:
+                sources[source] = n + 1
             cats = bucket.category
             cats[category] = cats.get(category, 0) + 1
             totals = self._totals
@@ -227,15 +231,11 @@ class ErrorAggregator:
             self._recent.clear()
 
 
-def _bump(counts: dict[str, int], key: str, cap: int) -> None:
-    """Count `key`; a new key past `cap` keys is counted as _OTHER, so the labels stay bounded."""
-    n = counts.get(key)
-    if n is not None:
-        counts[key] = n + 1
-    elif len(counts) < cap:
-        counts[key] = 1
-    else:
-        counts[_OTHER] = counts.get(_OTHER, 0) + 1
+def _add(counts: dict[str, int], key: str, cap: int) -> None:
+    """Count a key the bucket has not counted yet; past `cap` keys it counts as _OTHER (bounded labels)."""
+    if len(counts) >= cap:
+        key = _OTHER
+    counts[key] = counts.get(key, 0) + 1
 
 
 def _message(exc: BaseException, error_type: str) -> str:
