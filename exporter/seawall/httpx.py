@@ -48,26 +48,24 @@ T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 def _plan(request: httpx.Request, pipeline: Pipeline) -> tuple[Target, bool]:
     url, method = request.url, request.method
     replayable = isinstance(request.stream, httpx.ByteStream)  # bytes in memory, not an iterator
-    idempotent = method in pipeline.policy.retry_methods
+    target = pipeline.target(method, url.scheme, url.host, url.port)
+    idempotent = target.method in pipeline.policy.retry_methods
     retryable = pipeline.may_retry(method, idempotent or "idempotency-key" in request.headers, replayable)
-    return Target.of(method, url.scheme, url.host, url.port), retryable
+    return target, retryable
 
 
-def _widest(asked: Any) -> float | None:
-    """The longest of the request's own I/O timeouts; None when one of them is unbounded."""
-    if not isinstance(asked, dict):
-        return None
-    values = [asked.get(key) for key in _TIMEOUT_KEYS]
-    return None if None in values else max(values)  # type: ignore[type-var]
-
-
-def _within_deadline(request: httpx.Request, asked: Any, widest: float | None) -> None:
+def _within_deadline(request: httpx.Request, asked: Any) -> None:
     """Cut the request's I/O timeouts to the seconds the nearest deadline leaves (none: as asked)."""
     left = remaining()
-    if left is None or (widest is not None and widest <= left):
-        return  # no deadline, or the client's own timeouts end first (httpx's 5 s in a 10 s attempt)
+    if left is None:
+        return  # no deadline
+    if isinstance(asked, dict):
+        values = asked.values()
+        if None not in values and max(values) <= left:
+            return  # the client's own timeouts end first (httpx's 5 s in a 10 s attempt)
+    else:
+        asked = {}
     left = max(left, 1e-3)  # zero means "no timeout" to httpcore
-    asked = asked if isinstance(asked, dict) else {}
     request.extensions = {
         **request.extensions,
         "timeout": {key: left if asked.get(key) is None else min(asked[key], left) for key in _TIMEOUT_KEYS},
@@ -117,19 +115,19 @@ class ResilientTransport(_Wrapping[httpx.BaseTransport], httpx.BaseTransport):
     _standard = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        target, retryable = _plan(request, self.pipeline)
+        pipeline = self.pipeline
+        target, retryable = _plan(request, pipeline)
         asked = request.extensions.get("timeout")
-        widest = _widest(asked)
         inner = self.inner
-        traced = self.pipeline.traced
+        traced = pipeline.traced
 
         def attempt() -> httpx.Response:
-            _within_deadline(request, asked, widest)
+            _within_deadline(request, asked)
             if traced:
                 inject(request.headers)
             return inner.handle_request(request)
 
-        return self.pipeline.send(target, retryable, attempt, _status, _close)
+        return pipeline.send(target, retryable, attempt, _status, _close)
 
     def close(self) -> None:
         self.inner.close()
@@ -141,19 +139,19 @@ class AsyncResilientTransport(_Wrapping[httpx.AsyncBaseTransport], httpx.AsyncBa
     _standard = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target, retryable = _plan(request, self.pipeline)
+        pipeline = self.pipeline
+        target, retryable = _plan(request, pipeline)
         asked = request.extensions.get("timeout")
-        widest = _widest(asked)
         inner = self.inner
-        traced = self.pipeline.traced
+        traced = pipeline.traced
 
         async def attempt() -> httpx.Response:
-            _within_deadline(request, asked, widest)
+            _within_deadline(request, asked)
             if traced:
                 inject(request.headers)
             return await inner.handle_async_request(request)
 
-        return await self.pipeline.send_async(target, retryable, attempt, _status, _aclose)
+        return await pipeline.send_async(target, retryable, attempt, _status, _aclose)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

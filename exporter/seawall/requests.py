@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from seawall.clients.classify import Target
 from seawall.clients.pipeline import Pipeline, inject
 from seawall.clients.policy import HttpPolicy
 from seawall.core.registry import Registry
@@ -81,7 +80,7 @@ class ResilientAdapter(HTTPAdapter):
         replayable = body is None or isinstance(body, (bytes, str))  # not a file or a generator
         method = request.method or "GET"
         retryable = self.pipeline.may_retry(method, "Idempotency-Key" in request.headers, replayable)
-        target = Target.of(method, url.scheme, url.hostname or "", url.port)
+        target = self.pipeline.target(method, url.scheme, url.hostname or "", url.port)
         send = super().send
         traced = self.pipeline.traced
 

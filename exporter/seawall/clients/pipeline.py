@@ -7,15 +7,18 @@ a client library: the adapters (`seawall.httpx`, `seawall.requests`) hand it one
 function and say how to read a status and close a response. It owns the one HTTP rule the
 primitives cannot know: every response it made and does not hand to the caller is closed (a
 retried answer, one dropped by a total timeout), so no connection stays checked out.
+
+The stages are composed once, with each primitive's own decorator, around functions that take the
+request's `_Exchange` as their one argument: a request allocates that object and nothing else of
+the pipeline's (no partial, closure or chain per request), and each stage costs one frame.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from seawall.breakers.breaker import CircuitBreaker, breaker
 from seawall.clients.classify import RateLimitedResponse, Target, TransientFailure, UpstreamStatusError
@@ -31,6 +34,11 @@ __all__ = ["Pipeline", "inject"]
 
 log = logging.getLogger("seawall")
 R = TypeVar("R")
+Composed = Callable[["_Exchange[Any]"], Any]
+
+# Targets and per-target stage chains kept per pipeline: a client that calls unboundedly many hosts
+# builds the rest per request instead of growing memory without end.
+_KEPT = 256
 
 
 def inject(headers: Any) -> None:
@@ -41,6 +49,84 @@ def inject(headers: Any) -> None:
     except ImportError:  # pragma: no cover - seawall.otel listening implies opentelemetry is there
         return
     otel_inject(headers)
+
+
+class _Exchange(Generic[R]):
+    """One request on its way through the stages: what each attempt needs, the attempts sent so
+    far and every response made and not yet closed or handed over."""
+
+    __slots__ = ("attempt", "close", "inner", "made", "pipeline", "sent", "status", "target")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        target: Target,
+        attempt: Callable[[], Any],
+        status: Callable[[R], int],
+        close: Callable[[R], Any],
+        inner: Composed,
+    ) -> None:
+        self.pipeline = pipeline
+        self.target = target
+        self.attempt = attempt
+        self.status = status
+        self.close = close
+        self.inner = inner  # hedge > breaker > attempt timeout of this request's upstream
+        self.made: list[R] = []
+        self.sent = 0
+
+
+def _one(ex: _Exchange[R]) -> R:
+    """One attempt: announced and reported while someone listens, its response kept for closing."""
+    ex.sent = number = ex.sent + 1
+    pipeline = ex.pipeline
+    if pipeline._on_started.listeners:
+        pipeline._announce(ex.target, number)
+    try:
+        response: R = ex.attempt()
+    except BaseException as exc:
+        if pipeline._on_finished.listeners:
+            pipeline._ended(number, None, exc)
+        raise
+    return pipeline._received(number, response, ex.status(response), ex.made)
+
+
+async def _one_async(ex: _Exchange[R]) -> R:
+    ex.sent = number = ex.sent + 1
+    pipeline = ex.pipeline
+    if pipeline._on_started.listeners:
+        pipeline._announce(ex.target, number)
+    try:
+        response: R = await ex.attempt()
+    except BaseException as exc:
+        if pipeline._on_finished.listeners:
+            pipeline._ended(number, None, exc)
+        raise
+    return pipeline._received(number, response, ex.status(response), ex.made)
+
+
+def _round(ex: _Exchange[R]) -> R:
+    """One round of the retry: the previous round's answers are done with."""
+    made = ex.made
+    while made:
+        ex.close(made.pop())
+    return ex.inner(ex)  # type: ignore[no-any-return]
+
+
+async def _round_async(ex: _Exchange[R]) -> R:
+    made = ex.made
+    while made:
+        await ex.close(made.pop())
+    return await ex.inner(ex)  # type: ignore[no-any-return]
+
+
+def _compose(stages: tuple[Any, ...], fn: Composed) -> Composed:
+    """`fn` decorated by each stage present, the first outermost (each primitive's decorator is
+    its call's body as one wrapper, made here once)."""
+    for stage in reversed(stages):
+        if stage is not None:
+            fn = stage(fn)
+    return fn
 
 
 class Pipeline:
@@ -61,6 +147,7 @@ class Pipeline:
         self.registry = reg
         TransientFailure.include(transient_errors)
         self._transient = TransientFailure()
+        self._transient_statuses = policy.transient_statuses
         p = policy
         self.bulkhead = None if p.bulkhead is None else bulkhead(name, registry=reg, **p.bulkhead)
         self.total = (
@@ -75,13 +162,17 @@ class Pipeline:
         )
         self.hedge = None if p.hedge is None else hedge(name, registry=reg, **p.hedge)
         self._breakers: dict[str, CircuitBreaker | None] = {}
-        stages = {
-            retryable: (self.bulkhead, self.total, self.retry if retryable else None)
-            for retryable in (True, False)
-        }
-        self._outer_sync = {key: self._chain(value, False) for key, value in stages.items()}
-        self._outer_async = {key: self._chain(value, True) for key, value in stages.items()}
-        self._inner: dict[tuple[str, bool, bool], tuple[Callable[..., Any], ...]] = {}
+        # [asynchronous][retryable] (bools index tuples): bulkhead > total timeout > retry, made once
+        self._outer = tuple(
+            tuple(
+                _compose((self.bulkhead, self.total, self.retry if retryable else None), fn)
+                for retryable in (False, True)
+            )
+            for fn in (_round, _round_async)
+        )
+        # [asynchronous][hedged]: each target's hedge > breaker > attempt timeout, made once
+        self._inner: tuple[tuple[dict[Target, Composed], ...], ...] = (({}, {}), ({}, {}))
+        self._targets: dict[tuple[str, str, str, int | None], Target] = {}
         self._on_started = reg.bus.channel(HttpAttemptStarted)
         self._on_finished = reg.bus.channel(HttpAttemptFinished)
         self._lock = threading.Lock()
@@ -113,6 +204,17 @@ class Pipeline:
         """An idempotent method, or one with an Idempotency-Key, whose body can be sent again."""
         return replayable and (idempotency_key or method.upper() in self.policy.retry_methods)
 
+    def target(self, method: str, scheme: str, host: str, port: int | None) -> Target:
+        """`Target.of(...)`, the same object for every request to one method and upstream (so the
+        stages of its upstream are found by one lookup)."""
+        key = (method, scheme, host, port)
+        found = self._targets.get(key)
+        if found is None:
+            found = Target.of(method, scheme, host, port)
+            if len(self._targets) < _KEPT:
+                self._targets[key] = found
+        return found
+
     def breaker_for(self, authority: str) -> CircuitBreaker | None:
         """The breaker of one upstream; past `max_authorities` upstreams, none (names stay bounded)."""
         found = self._breakers.get(authority, False)
@@ -141,30 +243,22 @@ class Pipeline:
             self._breakers[authority] = made
             return made
 
-    @staticmethod
-    def _chain(stages: tuple[Any, ...], asynchronous: bool) -> tuple[Callable[..., Any], ...]:
-        """The `call` (or `call_async`) of each stage present, outermost first: `chain[0](*chain[1:],
-        fn)` runs `fn` through all of them (each stage's call takes the next one as its function),
-        with no partial or closure built per request."""
-        way = "call_async" if asynchronous else "call"
-        return tuple(getattr(stage, way) for stage in stages if stage is not None)
-
     @property
     def traced(self) -> bool:
         """True while someone (seawall.otel) listens to the attempts: then adapters also inject
         the trace context into each attempt's headers."""
         return bool(self._on_started.listeners)
 
-    def _inner_chain(
-        self, authority: str, asynchronous: bool, hedged: bool
-    ) -> tuple[Callable[..., Any], ...]:
-        """The stages of one attempt for an upstream (hedge, breaker, attempt timeout), made once."""
-        key = (authority, asynchronous, hedged)
-        chain = self._inner.get(key)
+    def _inner_for(self, target: Target, asynchronous: bool, hedged: bool) -> Composed:
+        """The stages of one attempt to `target`'s upstream (hedge, breaker, attempt timeout)."""
+        chains = self._inner[asynchronous][hedged]
+        chain = chains.get(target)
         if chain is None:
             hedge = self.hedge if hedged and asynchronous else None
-            stages = (hedge, self.breaker_for(authority), self.attempt_timeout)
-            chain = self._inner[key] = self._chain(stages, asynchronous)
+            stages = (hedge, self.breaker_for(target.authority), self.attempt_timeout)
+            chain = _compose(stages, _one_async if asynchronous else _one)
+            if len(chains) < _KEPT:
+                chains[target] = chain
         return chain
 
     def _received(self, attempt: int, response: R, code: int, made: list[R]) -> R:
@@ -172,7 +266,7 @@ class Pipeline:
         made.append(response)
         if self._on_finished.listeners:
             self._ended(attempt, code, None)
-        if code in self.policy.transient_statuses:
+        if code in self._transient_statuses:
             raise UpstreamStatusError(response, code)
         return response
 
@@ -194,40 +288,16 @@ class Pipeline:
     ) -> R:
         """Run one request; returns the response to give the caller (the last one, when the retries
         end on a transient status), or raises what the last stage raised."""
-        made: list[R] = []  # every response of this request not yet closed or handed over
-        sent = itertools.count(1)
-
-        started, finished = self._on_started, self._on_finished
-
-        def one() -> R:
-            number = next(sent)
-            if started.listeners:
-                self._announce(target, number)
-            try:
-                response = attempt()
-            except BaseException as exc:
-                if finished.listeners:
-                    self._ended(number, None, exc)
-                raise
-            return self._received(number, response, status(response), made)
-
-        inner = self._inner_chain(target.authority, False, False)
-
-        def again() -> R:  # one round of the retry: the previous round's answers are done with
-            while made:
-                close(made.pop())
-            return inner[0](*inner[1:], one) if inner else one()
-
-        outer = self._outer_sync[retryable]
+        ex = _Exchange(self, target, attempt, status, close, self._inner_for(target, False, False))
         try:
             try:
-                result: R = outer[0](*outer[1:], again) if outer else again()
+                result: R = self._outer[False][retryable](ex)
             except UpstreamStatusError as exc:
                 result = exc.response
-            made.remove(result)
+            ex.made.remove(result)
             return result
         finally:
-            for response in made:
+            for response in ex.made:
                 close(response)
 
     async def send_async(
@@ -241,38 +311,14 @@ class Pipeline:
         """`send` for an async client: the timeouts cancel the attempt at their deadlines, and a
         replayable request is hedged when the policy has a hedge (every hedged attempt goes through
         the breaker and the attempt timeout; the losers are cancelled and their answers closed)."""
-        made: list[R] = []
-        sent = itertools.count(1)
-
-        started, finished = self._on_started, self._on_finished
-
-        async def one() -> R:
-            number = next(sent)
-            if started.listeners:
-                self._announce(target, number)
-            try:
-                response = await attempt()
-            except BaseException as exc:
-                if finished.listeners:
-                    self._ended(number, None, exc)
-                raise
-            return self._received(number, response, status(response), made)
-
-        inner = self._inner_chain(target.authority, True, retryable)
-
-        async def again() -> R:
-            while made:
-                await close(made.pop())
-            return await (inner[0](*inner[1:], one) if inner else one())
-
-        outer = self._outer_async[retryable]
+        ex = _Exchange(self, target, attempt, status, close, self._inner_for(target, True, retryable))
         try:
             try:
-                result: R = await (outer[0](*outer[1:], again) if outer else again())
+                result: R = await self._outer[True][retryable](ex)
             except UpstreamStatusError as exc:
                 result = exc.response
-            made.remove(result)
+            ex.made.remove(result)
             return result
         finally:
-            for response in made:
+            for response in ex.made:
                 await close(response)
