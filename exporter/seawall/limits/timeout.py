@@ -241,10 +241,15 @@ class Timeout:
     def _guard(self, fn: Callable[P, R]) -> Callable[P, R]:
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             clock = self._clock
-            budget = self._seconds if _current() is None else self._budget()  # (the common case inlined)
-            if budget <= 0.0:
-                raise self._overran(0.0, 0.0, False)
             start = clock()
+            budget = self._seconds
+            outer = _current()
+            if outer is not None:  # `_budget()` inlined, reading the clock once when it is the same
+                left = outer[0] - (start if outer[1] is clock else outer[1]())
+                if left < budget:
+                    budget = left
+                    if budget <= 0.0:
+                        raise self._overran(0.0, 0.0, False)
             token = _enter((start + budget, clock))
             try:
                 result = fn(*args, **kwargs)
