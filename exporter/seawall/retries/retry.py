@@ -276,7 +276,8 @@ class Retry:
         """The first attempt, and the whole call when it succeeds (the hot path: one count when
         nobody listens); later attempts run in `_run`."""
         start = self._clock()
-        self._announce(1)
+        if self._on_started.listeners:
+            self._announce(1)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
