@@ -426,25 +426,41 @@ def health_stat(title: str, description: str, expr: str, warn: float = 1) -> sta
     )
 
 
-def breaker_variable() -> db.QueryVariable:
+def breaker_variable(name: str = "breaker", label: str = "Breaker", selector: str = SVC) -> db.QueryVariable:
     return (
-        db.QueryVariable("breaker")
-        .label("Breaker")
+        db.QueryVariable(name)
+        .label(label)
         .datasource(PROM)
         .query(
-            {"query": f"label_values(seawall_circuit_breaker_state{{{SVC}}}, breaker)", "refId": "breaker"}
+            {"query": f"label_values(seawall_circuit_breaker_state{{{selector}}}, breaker)", "refId": name}
         )
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
     )
 
 
+# An HTTP client's breakers are named `<client>@<scheme>:<host>:<port>` (one per upstream); its
+# retry, bulkhead and feature carry the client's name alone.
+CLIENT_OF_BREAKER = "/^([^@]+)/"
+
+
+def client_variable() -> db.QueryVariable:
+    """Hidden: the selected breaker's name up to its `@` (the whole name for a plain breaker), so
+    the drill-down finds the retry and feature of an HTTP client's per-upstream breaker."""
+    return (
+        breaker_variable("client", "Client", 'service=~"$service", breaker="$breaker"')
+        .regex(CLIENT_OF_BREAKER)
+        .hide(dm.VariableHide.HIDE_VARIABLE)
+    )
+
+
 def drilldown() -> db.Dashboard:
-    """One breaker of one service, and the retry, feature and error source of the same name."""
+    """One breaker of one service, the error source of the same name, and the retry and feature
+    of its client (the breaker's own name unless an HTTP client made it per upstream)."""
     sel = 'service=~"$service", breaker="$breaker"'
-    by_retry = 'service=~"$service", retry="$breaker"'
+    by_retry = 'service=~"$service", retry="$client"'
     by_source = 'service=~"$service", source="$breaker"'
-    by_feature = 'service=~"$service", feature="$breaker"'
+    by_feature = 'service=~"$service", feature="$client"'
     calls = "seawall_circuit_breaker_calls_total"
     transitions = "seawall_circuit_breaker_transitions_total"
     return (
@@ -456,6 +472,7 @@ def drilldown() -> db.Dashboard:
         )
         .with_variable(service_variable(multi=False))
         .with_variable(breaker_variable())
+        .with_variable(client_variable())
         .link(seawall_link("Overview"))
         .with_panel(
             stat.Panel()
@@ -495,7 +512,8 @@ def drilldown() -> db.Dashboard:
         .with_panel(
             ts(
                 "Retry of the same name",
-                "Calls and re-attempts (by error type) of the retry named like the breaker.",
+                "Calls and re-attempts (by error type) of the retry named like the breaker (like its "
+                "HTTP client, for a breaker named client@upstream).",
                 query(
                     f"sum by (outcome) (rate(seawall_retry_calls_total{{{by_retry}}}[{RATE}]))",
                     "{{outcome}}",
@@ -525,7 +543,8 @@ def drilldown() -> db.Dashboard:
         .with_panel(
             ts(
                 "Feature and fallbacks",
-                "The feature named like the breaker: enabled (1/0) and fallbacks by reason.",
+                "The feature named like the breaker (or its HTTP client): enabled (1/0) and fallbacks "
+                "by reason.",
                 query(
                     f"sum by (reason) (rate(seawall_fallbacks_total{{{by_feature}}}[{RATE}]))",
                     "fallback {{reason}}",
@@ -666,10 +685,62 @@ def limits() -> db.Dashboard:
     )
 
 
+def upstreams() -> db.Dashboard:
+    """One repeated row per upstream host of the HTTP clients (their per-authority breakers):
+    what each host answers, how fast, and how it fails (statuses, resets, timeouts)."""
+    sel = 'service=~"$service", breaker="$upstream"'
+    calls = "seawall_circuit_breaker_calls_total"
+    return (
+        seawall_dashboard(
+            "seawall: HTTP upstreams",
+            "seawall-http",
+            "One row per upstream host of the seawall.httpx / seawall.requests clients: the state, "
+            "calls, latency and errors of its breaker (named client@scheme:host:port).",
+        )
+        .with_variable(service_variable(multi=True))
+        .with_variable(
+            breaker_variable("upstream", "Upstream", 'service=~"$service", breaker=~".+@.+"')
+            .multi(True)
+            .include_all(True)
+        )
+        .link(seawall_link("Overview"))
+        .with_row(db.Row("Upstream $upstream").repeat("upstream"))
+        .with_panel(state_timeline(sel, 24, title="State"))
+        .with_panel(
+            ts(
+                "Calls by outcome",
+                "Attempts at this host per outcome: failure (5xx, 408, resets, timeouts), ignored "
+                "(429: the host pacing us, never a failure), rejected (the breaker open).",
+                query(f"sum by (outcome) (rate({calls}{{{sel}}}[{RATE}]))", "{{outcome}}"),
+                unit="reqps",
+                w=8,
+                stacked=True,
+            )
+        )
+        .with_panel(latency_panel(sel, "outcome", 8, title="Attempt latency by outcome"))
+        .with_panel(
+            ts(
+                "Errors by type",
+                "seawall_errors_total recorded by this host's breaker: UpstreamStatusError for error "
+                "statuses, the client library's errors for resets and hangs, CallTimeoutError for "
+                "attempts cut by the attempt timeout.",
+                query(
+                    f'sum by (error_type) (rate(seawall_errors_total{{{SVC}, source="$upstream"}}[{RATE}]))',
+                    "{{error_type}}",
+                ),
+                unit="ops",
+                w=8,
+                stacked=True,
+            )
+        )
+    )
+
+
 DASHBOARDS = {
     "seawall-overview.json": overview,
     "seawall-breaker.json": drilldown,
     "seawall-limits.json": limits,
+    "seawall-http.json": upstreams,
 }
 ALL_DASHBOARDS = DASHBOARDS
 

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from seawall import Registry
-from seawall.demo import DEPENDENCIES, Demo, SimulatedDependency, create_demo_app
-from seawall.demo.dependencies import Chaos, ChaosError, DependencyError, DependencyTimeout, parse_chaos
+from seawall.demo import BREAKERS, DEPENDENCIES, Demo, SimulatedDependency, create_demo_app
+from seawall.demo.dependencies import Chaos, ChaosError, parse_chaos
 
 JSON = {"content-type": "application/json"}
 
@@ -35,7 +35,7 @@ def states(client: TestClient) -> dict[str, str]:
 
 
 def test_dependencies_answer_from_primary(client: TestClient) -> None:
-    assert states(client) == dict.fromkeys(DEPENDENCIES, "closed")
+    assert states(client) == dict.fromkeys(BREAKERS.values(), "closed")
     for path in ("/checkout", "/inventory/sku-1", "/recommendations"):
         body = client.get(path).json()
         assert body["source"] == "primary", body
@@ -44,22 +44,22 @@ def test_dependencies_answer_from_primary(client: TestClient) -> None:
 
 def test_outage_opens_the_breaker_and_healing_closes_it(client: TestClient, fake_clock: Any) -> None:
     response = client.post("/chaos/payments", json={"outage": True})
-    assert response.json() == {"payments": {"failure_rate": 0.0, "latency_ms": 0.0, "outage": True}}
+    assert response.json() == {"payments": {**Chaos().to_dict(), "outage": True}}
     answers = [client.get("/checkout").json() for _ in range(6)]
     assert all(answer["source"] == "fallback" for answer in answers)
     assert answers[-1]["result"]["status"] == "queued"
-    assert states(client)["payments"] == "open"
-    assert states(client)["inventory"] == "closed"
+    assert states(client)[BREAKERS["payments"]] == "open"
+    assert states(client)[BREAKERS["inventory"]] == "closed"
     metrics = client.get("/metrics").text
-    assert 'seawall_circuit_breaker_state{breaker="payments",state="open"} 1.0' in metrics
+    assert f'seawall_circuit_breaker_state{{breaker="{BREAKERS["payments"]}",state="open"}} 1.0' in metrics
     assert client.get("/health/ready").json()["status"] == "degraded"
 
     client.post("/chaos/payments", json={"outage": False})
     fake_clock.advance(10)  # past both reset timeouts: the next call is a probe
     assert client.get("/checkout").json()["source"] == "primary"
-    assert states(client)["payments"] == "closed"
+    assert states(client)[BREAKERS["payments"]] == "closed"
     metrics = client.get("/metrics").text
-    assert 'seawall_circuit_breaker_state{breaker="payments",state="closed"} 1.0' in metrics
+    assert f'seawall_circuit_breaker_state{{breaker="{BREAKERS["payments"]}",state="closed"}} 1.0' in metrics
     assert client.get("/health/ready").json()["status"] == "healthy"
 
 
@@ -67,8 +67,8 @@ def test_failures_are_recorded_in_the_aggregator(client: TestClient) -> None:
     client.post("/chaos/inventory", json={"failure_rate": 1})
     client.get("/inventory/a")
     stats = client.get("/api/resilience/errors").json()
-    assert stats["errors_by_source"].get("inventory", 0) >= 1
-    assert stats["errors_by_type"].get("DependencyError", 0) >= 1
+    assert stats["errors_by_source"].get(BREAKERS["inventory"], 0) >= 1  # the breaker records them
+    assert stats["errors_by_type"].get("UpstreamStatusError", 0) >= 1  # the upstream's 503s
 
 
 def test_latency_over_the_timeout_is_a_timeout(client: TestClient, fake_clock: Any) -> None:
@@ -83,9 +83,9 @@ def test_get_chaos_and_partial_updates(client: TestClient) -> None:
     client.post("/chaos/payments", json={"failure_rate": 0.25})
     client.post("/chaos/payments", json={"latency_ms": 100})
     assert client.get("/chaos").json()["payments"] == {
+        **Chaos().to_dict(),
         "failure_rate": 0.25,
         "latency_ms": 100.0,
-        "outage": False,
     }
     assert set(client.get("/chaos").json()) == set(DEPENDENCIES)
 
@@ -102,6 +102,11 @@ def test_get_chaos_and_partial_updates(client: TestClient) -> None:
         ({"outage": "yes"}, "outage"),
         ({"outage": 1}, "outage"),
         ({"colour": "red"}, "colour"),
+        ({"fault": "explode"}, "fault"),
+        ({"status": 200}, "status"),
+        ({"status": 503.5}, "status"),
+        ({"retry_after": -1}, "retry_after"),
+        ({"retry_after": "soon"}, "retry_after"),
         ([1, 2], "body"),
     ],
 )
@@ -135,13 +140,14 @@ def test_bad_json_and_unknown_dependency(client: TestClient) -> None:
 def test_admin_token_only_from_env(monkeypatch: pytest.MonkeyPatch, fake_clock: Any) -> None:
     app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep)
     with TestClient(app) as test_client:
-        assert test_client.post("/api/resilience/breakers/payments/open").status_code == 403
+        assert test_client.post(f"/api/resilience/breakers/{BREAKERS['payments']}/open").status_code == 403
     monkeypatch.setenv("SEAWALL_ADMIN_TOKEN", "demo-admin-token")
     app = create_demo_app(traffic_rate=0, clock=fake_clock, sleep=fake_clock.sleep)
     with TestClient(app) as test_client:
         headers = {"authorization": "Bearer demo-admin-token"}
-        assert test_client.post("/api/resilience/breakers/payments/open", headers=headers).status_code == 200
-        assert states(test_client)["payments"] == "forced_open"
+        forced = f"/api/resilience/breakers/{BREAKERS['payments']}/open"
+        assert test_client.post(forced, headers=headers).status_code == 200
+        assert states(test_client)[BREAKERS["payments"]] == "forced_open"
 
 
 def test_parse_chaos_keeps_unspecified_fields() -> None:
@@ -152,28 +158,20 @@ def test_parse_chaos_keeps_unspecified_fields() -> None:
     assert info.value.field == "latency_ms"
 
 
-def test_simulated_dependency_is_deterministic(fake_clock: Any) -> None:
+def test_simulated_dependency_is_deterministic() -> None:
     import random
 
-    async def run() -> list[str]:
-        dependency = SimulatedDependency("x", sleep=fake_clock.sleep, rng=random.Random(3))
+    def run() -> list[int]:
+        dependency = SimulatedDependency("x", rng=random.Random(3))
         dependency.update({"failure_rate": 0.5})
-        outcomes = []
-        for _ in range(20):
-            try:
-                await dependency.call()
-                outcomes.append("ok")
-            except DependencyError:
-                outcomes.append("fail")
+        outcomes = [dependency.decide().status for _ in range(20)]
         dependency.update({"failure_rate": 0, "latency_ms": 60_000})
-        with pytest.raises(DependencyTimeout):
-            await dependency.call()
+        assert dependency.decide().status == 504  # past its 2 s give-up: a gateway timeout
         return outcomes
 
-    first, second = asyncio.run(run()), asyncio.run(run())
+    first, second = run(), run()
     assert first == second
-    assert "ok" in first
-    assert "fail" in first
+    assert set(first) == {200, 503}
 
 
 def test_traffic_generator_calls_every_dependency_and_stops(fake_clock: Any) -> None:
@@ -198,7 +196,7 @@ def test_traffic_generator_calls_every_dependency_and_stops(fake_clock: Any) -> 
             traffic_rate=50,
             traffic_sleep=pace,
         )
-        demo.start()
+        await demo.start()
         await asyncio.wait_for(enough.wait(), timeout=5)
         for _ in range(10):
             await asyncio.sleep(0)
@@ -351,6 +349,7 @@ def test_each_generated_call_is_one_trace(fake_clock: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
 
     import seawall
     from seawall import otel
@@ -363,8 +362,16 @@ def test_each_generated_call_is_one_trace(fake_clock: Any) -> None:
     demo = Demo(registry=registry, clock=fake_clock, sleep=fake_clock.sleep, seed=1, traffic_rate=0)
     demo.tracer = provider.get_tracer("test")
     demo.guarded["inventory"].dependency.update({"failure_rate": 1})
+
+    async def one() -> None:
+        await demo.start()
+        try:
+            await demo._one(demo.guarded["inventory"])
+        finally:
+            await demo.stop()
+
     try:
-        asyncio.run(demo._one(demo.guarded["inventory"]))
+        asyncio.run(asyncio.wait_for(one(), timeout=30))
     finally:
         instrumentation.close()
         provider.shutdown()
@@ -372,5 +379,13 @@ def test_each_generated_call_is_one_trace(fake_clock: Any) -> None:
     (root,) = [span for span in spans if span.parent is None]
     assert root.name == "demo traffic inventory"
     assert {span.context.trace_id for span in spans} == {root.context.trace_id}
-    assert [span.name for span in spans if span.parent is not None] == ["retry inventory"] * 2
+    by_id = {span.context.span_id: span for span in spans}
+    retries = [span for span in spans if span.name == "retry inventory"]
+    assert [span.parent.span_id for span in retries] == [root.context.span_id] * 2
+    # one HTTP client span per attempt, under its retry attempt, with the upstream's 503
+    attempts = [span for span in spans if span.kind == SpanKind.CLIENT]
+    assert len(attempts) == 2
+    assert {by_id[span.parent.span_id].name for span in attempts} == {"retry inventory"}
+    assert {span.attributes["server.address"] for span in attempts} == {"inventory"}
+    assert {span.attributes["http.response.status_code"] for span in attempts} == {503}
     assert {"seawall.retry.gave_up", "seawall.fallback"} <= {event.name for event in root.events}

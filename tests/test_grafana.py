@@ -147,11 +147,39 @@ def test_overview_has_every_panel_the_issue_asks_for() -> None:
 def test_drilldown_has_service_and_breaker_variables() -> None:
     model = committed()["seawall-breaker.json"]
     variables = {v["name"]: v for v in model["templating"]["list"]}
-    assert set(variables) == {"service", "breaker"}
+    assert set(variables) == {"service", "breaker", "client"}
     assert "$service" in json.dumps(variables["breaker"]["query"]), "breaker list follows the service"
+    # the client of an HTTP breaker named client@upstream: hidden, derived from $breaker
+    client = variables["client"]
+    assert client["hide"] == 2
+    assert 'breaker="$breaker"' in client["query"]["query"]
+    capture = re.compile(client["regex"].strip("/"))
+    assert capture.match("payments@http:payments:80")[1] == "payments"  # type: ignore[index]
+    assert capture.match("payments")[1] == "payments"  # type: ignore[index]
     for title, expr in gen.iter_targets(model):
         if "seawall_circuit_breaker" in expr:
             assert 'breaker="$breaker"' in expr, title
+        if "seawall_retry" in expr or "seawall_feature" in expr or "seawall_fallbacks" in expr:
+            assert "$client" in expr, title
+        assert "$service" in expr, title
+
+
+def test_http_dashboard_repeats_a_row_per_upstream_host() -> None:
+    model = committed()["seawall-http.json"]
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert set(variables) == {"service", "upstream"}
+    upstream = variables["upstream"]
+    assert upstream["multi"]
+    assert upstream["includeAll"]
+    assert 'breaker=~".+@.+"' in upstream["query"]["query"], "only the HTTP clients' per-host breakers"
+    row, *panels = model["panels"]  # one row, repeated per host, with every panel under it
+    assert row["type"] == "row"
+    assert row["repeat"] == "upstream"
+    assert "$upstream" in row["title"]
+    assert all(panel["type"] != "row" for panel in panels)
+    assert {panel["title"] for panel in panels} >= {"State", "Calls by outcome", "Errors by type"}
+    for title, expr in gen.iter_targets(model):
+        assert '"$upstream"' in expr, title
         assert "$service" in expr, title
 
 
@@ -165,7 +193,12 @@ def test_every_metric_named_is_in_the_contract() -> None:
 
 
 def all_exprs() -> list[tuple[str, str]]:
-    values = {"service": ".*", "breaker": "payments"}
+    values = {
+        "service": ".*",
+        "breaker": "payments",
+        "client": "payments",
+        "upstream": "payments@http:payments:80",
+    }
     return [
         (f"{name}: {title}", gen.expand(expr, values))
         for name, model in committed().items()

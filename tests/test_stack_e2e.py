@@ -10,6 +10,7 @@ notifications_failed_total (the page still goes out); a stopped service raises E
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -17,11 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 
 from conftest import load_module
 from otlp_receiver import OTLPReceiver
+from seawall.demo import BREAKERS
 from stacktools.harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
 from stacktools.receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
 from stacktools.timings import time_to_fire
@@ -37,7 +40,9 @@ WAIT = 30.0  # bound on any one notification; the formula below is what we expec
 FASTEST, WORST = time_to_fire(FAST, FAST.rule_for or "0s")
 TRIP = 3.0
 ROUTING_KEY = "e2e-routing-key-0123456789abcdef"
-VARIABLES = {"service": "seawall-demo", "breaker": "payments"}
+# The demo's breakers are its HTTP clients' per-upstream breakers, named client@scheme:host:port.
+PAYMENTS, INVENTORY = BREAKERS["payments"], BREAKERS["inventory"]
+VARIABLES = {"service": "seawall-demo", "breaker": PAYMENTS, "client": "payments", "upstream": PAYMENTS}
 
 
 def load_dashboards() -> ModuleType:
@@ -139,6 +144,9 @@ def check_panels_have_data(stack: Stack) -> float:
             assert query.startswith("label_values(")
             metric, label = query[len("label_values(") : -1].rsplit(", ", 1)
             values = {s["metric"].get(label) for s in stack.query(dashboards.expand(metric, VARIABLES))}
+            if variable.get("regex"):  # Grafana keeps the regex's capture group of each value
+                capture = re.compile(variable["regex"].strip("/"))
+                values = {m[1] for v in values if v is not None and (m := capture.match(v))}
             assert VARIABLES[variable["name"]] in values, f"{name}: ${variable['name']} offers {values}"
     for _title, expr in exprs:
         stack.query(expr)  # raises ValueError with Prometheus' parse error
@@ -172,34 +180,36 @@ def test_stack_end_to_end(
     stack.chaos("payments", outage=True)
     outage = time.monotonic()
     wait_until(
-        lambda: stack.query('seawall_circuit_breaker_state{breaker="payments", state="open"} == 1'),
+        lambda: stack.query(f'seawall_circuit_breaker_state{{breaker="{PAYMENTS}", state="open"}} == 1'),
         10,
         "Prometheus sees the payments breaker open",
     )
     seen_open = time.monotonic()
-    msg = slack.wait_for(is_("firing", "CircuitBreakerOpen", "payments"), WAIT)
+    msg = slack.wait_for(is_("firing", "CircuitBreakerOpen", PAYMENTS), WAIT)
     to_slack = time.monotonic() - outage
-    event = pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", "payments"), WAIT)
+    event = pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", PAYMENTS), WAIT)
     to_pagerduty = time.monotonic() - outage
     assert FASTEST <= to_slack <= WORST + TRIP, (FASTEST, to_slack, WORST)
 
     text = slack_text(msg)
     assert msg["attachments"][0]["color"] == "danger"
-    assert msg["attachments"][0]["title"].startswith("[FIRING:1] CircuitBreakerOpen payments (seawall-demo)")
+    assert msg["attachments"][0]["title"].startswith(
+        f"[FIRING:1] CircuitBreakerOpen {PAYMENTS} (seawall-demo)"
+    )
     assert rule["annotations"]["summary"] in text
     assert rule["annotations"]["runbook_url"] in text
-    assert "Breaker payments of seawall-demo" in text
+    assert f"Breaker {PAYMENTS} of seawall-demo" in text
     for label in (
         "alertname=CircuitBreakerOpen",
-        "breaker=payments",
+        f"breaker={PAYMENTS}",
         "severity=critical",
         "service=seawall-demo",
     ):
         assert f"`{label}`" in text
-    assert "var-breaker=payments" in text
+    assert f"var-breaker={quote_plus(PAYMENTS)}" in text  # Alertmanager's urlquery
     assert event["routing_key"] == ROUTING_KEY
     assert event["payload"]["severity"] == "critical"
-    assert event["payload"]["component"] == "payments"
+    assert event["payload"]["component"] == PAYMENTS
     assert event["payload"]["group"] == "seawall-demo"
     assert event["payload"]["class"] == "CircuitBreakerOpen"
     assert rule["annotations"]["summary"] in event["payload"]["summary"]
@@ -211,9 +221,9 @@ def test_stack_end_to_end(
     # -- healing resolves both -------------------------------------------------------------------------
     stack.chaos("payments", outage=False)
     healed = time.monotonic()
-    resolved = pagerduty.wait_for(is_("resolved", "CircuitBreakerOpen", "payments"), WAIT)
+    resolved = pagerduty.wait_for(is_("resolved", "CircuitBreakerOpen", PAYMENTS), WAIT)
     assert resolved["dedup_key"] == event["dedup_key"]
-    msg = slack.wait_for(is_("resolved", "CircuitBreakerOpen", "payments"), WAIT)
+    msg = slack.wait_for(is_("resolved", "CircuitBreakerOpen", PAYMENTS), WAIT)
     assert msg["attachments"][0]["color"] == "good"
     assert "*Status:* resolved" in slack_text(msg)
     to_resolved = time.monotonic() - healed
@@ -222,7 +232,7 @@ def test_stack_end_to_end(
     failed_before = stack.alertmanager_metric("alertmanager_notifications_failed_total", integration="slack")
     stack.set_slack_url(closed_port_url("/services/unreachable"))
     stack.chaos("inventory", outage=True)
-    pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", "inventory"), WAIT)
+    pagerduty.wait_for(is_("firing", "CircuitBreakerOpen", INVENTORY), WAIT)
     failed = wait_until(
         lambda: (
             n
@@ -235,7 +245,7 @@ def test_stack_end_to_end(
         WAIT,
         "Alertmanager counts the failed Slack notification",
     )
-    assert not [p for p in slack.payloads if is_("firing", "CircuitBreakerOpen", "inventory")(p)]
+    assert not [p for p in slack.payloads if is_("firing", "CircuitBreakerOpen", INVENTORY)(p)]
     requests_failed = "alertmanager_notification_requests_failed_total"
     assert stack.alertmanager_metric(requests_failed, integration="slack") > 0
     stack.set_slack_url(slack.url)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from seawall.demo import BREAKERS
 from stacktools.harness import ROOT, binaries_missing, http, wait_until
 from stacktools.processes import stop_process
 
@@ -131,8 +132,9 @@ def test_make_stack_prints_urls_and_notifications_and_stops_on_ctrl_c(
     status, _ = http("POST", f"{demo}/chaos/payments", {"outage": True})
     assert status == 200
     # Each notification printed with the time it arrived.
-    out.wait_for(r"\d\d:\d\d:\d\d -> Slack: \[FIRING:1\] CircuitBreakerOpen payments \(seawall-demo\)", 40)
-    out.wait_for(r"\d\d:\d\d:\d\d -> PagerDuty: trigger: \[FIRING:1\] CircuitBreakerOpen payments", 20)
+    payments = re.escape(BREAKERS["payments"])  # the demo's HTTP client's breaker for that host
+    out.wait_for(rf"\d\d:\d\d:\d\d -> Slack: \[FIRING:1\] CircuitBreakerOpen {payments} \(seawall-demo\)", 40)
+    out.wait_for(rf"\d\d:\d\d:\d\d -> PagerDuty: trigger: \[FIRING:1\] CircuitBreakerOpen {payments}", 20)
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from seawall.demo import BREAKERS
 from stacktools.harness import wait_until
 
 pytestmark = pytest.mark.slow
@@ -81,8 +82,9 @@ def test_demo_serves_trips_and_heals(demo: Server) -> None:
     with httpx.Client(base_url=demo.base, timeout=5) as client:
         assert client.get("/health").json() == {"status": "alive"}
         assert "status page" in "".join(demo.output)
-        open_line = 'seawall_circuit_breaker_state{breaker="payments",state="open"} 1.0'
-        closed_line = 'seawall_circuit_breaker_state{breaker="payments",state="closed"} 1.0'
+        payments, inventory = BREAKERS["payments"], BREAKERS["inventory"]
+        open_line = f'seawall_circuit_breaker_state{{breaker="{payments}",state="open"}} 1.0'
+        closed_line = f'seawall_circuit_breaker_state{{breaker="{payments}",state="closed"}} 1.0'
         assert client.post("/chaos/payments", json={"outage": True}).status_code == 200
         wait_until(lambda: open_line in client.get("/metrics").text, 10, "payments to open")
         assert client.get("/health/ready").json()["status"] == "degraded"
@@ -90,7 +92,9 @@ def test_demo_serves_trips_and_heals(demo: Server) -> None:
         wait_until(lambda: closed_line in client.get("/metrics").text, 20, "payments to close again")
         calls = client.get("/metrics").text
         assert re.search(
-            r'seawall_circuit_breaker_calls_total\{breaker="inventory",outcome="success"\} [1-9]', calls
+            rf'seawall_circuit_breaker_calls_total\{{breaker="{re.escape(inventory)}",'
+            r'outcome="success"\} [1-9]',
+            calls,
         )
 
 

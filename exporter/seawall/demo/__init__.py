@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .app import DEPENDENCIES, Demo, create_demo_app
-from .dependencies import DependencyError, DependencyTimeout, SimulatedDependency
+from .app import BREAKERS, DEPENDENCIES, Demo, DependencyError, create_demo_app
+from .dependencies import SimulatedDependency
 
 __all__ = [
+    "BREAKERS",
     "DEPENDENCIES",
     "Demo",
     "DependencyError",
-    "DependencyTimeout",
     "SimulatedDependency",
     "create_demo_app",
 ]

@@ -1,10 +1,12 @@
-"""The demo service: three simulated dependencies, each behind a feature, a retry, a bulkhead, a
-breaker and a timeout (payments also behind a rate limiter, like a partner API's quota).
+"""The demo service: three dependencies, each a real HTTP upstream on loopback called through
+`seawall.httpx` (bulkhead > total timeout > retry > breaker per upstream > attempt timeout) behind
+a feature (payments also behind a rate limiter, like a partner API's quota).
 
 A background traffic generator calls them a few times a second so every metric moves; `POST
-/chaos/{dependency}` breaks them on demand. The resilience routes are mounted, so `/metrics`,
-`/health/ready`, `/resilience` and the admin API are all there. Slowing a dependency with
-`{"latency_ms": 1500}` makes its calls time out (1 s) and fills its bulkhead (4 slots) live.
+/chaos/{dependency}` makes the upstream misbehave on demand (error statuses with Retry-After,
+latency, resets, hangs). The resilience routes are mounted, so `/metrics`, `/health/ready`,
+`/resilience` and the admin API are all there. Slowing a dependency with `{"latency_ms": 1500}`
+makes its attempts time out (1 s) and fills its bulkhead (4 slots) live.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import logging
 import os
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
@@ -28,29 +32,30 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seawall.breakers.breaker import CircuitBreaker
+from seawall.clients.classify import Target
 from seawall.core.logsafe import log_value
 from seawall.core.registry import Registry
 from seawall.degrade.features import Feature, Features
-from seawall.limits.bulkhead import Bulkhead
-from seawall.limits.policy import Policy, policy
+from seawall.httpx import AsyncResilientTransport, HttpPolicy
 from seawall.limits.ratelimit import RateLimiter
-from seawall.limits.timeout import CallTimeoutError, Timeout
-from seawall.retries.retry import Retry
+from seawall.limits.timeout import Timeout
 from seawall.starlette._json import JSONResponse
 
 from ..starlette import ApiError, ResilienceMiddleware, exception_handlers, resilience_routes
 from ..starlette._problems import guarded
 from ..starlette.hosts import HostGuard
-from .dependencies import ChaosError, DependencyError, DependencyTimeout, SimulatedDependency, Sleep
+from .dependencies import ChaosError, SimulatedDependency, Sleep
 from .tracing import ServerSpans
+from .upstream import Upstream
 from .worker import DemoWorker
 
-__all__ = ["DEPENDENCIES", "Demo", "create_demo_app"]
+__all__ = ["BREAKERS", "DEPENDENCIES", "Demo", "DependencyError", "create_demo_app"]
 
 log = logging.getLogger("seawall.demo")
 
 MAX_CHAOS_BODY = 4096
-TIMEOUT_SECONDS = 1.0  # under the simulated dependency's own 2 s give-up, so slowness shows as timeouts
+TIMEOUT_SECONDS = 1.0  # per attempt; under the upstream's own 2 s give-up, so slowness shows as timeouts
+TOTAL_SECONDS = 3.0  # per request, retries included
 BULKHEAD_SLOTS = 4  # 4 requests/s x 1 s calls fill it when a dependency is slowed down
 PAYMENTS_RATE = 10.0  # calls/s: the payments provider's quota
 
@@ -60,39 +65,71 @@ DEPENDENCIES: dict[str, tuple[float, Any]] = {
     "inventory": (15.0, {"available": None, "note": "stock level unknown"}),
     "recommendations": (25.0, {"items": ["bestseller-1", "bestseller-2", "bestseller-3"], "note": "popular"}),
 }
+# Each dependency is an upstream host named like it (`http://payments`, as a service name in a
+# cluster's DNS); the loopback transport below resolves every name to the demo's upstream server.
+UPSTREAMS = {name: Target.of("GET", "http", name, None) for name in DEPENDENCIES}
+# dependency -> the name of its breaker: the transport names breakers `<client>@<scheme>:<host>:<port>`
+BREAKERS = {name: f"{name}@{target.authority}" for name, target in UPSTREAMS.items()}
+
+
+class DependencyError(Exception):
+    """The dependency's last answer, retries over, was an error status (the feature falls back)."""
+
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(f"{name} answered {status}")
+        self.status_code = status
+
+
+class _Loopback(httpx.AsyncBaseTransport):
+    """Sends every request to the demo's upstream server on 127.0.0.1, whatever its URL's host
+    (the Host header keeps that name): what /etc/hosts or a mesh sidecar does for a real service."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        port = self.upstream.port
+        if port is None:
+            raise httpx.ConnectError("the demo's upstream server is not running", request=request)
+        request.url = request.url.copy_with(host="127.0.0.1", port=port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @dataclass
 class Guarded:
-    """One dependency and the primitives in front of it."""
+    """One dependency, the HTTP client that calls it, and the primitives in front of it."""
 
     dependency: SimulatedDependency
+    client: httpx.AsyncClient
     breaker: CircuitBreaker
     feature: Feature
-    retry: Retry | None
-    timeout: Timeout | None = None
-    bulkhead: Bulkhead | None = None
     limiter: RateLimiter | None = None
     inflight: int = 0
     answered: dict[str, int] = field(default_factory=lambda: {"primary": 0, "fallback": 0, "stale": 0})
 
-    def __post_init__(self) -> None:
-        self.policy: Policy = policy(
-            retry=self.retry,
-            rate_limiter=self.limiter,
-            bulkhead=self.bulkhead,
-            breaker=self.breaker,
-            timeout=self.timeout,
-        )
+    async def _fetch(self) -> dict[str, Any]:
+        name = self.dependency.name
+        if name == "payments":  # a charge: POST, made safe to retry by its Idempotency-Key
+            headers = {"idempotency-key": uuid.uuid4().hex}
+            response = await self.client.post(f"/{name}", json={"amount": 100}, headers=headers)
+        else:
+            response = await self.client.get(f"/{name}")
+        if not response.is_success:
+            raise DependencyError(name, response.status_code)
+        result: dict[str, Any] = response.json()
+        return result
 
     async def call(self) -> dict[str, Any]:
-        """feature( retry( limiter( bulkhead( breaker( timeout( dependency ) ) ) ) ) ): one request's
-        path through the primitives (seawall.policy keeps the inner five in that order)."""
-        dependency, stack = self.dependency, self.policy
+        """feature( limiter( http client( bulkhead > total timeout > retry > breaker > attempt
+        timeout ) ) ): one request's path through the primitives."""
+        limiter = self.limiter
 
         async def primary() -> dict[str, Any]:
-            result: dict[str, Any] = await stack.call_async(dependency.call)
-            return result
+            return await (self._fetch() if limiter is None else limiter.call_async(self._fetch))
 
         self.inflight += 1
         try:
@@ -101,34 +138,50 @@ class Guarded:
             self.inflight -= 1
         self.answered[result.source] = self.answered.get(result.source, 0) + 1
         return {
-            "dependency": dependency.name,
+            "dependency": self.dependency.name,
             "source": result.source,
             "reason": None if result.reason is None else result.reason.value,
             "result": result.value,
         }
 
 
-def _make_retry(name: str, registry: Registry, clock: Callable[[], float], sleep: Sleep) -> Retry:
-    """Two attempts, 50 ms apart, only for the dependency's own failures and timeouts.
+def _client_policy(
+    registry: Registry, clock: Callable[[], float], sleep: Sleep, breaker_reset_timeout: float
+) -> HttpPolicy:
+    """The demo's HTTP pipeline, tighter than the defaults so a demo outage shows in seconds.
 
-    A CircuitOpenError is not retried (its retry_after hint would hold the request for seconds), and
-    errors are not recorded here: the breaker records each failed attempt already.
+    Two attempts 50 ms apart within 2 s (or as far apart as a Retry-After up to 1 s asks; a
+    longer one, like an open breaker's hint, gives up at once); a breaker opening after 5
+    consecutive failures or a 50% failure ratio over 20 calls; 4 concurrent calls per
+    dependency, 1 s per attempt, 3 s per request.
     """
-    return Retry(
-        name,
-        attempts=2,
-        initial=0.05,
-        max_delay=0.2,
-        deadline=2.0,
-        retry_on=(DependencyError, DependencyTimeout, CallTimeoutError),
-        async_sleep=sleep,
-        clock=clock,
-        registry=registry,
+    return HttpPolicy.of(
+        bulkhead={"max_concurrent": BULKHEAD_SLOTS, "max_wait": 0.0, "clock": clock},
+        total_timeout=TOTAL_SECONDS,
+        retry={
+            "attempts": 2,
+            "initial": 0.05,
+            "max_delay": 1.0,  # a longer Retry-After gives up at once
+            "deadline": 2.0,
+            "async_sleep": sleep,
+            "clock": clock,
+        },
+        breaker={
+            "failure_threshold": 5,
+            # a sliding window too, so the dashboards' "failure rate vs threshold" has a ratio
+            # to plot (a breaker without one exports none)
+            "failure_rate_threshold": 0.5,
+            "minimum_calls": 20,
+            "reset_timeout": breaker_reset_timeout,
+            "errors": registry.errors,
+            "clock": clock,
+        },
+        attempt_timeout=TIMEOUT_SECONDS,
     )
 
 
 class Demo:
-    """The demo's state: registry, dependencies, and the traffic generator."""
+    """The demo's state: registry, dependencies, their upstream server, and the traffic generator."""
 
     def __init__(
         self,
@@ -151,25 +204,24 @@ class Demo:
         self._sleep = sleep
         self._traffic_sleep = traffic_sleep  # paces the generator (real time, unlike `sleep`)
         rng = random.Random(seed)
-        errors = registry.errors
         self.guarded: dict[str, Guarded] = {}
         self.features = Features(registry=registry)
-        for name, (latency, fallback) in DEPENDENCIES.items():
-            dependency = SimulatedDependency(
+        dependencies = {
+            name: SimulatedDependency(
                 name, base_latency_ms=latency, sleep=sleep, rng=random.Random(rng.random())
             )
-            breaker = CircuitBreaker(
-                name,
-                failure_threshold=5,
-                # a sliding window too, so the dashboards' "failure rate vs threshold" has a ratio
-                # to plot (a breaker without one exports none)
-                failure_rate_threshold=0.5,
-                minimum_calls=20,
-                reset_timeout=breaker_reset_timeout,
-                errors=errors,
-                clock=clock,
-                registry=registry,
+            for name, (latency, _) in DEPENDENCIES.items()
+        }
+        self.upstream = Upstream(dependencies)
+        policy = _client_policy(registry, clock, sleep, breaker_reset_timeout)
+        for name, (_, fallback) in DEPENDENCIES.items():
+            for stage, seconds in ((f"{name}.total", TOTAL_SECONDS), (f"{name}.attempt", TIMEOUT_SECONDS)):
+                Timeout(stage, seconds, clock=clock, registry=registry)  # the transport finds these
+            transport = AsyncResilientTransport(
+                _Loopback(self.upstream), name=name, registry=registry, policy=policy
             )
+            breaker = transport.pipeline.breaker_for(UPSTREAMS[name].authority)
+            assert breaker is not None  # the policy has a breaker stage
             feature = self.features.register(
                 name,
                 fallback=fallback,
@@ -178,12 +230,10 @@ class Demo:
                 clock=clock,
             )
             self.guarded[name] = Guarded(
-                dependency,
+                dependencies[name],
+                httpx.AsyncClient(transport=transport, base_url=f"http://{name}"),
                 breaker,
                 feature,
-                _make_retry(name, registry, clock, sleep),
-                timeout=Timeout(name, TIMEOUT_SECONDS, clock=clock, registry=registry),
-                bulkhead=Bulkhead(name, BULKHEAD_SLOTS, clock=clock, registry=registry),
                 limiter=RateLimiter(name, PAYMENTS_RATE, clock=clock, registry=registry)
                 if name == "payments"
                 else None,
@@ -220,7 +270,9 @@ class Demo:
         except Exception as exc:  # a fallback-less failure in the generator must not kill it
             log.debug("demo traffic: %s failed with %s", item.dependency.name, type(exc).__name__)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start the upstream server, then the traffic generator (unless its rate is 0)."""
+        await self.upstream.start()
         if self.traffic_rate > 0 and self._task is None:
             self._task = asyncio.create_task(self._traffic(), name="seawall-demo-traffic")
 
@@ -231,6 +283,9 @@ class Demo:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        for item in self.guarded.values():
+            await item.client.aclose()
+        await self.upstream.stop()
 
     def chaos(self) -> dict[str, Any]:
         return {name: item.dependency.chaos.to_dict() for name, item in self.guarded.items()}
@@ -373,7 +428,7 @@ def create_demo_app(
         if provider is not None:
             app.state.tracer_provider = provider  # ServerSpans starts tracing inbound requests
             demo.tracer = provider.get_tracer("seawall.demo")
-        demo.start()
+        await demo.start()
         worker.start()
         try:
             yield

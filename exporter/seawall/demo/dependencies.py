@@ -1,6 +1,8 @@
-"""Simulated downstream dependencies whose failure rate, latency and outage are set at run time.
+"""The demo's downstream dependencies: what each one answers, set at run time by the chaos API.
 
-Time is injected (an async `sleep`) and randomness is a seeded `random.Random`, so tests drive a
+A `SimulatedDependency` decides one request's fate (latency, then an answer or a fault); the
+upstream HTTP app (`seawall.demo.upstream`) turns that into a real HTTP exchange on loopback. Time
+is injected (an async `sleep`) and randomness is a seeded `random.Random`, so tests drive a
 dependency through an outage without waiting and get the same failures every run.
 """
 
@@ -14,23 +16,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from seawall.core.settings import Flag, Number
+from seawall.core.settings import Choice, Flag, Number
 
-__all__ = ["ChaosError", "DependencyError", "DependencyTimeout", "SimulatedDependency", "parse_chaos"]
+__all__ = ["Answer", "ChaosError", "SimulatedDependency", "parse_chaos"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
 MAX_LATENCY_MS = 60_000
-CHAOS_RULES = {"failure_rate": Number(0.0, 1.0), "latency_ms": Number(0.0, MAX_LATENCY_MS), "outage": Flag()}
+HANG_SECONDS = 30.0  # a hung upstream resets the connection after this (bounded: it ends)
+FAULTS = ("status", "reset", "hang")
+CHAOS_RULES = {
+    "failure_rate": Number(0.0, 1.0),
+    "latency_ms": Number(0.0, MAX_LATENCY_MS),
+    "outage": Flag(),
+    "fault": Choice(FAULTS),  # what a failing call gets: an error status, a reset, no answer
+    "status": Number(400, 599, integer=True),  # the error status a failing call answers with
+    "retry_after": Number(0, 3600, integer=True, optional=True),  # seconds, sent with error statuses
+}
 CHAOS_FIELDS = tuple(CHAOS_RULES)
-
-
-class DependencyError(ConnectionError):
-    """The simulated dependency failed (a transient, retryable error, like a reset connection)."""
-
-
-class DependencyTimeout(TimeoutError):
-    """The simulated dependency did not answer in time."""
 
 
 class ChaosError(ValueError):
@@ -47,9 +50,24 @@ class Chaos:
     failure_rate: float = 0.0  # share of calls that fail, 0..1
     latency_ms: float = 0.0  # added to every call
     outage: bool = False  # every call fails
+    fault: str = "status"
+    status: int = 503
+    retry_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"failure_rate": self.failure_rate, "latency_ms": self.latency_ms, "outage": self.outage}
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One request's fate: after `latency` seconds, `status` with `body`, or `fault` ("reset",
+    "hang") instead of any answer."""
+
+    latency: float
+    status: int = 200
+    body: Mapping[str, Any] | None = None
+    retry_after: int | None = None
+    fault: str | None = None
 
 
 def parse_chaos(body: Any, current: Chaos) -> Chaos:
@@ -69,7 +87,10 @@ def parse_chaos(body: Any, current: Chaos) -> Chaos:
 
 
 class SimulatedDependency:
-    """A fake remote service: `await call()` sleeps its latency, then answers or raises."""
+    """A remote service's behaviour: `await answer()` sleeps its latency and says what to send.
+
+    Past `timeout_ms` it gives up like the gateway in front of a real service: 504 after that long.
+    """
 
     def __init__(
         self,
@@ -95,21 +116,28 @@ class SimulatedDependency:
             self.chaos = parse_chaos(body, self.chaos)
             return self.chaos
 
-    async def call(self) -> dict[str, Any]:
+    def decide(self) -> Answer:
+        """This request's fate (counted), without waiting."""
         chaos = self.chaos
         with self._lock:
             self.calls += 1
             jitter = self._rng.uniform(0.5, 1.5)
             fails = chaos.outage or self._rng.random() < chaos.failure_rate
-        latency_ms = self.base_latency_ms * jitter + chaos.latency_ms
-        if latency_ms >= self.timeout_ms:
-            await self._sleep(self.timeout_ms / 1000)
-            with self._lock:
+            latency_ms = self.base_latency_ms * jitter + chaos.latency_ms
+            if latency_ms >= self.timeout_ms:
                 self.failures += 1
-            raise DependencyTimeout(f"{self.name} did not answer within {self.timeout_ms:.0f} ms")
-        await self._sleep(latency_ms / 1000)
-        if fails:
-            with self._lock:
-                self.failures += 1
-            raise DependencyError(f"{self.name} refused the connection")
-        return {"dependency": self.name, "latency_ms": round(latency_ms, 1)}
+                return Answer(self.timeout_ms / 1000, 504, {"error": f"{self.name} gave up"})
+            if not fails:
+                body = {"dependency": self.name, "latency_ms": round(latency_ms, 1)}
+                return Answer(latency_ms / 1000, 200, body)
+            self.failures += 1
+        if chaos.fault != "status":
+            return Answer(latency_ms / 1000, fault=chaos.fault)
+        error = {"error": f"{self.name} failed"}
+        return Answer(latency_ms / 1000, chaos.status, error, chaos.retry_after)
+
+    async def answer(self) -> Answer:
+        """Decide, then wait out the latency (a hang waits `HANG_SECONDS` on top)."""
+        decided = self.decide()
+        await self._sleep(decided.latency + (HANG_SECONDS if decided.fault == "hang" else 0.0))
+        return decided
