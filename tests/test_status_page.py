@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from seawall.demo import BREAKERS
 from test_uvicorn import Server, start_demo, stop
+
+PAY, INV = BREAKERS["payments"], BREAKERS["inventory"]  # the demo's per-upstream breakers
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -134,11 +137,11 @@ def test_tile_turns_open_when_its_dependency_fails(demo: Server, page: Any, tmp_
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{demo.base}/resilience")
     page.wait_for_selector('#connection[data-connection="live"]')
-    tile = page.locator('.tile[data-breaker="payments"]')
+    tile = page.locator(f'.tile[data-breaker="{PAY}"]')
     tile.wait_for()
     assert tile.get_attribute("data-state") == "closed"
     page.wait_for_function(  # two frames: rates and sparklines have something to draw
-        "() => document.querySelectorAll('.tile[data-breaker=\"payments\"] polyline.calls').length === 1"
+        f"() => document.querySelectorAll('.tile[data-breaker=\"{PAY}\"] polyline.calls').length === 1"
     )
     closed_png = tile.screenshot(path=str(tmp_path / "payments-closed.png"))
     assert share_of(closed_png, GREEN) > 0.01
@@ -146,17 +149,17 @@ def test_tile_turns_open_when_its_dependency_fails(demo: Server, page: Any, tmp_
 
     with httpx.Client(base_url=demo.base, timeout=5) as client:
         client.post("/chaos/payments", json={"outage": True}).raise_for_status()
-    page.wait_for_selector('.tile[data-breaker="payments"][data-state="open"]', timeout=10_000)
+    page.wait_for_selector(f'.tile[data-breaker="{PAY}"][data-state="open"]', timeout=10_000)
     open_png = tile.screenshot(path=str(tmp_path / "payments-open.png"))
     page.screenshot(path=str(tmp_path / "status-page.png"), full_page=True)
     assert share_of(open_png, RED) > 0.02  # the state colour: border and badge
     assert tile.locator(".state").inner_text().lower() == "open"
-    assert page.locator('.tile[data-breaker="inventory"]').get_attribute("data-state") == "closed"
+    assert page.locator(f'.tile[data-breaker="{INV}"]').get_attribute("data-state") == "closed"
     assert page.locator('#features li[data-feature="payments"]').count() == 1
     # the demo's timeouts, bulkheads and rate limiter have their rows; breaker tiles show latency
     assert page.locator('#limits tr[data-limit="bulkhead:payments"]').count() == 1
     assert page.locator('#limits tr[data-limit="rate limiter:payments"]').count() == 1
-    assert "p99" in page.locator('.tile[data-breaker="inventory"] .foot').inner_text()
+    assert "p99" in page.locator(f'.tile[data-breaker="{INV}"] .foot').inner_text()
     assert errors == []
 
 
@@ -164,14 +167,14 @@ def test_state_change_shows_within_two_seconds_and_reconnecting_badge(
     demo: Server, page: Any, tmp_path: Path
 ) -> None:
     page.goto(f"{demo.base}/resilience")
-    page.wait_for_selector('.tile[data-breaker="inventory"][data-state="closed"]')
+    page.wait_for_selector(f'.tile[data-breaker="{INV}"][data-state="closed"]')
     with httpx.Client(base_url=demo.base, timeout=5) as client:
         response = client.post(
-            "/api/resilience/breakers/inventory/open", headers={"authorization": f"Bearer {TOKEN}"}
+            f"/api/resilience/breakers/{INV}/open", headers={"authorization": f"Bearer {TOKEN}"}
         )
         assert response.status_code == 200
     changed = time.monotonic()
-    page.wait_for_selector('.tile[data-breaker="inventory"][data-state="forced_open"]', timeout=2_000)
+    page.wait_for_selector(f'.tile[data-breaker="{INV}"][data-state="forced_open"]', timeout=2_000)
     assert time.monotonic() - changed < 2.0
     stop(demo)
     page.wait_for_selector('#connection[data-connection="reconnecting"]', timeout=5_000)

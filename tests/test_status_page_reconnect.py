@@ -18,8 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from seawall.demo import BREAKERS
 from test_status_page import CHROMIUM, TOKEN, page  # noqa: F401  (the page fixture)
 from test_uvicorn import Server, start_demo, stop
+
+PAY, INV = BREAKERS["payments"], BREAKERS["inventory"]  # the demo's per-upstream breakers
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,9 +66,9 @@ def test_dead_stream_detected_then_resumes_on_a_restarted_server_without_reload(
     page.wait_for_selector('#tasks tr[data-task="order-sync"][data-state="running"]')
     with httpx.Client(base_url=first.base, timeout=5) as client:
         client.post(
-            "/api/resilience/breakers/inventory/open", headers={"authorization": f"Bearer {TOKEN}"}
+            f"/api/resilience/breakers/{INV}/open", headers={"authorization": f"Bearer {TOKEN}"}
         ).raise_for_status()
-    page.wait_for_selector('.tile[data-breaker="inventory"][data-state="forced_open"]')
+    page.wait_for_selector(f'.tile[data-breaker="{INV}"][data-state="forced_open"]')
 
     # 1. A frozen server: no close, no error, just silence. The heartbeat watchdog must notice.
     first.process.send_signal(signal.SIGSTOP)
@@ -94,7 +97,7 @@ def test_dead_stream_detected_then_resumes_on_a_restarted_server_without_reload(
     restarted = time.monotonic()
     page.wait_for_selector('#connection[data-connection="live"]', timeout=20_000)
     print(f"\nlive again {time.monotonic() - restarted:.1f} s after the new server printed its URL")
-    page.wait_for_selector('.tile[data-breaker="inventory"][data-state="closed"]', timeout=5_000)
+    page.wait_for_selector(f'.tile[data-breaker="{INV}"][data-state="closed"]', timeout=5_000)
     assert float(page.get_attribute("body", "data-updated") or 0) > before
     assert page.evaluate("() => window.__seawallMarker") == "same page"
     page.screenshot(path=str(tmp_path / "live-again.png"))
@@ -126,4 +129,4 @@ def test_offline_tasks_and_the_fallback_note(servers: list[Server], page: Any) -
     )
     note = page.inner_text("#fallback-note")
     assert "never reach the breaker" in note
-    assert "calls" in page.inner_text('.tile[data-breaker="payments"] .foot')
+    assert "calls" in page.inner_text(f'.tile[data-breaker="{PAY}"] .foot')
