@@ -55,6 +55,26 @@ def test_a_hung_upstream_is_cut_by_the_attempt_timeout(fake_clock: FakeClock) ->
     assert demo.registry.get("timeout", "recommendations.attempt").snapshot().calls["timed_out"] == 2
 
 
+def test_a_hung_request_ends_when_its_caller_gives_up(fake_clock: FakeClock) -> None:
+    demo = make(fake_clock)
+    demo.guarded["recommendations"].dependency.update({"outage": True, "fault": "hang"})
+    app = demo.upstream.app
+
+    async def body() -> tuple[int, int]:
+        await demo.call("recommendations")
+        during = app.active
+        for _ in range(100):  # the server notices the closed connections (fake time: 1 s at most)
+            if not app.active:
+                break
+            await asyncio.sleep(0.01)
+        return during, app.active
+
+    start = fake_clock.now
+    during, after = running(demo, fake_clock, body)
+    assert after == 0, during  # not held for the 30 s hang
+    assert fake_clock.now - start < 5
+
+
 def test_a_reset_connection_is_a_transient_failure(fake_clock: FakeClock) -> None:
     demo = make(fake_clock)
     demo.guarded["inventory"].dependency.update({"outage": True, "fault": "reset"})
@@ -121,3 +141,14 @@ def test_payments_has_a_rate_limit_and_the_others_do_not(fake_clock: FakeClock) 
     assert [limiter.name for limiter in limiters] == ["payments"]
     stages = {f"{name}.{stage}" for name in BREAKERS for stage in ("total", "attempt")}
     assert {t.name for t in demo.registry.items("timeout")} == stages
+
+
+def test_a_permanent_status_is_not_retried_and_spares_the_breaker(fake_clock: FakeClock) -> None:
+    demo = make(fake_clock)
+    demo.guarded["inventory"].dependency.update({"outage": True, "status": 404})
+    answer = running(demo, fake_clock, lambda: demo.call("inventory"))
+    assert answer["source"] == "fallback"  # the feature falls back on the error answer
+    assert demo.guarded["inventory"].dependency.calls == 1  # another attempt would get the same 404
+    calls = demo.guarded["inventory"].breaker.snapshot().calls
+    assert calls.get("failure", 0) == 0  # a healthy upstream's answer
+    assert calls["success"] == 1

@@ -57,17 +57,19 @@ class UpstreamApp:
     def __init__(self, dependencies: Mapping[str, SimulatedDependency]) -> None:
         self.dependencies = dependencies
         self.closing: asyncio.Event | None = None  # set when the server stops: hung requests end
+        self.active = 0  # requests being answered (a hung one counts until it ends)
 
-    async def _wait(self, dependency: SimulatedDependency) -> Answer | None:
-        """The dependency's answer after its latency, or None when the server stops first."""
+    async def _wait(self, dependency: SimulatedDependency, receive: Any) -> Answer | None:
+        """The dependency's answer after its latency, or None when the client hangs up or the
+        server stops first (so a hang holds nothing once its caller has given up)."""
         if self.closing is None:
             self.closing = asyncio.Event()
         answering = asyncio.ensure_future(dependency.answer())
-        closing = asyncio.ensure_future(self.closing.wait())
+        others = [asyncio.ensure_future(self.closing.wait()), asyncio.ensure_future(_disconnect(receive))]
         try:
-            await asyncio.wait([answering, closing], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([answering, *others], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (answering, closing):
+            for task in (answering, *others):
                 task.cancel()
         return answering.result() if answering.done() and not answering.cancelled() else None
 
@@ -78,13 +80,23 @@ class UpstreamApp:
         if dependency is None:
             await _send(send, 404, {"error": "no such dependency"}, None)
             return
-        answer = await self._wait(dependency)
-        if answer is None or answer.fault is not None:  # a reset, or a hang that ended: no answer
-            if _reset(send):
-                await asyncio.sleep(0)  # let uvicorn see the connection lost (no "no response" log)
-                return
-            raise ConnectionResetError(f"{dependency.name}: cannot reset under this server")
-        await _send(send, answer.status, answer.body or {}, answer.retry_after)
+        self.active += 1
+        try:
+            answer = await self._wait(dependency, receive)
+            if answer is None or answer.fault is not None:  # a reset, or a hang that ended: no answer
+                if _reset(send):
+                    await asyncio.sleep(0)  # let uvicorn see the connection lost (no "no response" log)
+                    return
+                raise ConnectionResetError(f"{dependency.name}: cannot reset under this server")
+            await _send(send, answer.status, answer.body or {}, answer.retry_after)
+        finally:
+            self.active -= 1
+
+
+async def _disconnect(receive: Any) -> None:
+    """Returns when the client has gone (the request's body, if any, is read and dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _send(send: Any, status: int, body: Mapping[str, Any], retry_after: int | None) -> None:
