@@ -82,6 +82,61 @@ def record_cost(config: Config) -> CaseResult:
     return result
 
 
+NOVEL = 50_000  # messages in a cycle: more than the memos hold (4,096), so none is remembered
+
+
+def _letters(number: int) -> str:
+    """`number` in letters that spell no secret word (a text of a shape never seen before)."""
+    return "".join("fhlmnoqrvw"[int(digit)] for digit in str(number))
+
+
+def novel_cost(config: Config) -> CaseResult:
+    result = CaseResult(
+        "aggregator.record.novel",
+        "ErrorAggregator.record(exc, source=...) of messages never recorded before: new ids "
+        f"(`connection to db-<i> refused after <i%97> ms ...`), or a new shape (no digit, new words); "
+        f"{NOVEL:,} distinct messages in a cycle",
+    )
+    with_ids = [
+        ConnectionError(
+            f"connection to db-{i} refused after {i % 97} ms (pool exhausted, request {7919 * i})"
+        )
+        for i in range(NOVEL)
+    ]
+    new_shapes = [
+        ConnectionError(f"connection to {_letters(i)} refused (pool {_letters(i * 7919)} exhausted)")
+        for i in range(NOVEL)
+    ]
+    ids: Iterator[BaseException] = itertools.cycle(with_ids)
+    shapes: Iterator[BaseException] = itertools.cycle(new_shapes)
+
+    def noop(exc: BaseException, source: str) -> None:
+        return None
+
+    def bare() -> None:
+        noop(next(ids), source="payments")
+
+    subjects = Subjects(bare)
+    aggregator, why = attempt_build(lambda: _aggregator(FakeClock(0.001)))
+    if aggregator is None:
+        subjects.unavailable["seawall, new ids"] = subjects.unavailable["seawall, new shape"] = why
+    else:
+        record = aggregator.record
+
+        def seawall_ids() -> None:
+            record(next(ids), source="payments")
+
+        def seawall_shapes() -> None:
+            record(next(shapes), source="payments")
+
+        subjects["seawall, new ids"] = seawall_ids
+        subjects["seawall, new shape"] = seawall_shapes
+    result.measurements = subjects.overhead(config)
+    for subject in ("seawall, new ids", "seawall, new shape"):
+        result.absolute_target(f"{subject}: record cost (ns, over a bare call)", subject, 2000.0, "ns/call")
+    return result
+
+
 _SHARED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, FakeClock)
 
 
@@ -169,5 +224,6 @@ def memory(config: Config) -> CaseResult:
 
 CASES = [
     ("aggregator.record", record_cost),
+    ("aggregator.record.novel", novel_cost),
     ("aggregator.memory", memory),
 ]

@@ -27,6 +27,7 @@ EXPECTED_CASES = {
     "retry.success",
     "retry.async",
     "aggregator.record",
+    "aggregator.record.novel",
     "aggregator.memory",
     "exporter.breaker",
     "exporter.stack",
