@@ -60,3 +60,22 @@ def test_a_breaker_page_arrives_within_two_minutes_and_outlasts_a_single_trip() 
     _, worst = time_to_fire(SHIPPED, rule_for)
     assert worst <= 120.0
     assert seconds(rule_for) > 60.0
+
+
+# Pages that may take longer than 2 minutes, each with the reason docs/alerts.md gives.
+SLOW_PAGES = {"TaskHeartbeatStale": "TaskHeartbeatStale's page is slower on purpose, and is not a fast alert"}
+
+
+def test_every_page_arrives_within_two_minutes_but_the_documented_slow_one() -> None:
+    """Issue 17: a critical alert reaches PagerDuty within 2 minutes of a full fault with the shipped
+    timings (worst case), read off the rules; the exception is named, and explained in the doc."""
+    doc = (ROOT / "docs" / "alerts.md").read_text()
+    pages = [(name, for_) for name, severity, for_ in shipped_alerts() if severity == "critical"]
+    assert {"CircuitBreakerOpen", "ErrorBudgetBurn"} <= {name for name, _ in pages}
+    for name, rule_for in pages:
+        _, worst = time_to_fire(SHIPPED, rule_for, WINDOWS[(name, "critical")][0])
+        if name in SLOW_PAGES:
+            assert worst > 120.0, f"{name} is fast now: drop it from SLOW_PAGES and the doc's reason"
+            assert SLOW_PAGES[name] in doc
+        else:
+            assert worst <= 120.0, f"{name} pages {worst:.0f} s after a full fault"
