@@ -33,8 +33,12 @@ _MEMO_TEXT = 200
 CLEAN: dict[str, None] = {}
 SHAPES: dict[bytes, None] = {}
 _ZERO = bytes.maketrans(b"0123456789", b"0000000000")
-# The only text in which the rules tell one digit from another (tests/test_scrub.py reads the rules).
-SHAPE_UNSAFE = ("%", "A3")
+# The only text in which the rules tell one digit from another (tests/test_scrub.py reads the rules):
+# `%` (`%3D`, `%26`, `%22`), which the translation keeps, so a shape holding it is never stored; and
+# `A3` (`A3T`), which the translation loses, so a text holding it is never looked up.
+_ENCODED, _AWS = "%", "A3"
+_ENCODED_BYTE = _ENCODED.encode()
+SHAPE_UNSAFE = (_ENCODED, _AWS)
 
 
 def valid_text(text: str) -> str:
@@ -54,17 +58,16 @@ def scrub(text: str, limit: int) -> str:
         return text[:limit]
     memo = len(text) <= limit and len(text) <= _MEMO_TEXT
     shape = None
-    if memo and text.isascii() and "A3" not in text:
+    if memo and text.isascii() and _AWS not in text:
         shape = text.encode().translate(_ZERO)
-        # A clean text of this shape was seen: this one is clean too (a stored shape has no `%`,
-        # which the translation keeps, so a text with one never matches).
+        # A clean text of this shape was seen: this one is clean too (no stored shape has a `%`).
         if shape in SHAPES:
             return text
     cut = text if len(text) <= 4 * limit else text[: 4 * limit]
     clean = redact(valid_text(cut))
     if memo and clean == text:  # nothing secret: safe to remember
         _remember(CLEAN, text)
-        if shape is not None and b"%" not in shape:
+        if shape is not None and _ENCODED_BYTE not in shape:
             _remember(SHAPES, shape)
     return clean[:limit]
 
