@@ -94,7 +94,8 @@ def novel_cost(config: Config) -> CaseResult:
     result = CaseResult(
         "aggregator.record.novel",
         "ErrorAggregator.record(exc, source=...) of messages never recorded before: new ids "
-        f"(`connection to db-<i> refused after <i%97> ms ...`), or a new shape (no digit, new words); "
+        "(`connection to db-<i> refused after <i%97> ms ...`), or a new shape (new words and digits: "
+        "the shape memo's lookup and store paid too); "
         f"{NOVEL:,} distinct messages in a cycle",
     )
     with_ids = [
@@ -104,7 +105,7 @@ def novel_cost(config: Config) -> CaseResult:
         for i in range(NOVEL)
     ]
     new_shapes = [
-        ConnectionError(f"connection to {_letters(i)} refused (pool {_letters(i * 7919)} exhausted)")
+        ConnectionError(f"connection to {_letters(i)} refused after {i % 97} ms (pool {_letters(i * 7919)})")
         for i in range(NOVEL)
     ]
     ids: Iterator[BaseException] = itertools.cycle(with_ids)

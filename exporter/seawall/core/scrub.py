@@ -35,7 +35,8 @@ SHAPES: dict[bytes, None] = {}
 _ZERO = bytes.maketrans(b"0123456789", b"0000000000")
 # The only text in which the rules tell one digit from another (tests/test_scrub.py reads the rules):
 # `%` (`%3D`, `%26`, `%22`), which the translation keeps, so a shape holding it is never stored; and
-# `A3` (`A3T`), which the translation loses, so a text holding it is never looked up.
+# `A3` (`A3T`), which the translation loses, so a text holding it is never answered by its shape
+# (storing one is safe: a clean `A3` text's siblings hold no `A3T`, so they are clean too).
 _ENCODED, _AWS = "%", "A3"
 _ENCODED_BYTE = _ENCODED.encode()
 SHAPE_UNSAFE = (_ENCODED, _AWS)
@@ -56,13 +57,16 @@ def scrub(text: str, limit: int) -> str:
     """
     if text in CLEAN:
         return text[:limit]
-    memo = len(text) <= limit and len(text) <= _MEMO_TEXT
+    size = len(text)
+    memo = size <= limit and size <= _MEMO_TEXT
     shape = None
-    if memo and text.isascii() and _AWS not in text:
-        shape = text.encode().translate(_ZERO)
-        # A clean text of this shape was seen: this one is clean too (no stored shape has a `%`).
-        if shape in SHAPES:
-            return text
+    if memo and text.isascii():
+        raw = text.encode()
+        shape = raw.translate(_ZERO)
+        if shape in SHAPES and _AWS not in text:
+            return text  # a clean text of this shape was seen: this one is clean too
+        if shape == raw:  # no digit: the memo of texts already says all a shape could
+            shape = None
     cut = text if len(text) <= 4 * limit else text[: 4 * limit]
     clean = redact(valid_text(cut))
     if memo and clean == text:  # nothing secret: safe to remember
