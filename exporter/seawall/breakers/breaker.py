@@ -22,7 +22,9 @@ from seawall.breakers.settings import BreakerSettings
 from seawall.core.enums import BreakerState
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
-from seawall.core.registry import Registry, default_registry
+from seawall.core.primitive import Primitive
+from seawall.core.registry import Registry
+from seawall.core.settings import check_errors
 from seawall.core.snapshots import BreakerSnapshot
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ _Block: TypeAlias = "tuple[CircuitBreaker, int, float | None]"
 _active: ContextVar[tuple[_Block, ...]] = ContextVar("seawall_breaker_blocks", default=())
 
 
-class CircuitBreaker:
+class CircuitBreaker(Primitive[BreakerSettings]):
     """Counts failures of the calls it guards and refuses calls while the dependency looks down.
 
     Settings are `BreakerSettings` fields, given as keywords (`failure_threshold=5`, ...) or as
@@ -46,7 +48,7 @@ class CircuitBreaker:
     `call_async`, or as a (async) context manager. See docs/architecture.md for the state machine.
     """
 
-    __slots__ = ("__weakref__", "_fleet", "_machine", "config", "injected", "name", "registry", "settings")
+    __slots__ = ("_fleet", "_machine")
 
     kind = Kind.BREAKER
 
@@ -61,24 +63,10 @@ class CircuitBreaker:
         shared: Any = None,
         **overrides: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, got {clock!r}")
-        if errors is not None and not callable(getattr(errors, "record", None)):
-            raise TypeError(f"errors must have a record(exc, source=...) method, got {errors!r}")
-        if settings is None:
-            settings = BreakerSettings.of(overrides)
-        elif overrides:
-            raise TypeError(f"give settings= or keyword settings, not both (got {sorted(overrides)})")
-        elif not isinstance(settings, BreakerSettings):
-            raise TypeError(f"settings must be a BreakerSettings, got {settings!r}")
-        self.name = name
-        self.settings = settings
-        self.config = settings.as_config()
-        self.injected = {"errors": errors, "clock": clock, "shared": shared}
-        self.registry = default_registry() if registry is None else registry
-        self._machine = BreakerStateMachine(name, settings, self.registry.bus, errors, clock)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **overrides)
+        check_errors(errors)
+        self.injected.update(errors=errors, shared=shared)
+        self._machine = BreakerStateMachine(name, self.settings, self.registry.bus, errors, clock)
         buckets = self.registry.duration_buckets
         if buckets is not None:
             self._machine.record_durations(buckets)

@@ -22,8 +22,9 @@ from seawall.core.enums import BreakerState, FallbackReason
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.logsafe import log_value
+from seawall.core.primitive import Primitive
 from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_errors, check_identity, resolve
+from seawall.core.settings import check_errors
 from seawall.core.snapshots import FeatureSnapshot
 from seawall.degrade.settings import NO_FALLBACK, FeatureSettings
 from seawall.events import BreakerStateChanged, Event, FallbackUsed, FeatureToggled
@@ -56,7 +57,7 @@ class FeatureResult(Generic[T]):
     age: float | None  # seconds since a stale value was produced; None otherwise
 
 
-class Feature:
+class Feature(Primitive[FeatureSettings]):
     """One degradable capability; see the module docstring."""
 
     kind = Kind.FEATURE
@@ -71,18 +72,15 @@ class Feature:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        self.settings = settings = resolve(FeatureSettings, settings, overrides)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **overrides)
+        settings = self.settings
         check_errors(errors)
-        self._name = name
         self._fallback = settings.fallback
         self._fallback_fn = settings.fallback_fn
         self._stale = settings.stale
         self._stale_ttl = settings.stale_ttl
         self._errors = errors
-        self._clock = clock
-        self.injected = {"errors": errors, "clock": clock}
-        self._registry = registry if registry is not None else default_registry()
+        self.injected["errors"] = errors
         self._lock = threading.Lock()
         self._manually_disabled = False
         self._last_good: Any = _MISSING
@@ -100,18 +98,7 @@ class Feature:
             registry=self._breaker_registry,
         )
         self._breaker_registry.bus.subscribe(self._on_breaker_event, events=(BreakerStateChanged,))
-        self._config = settings.as_config()
-        self._registry.add(self)
-
-    # -- identity ---------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
+        self.registry.add(self)
 
     @property
     def enabled(self) -> bool:
@@ -136,7 +123,7 @@ class Feature:
             self._manually_disabled = False
         self._breaker.reset()
         if not was_enabled:
-            self._publish(FeatureToggled(name=self._name, enabled=True, reason="manual"))
+            self._publish(FeatureToggled(name=self.name, enabled=True, reason="manual"))
 
     def disable(self) -> None:
         """Switch off by hand: every call answers from the fallback until `enable()`."""
@@ -144,7 +131,7 @@ class Feature:
         with self._lock:
             self._manually_disabled = True
         if was_enabled:
-            self._publish(FeatureToggled(name=self._name, enabled=False, reason="manual"))
+            self._publish(FeatureToggled(name=self.name, enabled=False, reason="manual"))
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -206,7 +193,7 @@ class Feature:
             fallbacks = dict(self._fallbacks)
             has_stale = self._last_good is not _MISSING
         return FeatureSnapshot(
-            name=self._name,
+            name=self.name,
             enabled=self.enabled,
             manually_disabled=self.manually_disabled,
             breaker_state=self._breaker.state,
@@ -266,28 +253,28 @@ class Feature:
     def _raise_unavailable(self, reason: FallbackReason, exc: BaseException | None) -> NoReturn:
         if exc is not None and reason is FallbackReason.ERROR:
             raise exc
-        raise FeatureUnavailableError(self._name, reason) from exc
+        raise FeatureUnavailableError(self.name, reason) from exc
 
     def _count_fallback(self, reason: FallbackReason, exc: BaseException | None) -> None:
         with self._lock:
             self._fallbacks[reason.value] += 1
         error_type = None if exc is None else type(exc).__name__
-        self._publish(FallbackUsed(name=self._name, reason=reason, error_type=error_type))
+        self._publish(FallbackUsed(name=self.name, reason=reason, error_type=error_type))
 
     def _record_error(self, exc: Exception) -> None:
         if self._errors is not None:
-            self._errors.record(exc, source=self._name)
+            self._errors.record(exc, source=self.name)
 
     def _on_breaker_event(self, event: Event) -> None:
         if not isinstance(event, BreakerStateChanged) or self._manually_disabled:
             return
         if event.to_state is BreakerState.OPEN and event.from_state is BreakerState.CLOSED:
-            self._publish(FeatureToggled(name=self._name, enabled=False, reason="failures"))
+            self._publish(FeatureToggled(name=self.name, enabled=False, reason="failures"))
         elif event.to_state is BreakerState.CLOSED and event.from_state is BreakerState.HALF_OPEN:
-            self._publish(FeatureToggled(name=self._name, enabled=True, reason="recovered"))
+            self._publish(FeatureToggled(name=self.name, enabled=True, reason="recovered"))
 
     def _publish(self, event: Event) -> None:
-        channel = self._registry.bus.channel(type(event))
+        channel = self.registry.bus.channel(type(event))
         if channel.listeners:
             channel.publish(event)
 

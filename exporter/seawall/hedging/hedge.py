@@ -29,8 +29,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
-from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_identity, resolve
+from seawall.core.primitive import Primitive
+from seawall.core.registry import Registry
 from seawall.events import HedgeSent, HedgeWon
 from seawall.hedging.settings import HEDGE_OUTCOMES, MIN_SAMPLES, HedgeSettings
 
@@ -59,7 +59,7 @@ class HedgeSnapshot:
         return asdict(self)
 
 
-class Hedge:
+class Hedge(Primitive[HedgeSettings]):
     """A named hedging policy for async calls: `await hedge.call_async(fn, ...)` or a decorator.
 
     Settings are `HedgeSettings` fields, given as keywords or as `settings=HedgeSettings(...)`.
@@ -76,12 +76,8 @@ class Hedge:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        self.settings = resolve(HedgeSettings, settings, overrides)
-        self.name = name
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **overrides)
         self.max_hedges = self.settings.max_hedges
-        self.injected = {"clock": clock}
-        self._clock = clock
         self._lock = threading.Lock()
         self._tokens = self.settings.burst
         self._calls = 0
@@ -89,14 +85,9 @@ class Hedge:
         self._recent: deque[float] = deque(maxlen=self.settings.window)
         self._fresh = 0
         self._current = self.settings.delay
-        self.registry = default_registry() if registry is None else registry
         self._on_sent = self.registry.bus.channel(HedgeSent)
         self._on_won = self.registry.bus.channel(HedgeWon)
         self.registry.add(self)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.settings.as_config()
 
     def __repr__(self) -> str:
         return f"Hedge({self.name!r}, delay={self._current:g}, max_hedges={self.max_hedges})"

@@ -24,8 +24,8 @@ from typing import Any, ParamSpec, TypeVar
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
-from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_identity, resolve
+from seawall.core.primitive import Primitive, given
+from seawall.core.registry import Registry
 from seawall.core.snapshots import BulkheadSnapshot, HistogramSnapshot
 from seawall.events import BulkheadRejected
 from seawall.limits.settings import BulkheadSettings
@@ -89,14 +89,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class Bulkhead:
+class Bulkhead(Primitive[BulkheadSettings]):
     """A named concurrency limit: decorator, `call` / `call_async`, `with` / `async with`."""
 
     __slots__ = (
-        "__weakref__",
         "_admitted",
         "_cancelled",
-        "_clock",
         "_immediate",
         "_in_flight",
         "_lock",
@@ -104,12 +102,8 @@ class Bulkhead:
         "_rejected",
         "_wait",
         "_waiters",
-        "injected",
         "max_concurrent",
         "max_wait",
-        "name",
-        "registry",
-        "settings",
     )
 
     kind = Kind.BULKHEAD
@@ -125,16 +119,10 @@ class Bulkhead:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        self.settings = resolve(
-            BulkheadSettings, settings, overrides, max_concurrent=max_concurrent, max_wait=max_wait
-        )
-        self.name = name
+        positional = given(max_concurrent=max_concurrent, max_wait=max_wait)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **positional, **overrides)
         self.max_concurrent: int = self.settings.max_concurrent
         self.max_wait: float = self.settings.max_wait
-        self._clock = clock
-        self.injected = {"clock": clock}
-        self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
@@ -145,10 +133,6 @@ class Bulkhead:
         self._wait = DurationHistogram(self.registry.duration_buckets or DEFAULT_DURATION_BUCKETS)
         self._on_rejected = self.registry.bus.channel(BulkheadRejected)
         self.registry.add(self)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.settings.as_config()
 
     def __repr__(self) -> str:
         return f"Bulkhead({self.name!r}, max_concurrent={self.max_concurrent}, in_flight={self._in_flight})"

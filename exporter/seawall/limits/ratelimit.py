@@ -26,8 +26,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
-from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_callables, check_identity, resolve
+from seawall.core.primitive import Primitive, given
+from seawall.core.registry import Registry
+from seawall.core.settings import check_callables
 from seawall.core.snapshots import RateLimiterSnapshot
 from seawall.events import RateLimited, RateLimiterBackendFailed
 from seawall.limits.settings import RateLimiterSettings
@@ -90,17 +91,15 @@ class Backend(Protocol):
     ) -> tuple[bool, float]: ...
 
 
-class RateLimiter:
+class RateLimiter(Primitive[RateLimiterSettings]):
     """A named rate limit: decorator (sync or async), `call` / `call_async`, or `acquire()`."""
 
     __slots__ = (
-        "__weakref__",
         "_admitted",
         "_async_sleep",
         "_backend",
         "_backend_errors",
         "_backend_up",
-        "_clock",
         "_instant",
         "_interval",
         "_lock",
@@ -113,13 +112,9 @@ class RateLimiter:
         "_tolerance",
         "burst",
         "failure_policy",
-        "injected",
         "max_wait",
-        "name",
         "per",
         "rate",
-        "registry",
-        "settings",
     )
 
     kind = Kind.RATE_LIMITER
@@ -139,24 +134,22 @@ class RateLimiter:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        self.settings = resolve(RateLimiterSettings, settings, overrides, rate=rate, per=per, burst=burst)
+        positional = given(rate=rate, per=per, burst=burst)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **positional, **overrides)
         check_callables({"sleep": sleep, "async_sleep": async_sleep})
         if backend is not None and not callable(getattr(backend, "take", None)):
             raise TypeError(f"backend must have take() and take_async() (e.g. RedisBackend), got {backend!r}")
-        self.name = name
         self.rate: float = self.settings.rate
         self.per: float = self.settings.per
         self.burst: int = self.settings.burst or 1  # filled in by the settings
         self.max_wait: float = self.settings.max_wait
         self.failure_policy: str = self.settings.failure_policy
-        self.injected = {"backend": backend, "clock": clock, "sleep": sleep, "async_sleep": async_sleep}
+        self.injected.update(backend=backend, sleep=sleep, async_sleep=async_sleep)
         burst = self.burst
         self._interval = self.per / self.rate
         self._tolerance = self._interval * (burst - 1)  # a full bucket admits `burst` at once
         self._backend = backend
         self._instant = backend is None and self.max_wait == 0.0  # what `_admit_now` can decide
-        self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = Lock()
@@ -164,7 +157,6 @@ class RateLimiter:
         self._returned: list[float] = []  # slot times given back by cancelled waiters, ascending
         self._admitted = self._rejected = self._backend_errors = 0
         self._backend_up = True
-        self.registry = default_registry() if registry is None else registry
         self._on_limited = self.registry.bus.channel(RateLimited)
         self._on_backend_failed = self.registry.bus.channel(RateLimiterBackendFailed)
         self.registry.add(self)
@@ -175,7 +167,7 @@ class RateLimiter:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {**self.settings.as_config(), "backend": self.backend}
+        return {**super().config, "backend": self.backend}
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.name!r}, rate={self.rate!r}, per={self.per!r}, burst={self.burst})"

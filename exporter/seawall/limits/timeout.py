@@ -34,8 +34,9 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.latency import DEFAULT_DURATION_BUCKETS, DurationHistogram
+from seawall.core.primitive import Primitive, given
 from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_duration, check_identity, resolve
+from seawall.core.settings import check_duration
 from seawall.core.snapshots import TimeoutSnapshot
 from seawall.events import CallTimedOut
 from seawall.limits.expiry import Expiry, ExpiryWheel, uncancel
@@ -102,7 +103,7 @@ class CallTimeoutError(TimeoutError):
         return f"timeout {self.name!r}: {self.elapsed:.3f}s is over the {self.seconds:.3f}s budget ({how})"
 
 
-class Timeout:
+class Timeout(Primitive[TimeoutSettings]):
     """A named time budget for calls: decorator (sync or async), `call` or `call_async`.
 
     Counts success, failure, timed_out and cancelled (the caller's cancellation, an outer
@@ -111,9 +112,7 @@ class Timeout:
     """
 
     __slots__ = (
-        "__weakref__",
         "_cancelled",
-        "_clock",
         "_durations",
         "_failed",
         "_lock",
@@ -122,10 +121,6 @@ class Timeout:
         "_timed_out",
         "_wheel",
         "_wheels",
-        "injected",
-        "name",
-        "registry",
-        "settings",
     )
 
     kind = Kind.TIMEOUT
@@ -140,13 +135,9 @@ class Timeout:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        self.settings = resolve(TimeoutSettings, settings, overrides, seconds=seconds)
-        self.name = name
+        positional = given(seconds=seconds)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **positional, **overrides)
         self._seconds = self.settings.seconds
-        self._clock = clock
-        self.injected = {"clock": clock}
-        self.registry = default_registry() if registry is None else registry
         self._lock = Lock()
         # Every finished call is one observation; successes are the observations that are neither
         # failures nor timeouts, so the success path only records its duration (lock-free).
@@ -162,10 +153,6 @@ class Timeout:
     @property
     def seconds(self) -> float:
         return self._seconds
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.settings.as_config()
 
     def __repr__(self) -> str:
         return f"Timeout({self.name!r}, {self._seconds!r})"

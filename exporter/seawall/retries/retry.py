@@ -22,8 +22,9 @@ from seawall.core.counter import Counter
 from seawall.core.enums import ErrorCategory, RetryOutcome
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
-from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_callables, check_errors, check_identity, resolve
+from seawall.core.primitive import Primitive
+from seawall.core.registry import Registry
+from seawall.core.settings import check_callables, check_errors
 from seawall.core.snapshots import RetrySnapshot
 from seawall.errors.classify import classify, retry_after_hint, to_category
 from seawall.events import RetryAttemptFinished, RetryAttemptStarted, RetryCompleted, RetryGaveUp
@@ -69,7 +70,7 @@ def _retry_predicate(
     raise TypeError(f"retry_on must be None, exception type(s), categories or a predicate, got {retry_on!r}")
 
 
-class Retry:
+class Retry(Primitive[RetrySettings]):
     """A named retry policy; use it as a decorator, or through `call` / `call_async`."""
 
     kind = Kind.RETRY
@@ -88,32 +89,27 @@ class Retry:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
-        settings = resolve(RetrySettings, settings, overrides)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **overrides)
+        settings = self.settings
         check_callables({"sleep": sleep, "async_sleep": async_sleep, "classifier": classifier})
         check_errors(errors)
-        self.settings = settings
         self.backoff = Backoff.of(settings, rng)
         self._should = _retry_predicate(settings.retry_on, classifier)
-        self._name = name
         self._attempts = attempts = settings.attempts
         self._deadline = settings.deadline
         self._classifier = classifier
         self._errors = errors
         self._sleep = sleep
         self._async_sleep = async_sleep
-        self._clock = clock
-        self._config = settings.as_config()
-        self.injected = {"classifier": classifier, "errors": errors, "sleep": sleep}
-        self.injected.update({"async_sleep": async_sleep, "clock": clock, "rng": rng})
+        self.injected.update(classifier=classifier, errors=errors, rng=rng)
+        self.injected.update(sleep=sleep, async_sleep=async_sleep)
         self._lock = threading.Lock()
         # Outcomes and re-attempts are counted without the lock (`core/counter.py`).
         self._calls = {outcome: Counter() for outcome in _OUTCOMES}
         self._first_ok = self._calls[_FIRST_OK].ticks  # the hot path's increment, one lookup less
         self._retried = Counter()
         self._retried_by_error: dict[str, int] = {}  # under the lock (failure path only)
-        self._registry = default_registry() if registry is None else registry
-        bus = self._registry.bus
+        bus = self.registry.bus
         self._report = bus.report_error
         # Events are built only for channels with listeners (OpenTelemetry's spans, say); counts
         # are kept here and read by exporters from `snapshot()`.
@@ -123,20 +119,12 @@ class Retry:
         self._on_gave_up = bus.channel(RetryGaveUp)
         # Frozen events can be shared: the first attempts' announcements are built once.
         self._started = tuple(RetryAttemptStarted(name, n) for n in range(1, min(attempts, 10) + 1))
-        self._registry.add(self)
-
-    @property
-    def name(self) -> str:
-        return self._name
+        self.registry.add(self)
 
     @property
     def clock(self) -> Callable[[], float]:
         """The clock that measures attempts and the deadline (a policy measures its deadline with it)."""
         return self._clock
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
 
     def snapshot(self) -> RetrySnapshot:
         with self._lock:
@@ -144,7 +132,7 @@ class Retry:
             retries = self._retried.value()
             by_error = dict(self._retried_by_error)
         return RetrySnapshot(
-            name=self._name, attempts=self._attempts, calls=calls, retries=retries, retries_by_error=by_error
+            name=self.name, attempts=self._attempts, calls=calls, retries=retries, retries_by_error=by_error
         )
 
     # -- shared bookkeeping (failure paths only) ---------------------------------------------
@@ -180,7 +168,7 @@ class Retry:
                 delay = self.backoff.next_delay(attempt, retry_after_hint(exc), remaining)
         if self._errors is not None:
             try:
-                self._errors.record(exc, source=self._name)
+                self._errors.record(exc, source=self.name)
             except Exception as broken:
                 self._report("errors", broken)
         if delay is not None:
@@ -188,7 +176,7 @@ class Retry:
         if self._on_finished.listeners:
             self._on_finished.publish(
                 RetryAttemptFinished(
-                    self._name,
+                    self.name,
                     attempt,
                     now - attempt_start,
                     type(exc).__name__,
@@ -214,7 +202,7 @@ class Retry:
         self._calls[outcome].add()
         finished, completed = self._on_finished, self._on_completed
         if finished.listeners or completed.listeners:
-            name, now = self._name, self._clock()
+            name, now = self.name, self._clock()
             if finished.listeners:
                 finished.publish(
                     RetryAttemptFinished(name, attempt, now - attempt_start, None, None, False, 0.0)
@@ -228,10 +216,10 @@ class Retry:
         self._calls[outcome].add()
         if self._on_completed.listeners:
             self._on_completed.publish(
-                RetryCompleted(self._name, outcome, attempt, self._clock() - start, type(exc).__name__)
+                RetryCompleted(self.name, outcome, attempt, self._clock() - start, type(exc).__name__)
             )
         if self._on_gave_up.listeners:
-            self._on_gave_up.publish(RetryGaveUp(self._name, outcome, attempt, type(exc).__name__))
+            self._on_gave_up.publish(RetryGaveUp(self.name, outcome, attempt, type(exc).__name__))
 
     def _abort(self, exc: BaseException, attempt: int, attempt_start: float, start: float) -> None:
         """Cancellation or another BaseException: never retried, but the attempt span is closed."""
@@ -239,7 +227,7 @@ class Retry:
             name = type(exc).__name__
             now = self._clock()
             self._on_finished.publish(
-                RetryAttemptFinished(self._name, attempt, now - attempt_start, name, None, False, 0.0)
+                RetryAttemptFinished(self.name, attempt, now - attempt_start, name, None, False, 0.0)
             )
         self._gave_up(attempt, start, exc)
 
@@ -262,7 +250,7 @@ class Retry:
         if self._on_started.listeners:
             started = self._started
             event = (
-                started[attempt - 1] if attempt <= len(started) else RetryAttemptStarted(self._name, attempt)
+                started[attempt - 1] if attempt <= len(started) else RetryAttemptStarted(self.name, attempt)
             )
             self._on_started.publish(event)
 
@@ -368,7 +356,7 @@ class Retry:
         return wrapper
 
     def __repr__(self) -> str:
-        return f"Retry({self._name!r}, attempts={self._attempts})"
+        return f"Retry({self.name!r}, attempts={self._attempts})"
 
 
 def retry(name: str, *, registry: Registry | None = None, **options: Any) -> Retry:

@@ -25,8 +25,9 @@ from seawall.core.enums import ErrorCategory
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
 from seawall.core.logsafe import log_value
+from seawall.core.primitive import Primitive
 from seawall.core.registry import Registry, default_registry
-from seawall.core.settings import check_callables, check_duration, check_errors, check_identity, resolve
+from seawall.core.settings import check_callables, check_duration, check_errors
 from seawall.core.snapshots import TaskSnapshot
 from seawall.errors.classify import classify
 from seawall.events import TaskFailed, TaskStateChanged
@@ -58,7 +59,7 @@ def _running_loop(name: str) -> asyncio.AbstractEventLoop:
         ) from None
 
 
-class SupervisedTask:
+class SupervisedTask(Primitive[TaskSettings]):
     """One named, restarted coroutine; made and started by `Supervisor.supervise`."""
 
     kind = Kind.TASK
@@ -78,12 +79,12 @@ class SupervisedTask:
         registry: Registry | None = None,
         **overrides: Any,
     ) -> None:
-        check_identity(name, clock)
         if inspect.iscoroutine(factory):
             raise TypeError(
                 f"task {name!r}: factory must be a function returning a coroutine, got a coroutine"
             )
-        self.settings = settings = resolve(TaskSettings, settings, overrides)
+        super().__init__(name, settings=settings, clock=clock, registry=registry, **overrides)
+        settings = self.settings
         check_callables(
             {"factory": factory, "classifier": classifier, "wall_clock": wall_clock, "sleep": sleep}
         )
@@ -95,32 +96,21 @@ class SupervisedTask:
             if settings.restart_on is None
             else _retry_predicate(settings.restart_on, classifier)
         )
-        self._name = name
         self._factory = factory
         self._classifier = classifier
         self._errors = errors
         self._sleep = sleep
-        self._config = settings.as_config()
-        self.injected = {"factory": factory, "classifier": classifier, "errors": errors, "clock": clock}
-        self.injected.update({"wall_clock": wall_clock, "sleep": sleep, "rng": rng})
+        self.injected.update(factory=factory, classifier=classifier, errors=errors)
+        self.injected.update(wall_clock=wall_clock, sleep=sleep, rng=rng)
         self._task: asyncio.Task[None] | None = None
-        self._registry = default_registry() if registry is None else registry
-        bus = self._registry.bus
+        bus = self.registry.bus
         self._on_state, self._on_failed = bus.channel(TaskStateChanged), bus.channel(TaskFailed)
         self._report = bus.report_error
-        self._registry.add(self)
-
-    @property
-    def name(self) -> str:
-        return self._name
+        self.registry.add(self)
 
     @property
     def state(self) -> TaskState:
         return self._record.state
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
 
     @property
     def done(self) -> bool:
@@ -137,7 +127,7 @@ class SupervisedTask:
         """Run the task in the current event loop (once)."""
         if self._task is not None:
             return
-        self._task = _running_loop(self._name).create_task(self._run(), name=f"seawall-task-{self._name}")
+        self._task = _running_loop(self.name).create_task(self._run(), name=f"seawall-task-{self.name}")
         self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
@@ -175,7 +165,7 @@ class SupervisedTask:
     def _move(self, to: TaskState) -> None:
         previous = self._record.move(to)
         if previous is not to and self._on_state.listeners:
-            self._on_state.publish(TaskStateChanged(self._name, previous, to))
+            self._on_state.publish(TaskStateChanged(self.name, previous, to))
 
     async def _run(self) -> None:
         _current.set(self)  # this asyncio task's own context: current_task() inside the coroutine
@@ -216,7 +206,7 @@ class SupervisedTask:
         self._record.failed(exc)
         if self._errors is not None:
             try:
-                self._errors.record(exc, source=self._name)
+                self._errors.record(exc, source=self.name)
             except Exception as broken:
                 self._report("errors", broken)
         try:
@@ -236,34 +226,34 @@ class SupervisedTask:
         previous = self._record.backing_off(delay)
         log.warning(
             "seawall task %s failed (%s); restart %d of %d in %.2fs",
-            log_value(self._name),
+            log_value(self.name),
             type(exc).__name__,
             recent + 1,
             policy.max_restarts,
             delay,
         )
         if self._on_failed.listeners:
-            self._on_failed.publish(TaskFailed(self._name, type(exc).__name__, category, True, delay))
+            self._on_failed.publish(TaskFailed(self.name, type(exc).__name__, category, True, delay))
         if self._on_state.listeners:
-            self._on_state.publish(TaskStateChanged(self._name, previous, TaskState.BACKING_OFF))
+            self._on_state.publish(TaskStateChanged(self.name, previous, TaskState.BACKING_OFF))
         return delay
 
     def _give_up(self, exc: BaseException, category: ErrorCategory, why: str) -> None:
         previous = self._record.gave_up()
         log.critical(
             "seawall task %s failed permanently (%s); last error %s: %s",
-            log_value(self._name),
+            log_value(self.name),
             why,
             type(exc).__name__,
             self._record.last_error_message,
         )
         if self._on_failed.listeners:
-            self._on_failed.publish(TaskFailed(self._name, type(exc).__name__, category, False, 0.0))
+            self._on_failed.publish(TaskFailed(self.name, type(exc).__name__, category, False, 0.0))
         if self._on_state.listeners:
-            self._on_state.publish(TaskStateChanged(self._name, previous, TaskState.FAILED))
+            self._on_state.publish(TaskStateChanged(self.name, previous, TaskState.FAILED))
 
     def __repr__(self) -> str:
-        return f"SupervisedTask({self._name!r}, state={self.state.value})"
+        return f"SupervisedTask({self.name!r}, state={self.state.value})"
 
 
 class Supervisor:
