@@ -218,6 +218,4 @@ def breaker(name: str, *, registry: Registry | None = None, **options: Any) -> C
     return found
 
 
-register_kind(
-    KindSpec(Kind.BREAKER, CircuitBreaker, BreakerSnapshot, breaker, settings=BreakerSettings, timed=True)
-)
+register_kind(KindSpec.of(CircuitBreaker, BreakerSnapshot, breaker, timed=True))

@@ -57,6 +57,14 @@ class KindSpec:
     settings: type[Any] | None = None  # the frozen settings dataclass, when the kind has one
     timed: bool = False  # counts durations in the registry's buckets (`record_durations`)
 
+    @classmethod
+    def of(
+        cls, primitive: type[Any], snapshot: type[Any], factory: Callable[..., Any], *, timed: bool = False
+    ) -> KindSpec:
+        """The spec of a `Primitive` subclass: its kind and settings type read from the class, not
+        written again."""
+        return cls(primitive.kind, primitive, snapshot, factory, primitive.settings_type, timed)
+
     @property
     def factory_call(self) -> str:
         """How a user gets the primitive named back (for error messages)."""

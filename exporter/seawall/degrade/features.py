@@ -392,4 +392,4 @@ def _note_swallowed(fn: Callable[..., Any], exc: Exception, errors: Any | None, 
         aggregator.record(exc, source=name)
 
 
-register_kind(KindSpec(Kind.FEATURE, Feature, FeatureSnapshot, feature, settings=FeatureSettings))
+register_kind(KindSpec.of(Feature, FeatureSnapshot, feature))

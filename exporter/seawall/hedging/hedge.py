@@ -207,4 +207,4 @@ def hedge(name: str, *, registry: Registry | None = None, **options: Any) -> Hed
     return found
 
 
-register_kind(KindSpec(Kind.HEDGE, Hedge, HedgeSnapshot, hedge, HedgeSettings))
+register_kind(KindSpec.of(Hedge, HedgeSnapshot, hedge))

@@ -373,4 +373,4 @@ def bulkhead(
     return found
 
 
-register_kind(KindSpec(Kind.BULKHEAD, Bulkhead, BulkheadSnapshot, bulkhead, BulkheadSettings, timed=True))
+register_kind(KindSpec.of(Bulkhead, BulkheadSnapshot, bulkhead, timed=True))

@@ -370,6 +370,4 @@ def rate_limiter(
     return found
 
 
-register_kind(
-    KindSpec(Kind.RATE_LIMITER, RateLimiter, RateLimiterSnapshot, rate_limiter, RateLimiterSettings)
-)
+register_kind(KindSpec.of(RateLimiter, RateLimiterSnapshot, rate_limiter))

@@ -340,4 +340,4 @@ def timeout(
     return found
 
 
-register_kind(KindSpec(Kind.TIMEOUT, Timeout, TimeoutSnapshot, timeout, TimeoutSettings, timed=True))
+register_kind(KindSpec.of(Timeout, TimeoutSnapshot, timeout, timed=True))

@@ -366,4 +366,4 @@ def retry(name: str, *, registry: Registry | None = None, **options: Any) -> Ret
     return found
 
 
-register_kind(KindSpec(Kind.RETRY, Retry, RetrySnapshot, retry, settings=RetrySettings))
+register_kind(KindSpec.of(Retry, RetrySnapshot, retry))

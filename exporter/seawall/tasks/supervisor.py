@@ -333,4 +333,4 @@ def supervise(
     return default_supervisor(registry).supervise(name, factory, **settings)
 
 
-register_kind(KindSpec(Kind.TASK, SupervisedTask, TaskSnapshot, supervise, settings=TaskSettings))
+register_kind(KindSpec.of(SupervisedTask, TaskSnapshot, supervise))
