@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import types
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,8 @@ class _Probe(Primitive[TimeoutSettings]):
 
     kind = Kind.HEDGE  # any member: the probe is never registered
 
-    def __init__(self, name: str, seconds: float | None = None, **options: object) -> None:
-        super().__init__(name, **given(seconds=seconds), **options)  # type: ignore[arg-type]
+    def __init__(self, name: str, seconds: float | None = None, **options: Any) -> None:
+        super().__init__(name, **given(seconds=seconds), **options)
         self.seconds = self.settings.seconds
 
 
@@ -58,10 +59,10 @@ def test_the_base_does_the_common_setup() -> None:
     ],
 )
 def test_the_base_refuses_bad_input_naming_the_field(
-    args: tuple[object, ...], options: dict[str, object], error: type[Exception], message: str
+    args: tuple[Any, ...], options: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        _Probe(*args, **options)  # type: ignore[arg-type]
+        _Probe(*args, **options)
 
 
 def test_given_leaves_out_positional_settings_not_given() -> None:
