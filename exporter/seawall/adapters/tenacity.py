@@ -29,6 +29,7 @@ import tenacity
 
 from seawall.core.enums import ErrorCategory, RetryOutcome
 from seawall.core.kinds import Kind
+from seawall.core.labels import count_error_type
 from seawall.core.registry import Registry, default_registry
 from seawall.core.snapshots import RetrySnapshot
 from seawall.errors.classify import classify
@@ -39,7 +40,6 @@ __all__ = ["RETRYABLE_RESULT", "TenacityRetry", "instrument_retrying", "is_instr
 
 # error_type of an attempt that returned a value the `retry` predicate rejected (retry_if_result).
 RETRYABLE_RESULT = "RetryableResult"
-MAX_ERROR_TYPES = 200  # distinct error class names counted per retry; later ones count as "_other"
 COMPONENT = "tenacity-adapter"
 _HOOK = "_seawall_hook"  # the instance attribute holding the _Hook
 _STATE_CALL = "_seawall_call"  # a RetryCallState driven outside the wrapped entry points
@@ -88,10 +88,7 @@ class TenacityRetry:
     def count_retry(self, error_type: str) -> None:
         with self._lock:
             self._retries += 1
-            counts = self._by_error
-            if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
-                error_type = "_other"
-            counts[error_type] = counts.get(error_type, 0) + 1
+            count_error_type(self._by_error, error_type)
 
     def snapshot(self) -> RetrySnapshot:
         with self._lock:

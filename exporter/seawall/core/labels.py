@@ -25,6 +25,17 @@ DEFAULT_MAX_LABEL_VALUES = 100
 _REMEMBER_REFUSED = 10
 
 
+MAX_ERROR_TYPES = 200  # distinct error class names a retry or a task counts; later ones count as "_other"
+
+
+def count_error_type(counts: dict[str, int], error_type: str) -> None:
+    """Add one to `counts[error_type]`, or to `_other` once `MAX_ERROR_TYPES` names are counted
+    (the caller holds its lock): the per-error counts of retries and tasks stay bounded."""
+    if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
+        error_type = OTHER
+    counts[error_type] = counts.get(error_type, 0) + 1
+
+
 def check_max_label_values(value: object) -> int:
     """Validate the `max_label_values` setting (by the settings' shared rule)."""
     return int(Number(1, MAX_COUNT, integer=True).check("max_label_values", value))

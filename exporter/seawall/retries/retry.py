@@ -22,6 +22,7 @@ from seawall.core.counter import Counter
 from seawall.core.enums import ErrorCategory, RetryOutcome
 from seawall.core.factory import obtain
 from seawall.core.kinds import Kind, KindSpec, register_kind
+from seawall.core.labels import count_error_type
 from seawall.core.primitive import Primitive
 from seawall.core.registry import Registry
 from seawall.core.settings import check_callables, check_errors
@@ -37,7 +38,6 @@ R = TypeVar("R")
 DEFAULT_RETRY_ON = frozenset({ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.UNKNOWN})
 _OUTCOMES = tuple(RetryOutcome)
 _FIRST_OK = RetryOutcome.SUCCESS_WITHOUT_RETRY
-MAX_ERROR_TYPES = 200  # distinct error class names counted per retry; later ones count as "_other"
 
 
 def _retry_predicate(
@@ -190,10 +190,7 @@ class Retry(Primitive[RetrySettings]):
     def _count_retry(self, error_type: str) -> None:
         self._retried.add()
         with self._lock:
-            counts = self._retried_by_error
-            if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
-                error_type = "_other"
-            counts[error_type] = counts.get(error_type, 0) + 1
+            count_error_type(self._retried_by_error, error_type)
 
     def _succeeded(self, result: R, attempt: int, attempt_start: float, start: float) -> R:
         """Count a success; publish the attempt's end and the completion to whoever listens; returns

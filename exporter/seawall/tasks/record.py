@@ -14,11 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from seawall.core.labels import count_error_type
 from seawall.core.logsafe import log_value
 from seawall.core.snapshots import TaskSnapshot
 from seawall.tasks.settings import TaskSettings
 
-MAX_ERROR_TYPES = 200  # distinct error class names counted per task; later ones count as "_other"
 MESSAGE_LIMIT = 200  # characters of the last error's (redacted) message that are kept
 
 
@@ -111,10 +111,7 @@ class TaskRecord:
         with self._lock:
             self._restart_times.append(self._clock())
             self.restarts += 1
-            counts = self.restarts_by_error
-            if error_type not in counts and len(counts) >= MAX_ERROR_TYPES:
-                error_type = "_other"
-            counts[error_type] = counts.get(error_type, 0) + 1
+            count_error_type(self.restarts_by_error, error_type)
 
     def gave_up(self) -> TaskState:
         with self._lock:
