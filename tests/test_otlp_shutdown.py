@@ -13,7 +13,7 @@ import pytest
 import seawall
 from seawall import otel
 from seawall.otel._otlp import DEFAULT_SHUTDOWN_TIMEOUT
-from test_uvicorn import Server, start_demo, stop
+from test_uvicorn import Server, running_demo
 
 BOUND = 1.0
 SLACK = 1.5  # thread start-up and a loaded 2-core machine
@@ -115,11 +115,8 @@ def demo_collector_down(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoints(silent)[request.param])
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export soon, so the exporter is stuck
     keep = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY")
-    server = start_demo("--traffic-rate", "20", "--log-level", "warning", keep_env=keep)
-    try:
+    with running_demo("--traffic-rate", "20", "--log-level", "warning", keep_env=keep) as server:
         yield server
-    finally:
-        stop(server)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from seawall.demo import BREAKERS
-from test_uvicorn import Server, start_demo, stop
+from test_uvicorn import Server, running_demo, stop
 
 PAY, INV = BREAKERS["payments"], BREAKERS["inventory"]  # the demo's per-upstream breakers
 
@@ -109,11 +109,10 @@ GREEN = (46, 160, 67)  # --closed
 @pytest.fixture
 def demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     monkeypatch.setenv("SEAWALL_ADMIN_TOKEN", TOKEN)
-    server = start_demo("--traffic-rate", "10", "--log-level", "warning", keep_env=("SEAWALL_ADMIN_TOKEN",))
-    try:
+    with running_demo(
+        "--traffic-rate", "10", "--log-level", "warning", keep_env=("SEAWALL_ADMIN_TOKEN",)
+    ) as server:
         yield server
-    finally:
-        stop(server)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -69,13 +70,20 @@ def stop(server: Server) -> None:
         server.process.wait(timeout=10)
 
 
-@pytest.fixture
-def demo() -> Iterator[Server]:
-    server = start_demo("--traffic-rate", "10", "--log-level", "warning")
+@contextmanager
+def running_demo(*args: str, keep_env: tuple[str, ...] = ()) -> Iterator[Server]:
+    """`start_demo` for the length of a `with` block (a fixture's body): stopped however it ends."""
+    server = start_demo(*args, keep_env=keep_env)
     try:
         yield server
     finally:
         stop(server)
+
+
+@pytest.fixture
+def demo() -> Iterator[Server]:
+    with running_demo("--traffic-rate", "10", "--log-level", "warning") as server:
+        yield server
 
 
 def test_demo_serves_trips_and_heals(demo: Server) -> None:

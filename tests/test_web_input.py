@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 import seawall
 from seawall.demo import create_demo_app
 from seawall.starlette import create_app
-from test_uvicorn import Server, start_demo, stop
+from test_uvicorn import Server, running_demo
 
 
 @pytest.fixture(autouse=True)
@@ -166,11 +166,8 @@ def test_middleware_does_not_count_a_disconnect_in_a_users_route(
 @pytest.fixture
 def quiet_demo() -> Iterator[Server]:
     """A real demo process (no traffic, INFO logs); stopped after the test."""
-    server = start_demo("--traffic-rate", "0", "--log-level", "info")
-    try:
+    with running_demo("--traffic-rate", "0", "--log-level", "info") as server:
         yield server
-    finally:
-        stop(server)
 
 
 @pytest.mark.slow
