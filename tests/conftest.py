@@ -63,6 +63,23 @@ def run_threads(count: int, worker: Callable[[], object]) -> None:
     assert not any(thread.is_alive() for thread in threads)
 
 
+def decorated_store(decorator: Callable[[Callable[..., Any]], Any]) -> Any:
+    """A class whose sync method `get` (with a docstring) and async method `aget` go through
+    `decorator`, the way users decorate methods."""
+
+    class Store:
+        @decorator
+        def get(self, key: str) -> str:
+            """Get a key."""
+            return key.upper()
+
+        @decorator
+        async def aget(self, key: str) -> str:
+            return key
+
+    return Store
+
+
 class FakeClock:
     """A monotonic clock the test moves by hand: `clock()` returns `now`, `advance(s)` moves it on.
     Its sleeps (sync `sleep_sync`, async `sleep`) only advance it, and are recorded in `slept`."""

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 import seawall
-from conftest import FakeClock, run_threads
+from conftest import FakeClock, decorated_store, run_threads
 from fake_loop import run
 from seawall import ErrorCategory, RateLimitedError, RateLimiter, Registry, classify
 from seawall.events import RateLimited
@@ -242,20 +242,9 @@ def test_bad_settings_name_the_field(
 
 def test_decorated_methods_and_coroutines_count_each_refusal_once(fake_clock: FakeClock) -> None:
     limiter = make(fake_clock, 1.0)
-
-    class Client:
-        @limiter
-        def get(self, key: str) -> str:
-            """Get a key."""
-            return key.upper()
-
-        @limiter
-        async def aget(self, key: str) -> str:
-            return key
-
-    client = Client()
+    client = decorated_store(limiter)()
     assert client.get("a") == "A"
-    assert Client.get.__doc__ == "Get a key."
+    assert type(client).get.__doc__ == "Get a key."
     with pytest.raises(RateLimitedError):
         client.get("b")
     fake_clock.advance(1.0)

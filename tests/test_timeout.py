@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import seawall
-from conftest import FakeClock, run_threads
+from conftest import FakeClock, decorated_store, run_threads
 from fake_loop import run
 from seawall import CallTimeoutError, ErrorCategory, Registry, Timeout, classify
 from seawall.events import CallTimedOut
@@ -338,17 +338,7 @@ def test_many_calls_each_cancelled_at_their_own_deadline(fake_clock: FakeClock) 
 
 def test_decorated_functions_and_methods_keep_their_names(fake_clock: FakeClock) -> None:
     tm = make(fake_clock, 5.0)
-
-    class Store:
-        @tm
-        def get(self, key: str) -> str:
-            """Get a key."""
-            return key.upper()
-
-        @tm
-        async def aget(self, key: str) -> str:
-            return key
-
+    Store = decorated_store(tm)
     store = Store()
     assert store.get("a") == "A"
     assert (Store.get.__name__, Store.get.__doc__) == ("get", "Get a key.")
