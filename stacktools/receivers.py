@@ -27,6 +27,7 @@ __all__ = [
     "FakePagerDuty",
     "FakeReceiver",
     "FakeSlack",
+    "QuietHandler",
     "closed_port_url",
     "free_port",
     "slack_text",
@@ -53,6 +54,22 @@ def closed_port_url(path: str = "/") -> str:
     return f"http://127.0.0.1:{free_port()}{path}"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output quiet and answers in one call."""
+
+    def answer(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+        """Status, Content-Type (when given) and Content-Length headers, then the body."""
+        self.send_response(status)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
 class FakeReceiver:
     """A threaded HTTP server recording every POSTed JSON body; use as a context manager."""
 
@@ -73,7 +90,7 @@ class FakeReceiver:
     def start(self: R) -> R:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -83,16 +100,9 @@ class FakeReceiver:
                     body = {"_unparsed": raw.decode("utf-8", "replace")}
                 receiver._record(self.path, body)
                 try:
-                    self.send_response(receiver.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(receiver.reply_body)))
-                    self.end_headers()
-                    self.wfile.write(receiver.reply_body)
+                    self.answer(receiver.status, receiver.reply_body, "application/json")
                 except ConnectionError:  # the sender went away (e.g. Alertmanager stopped): recorded anyway
                     return
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-                return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import gzip
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from stacktools.receivers import QuietHandler
 
 
 class OTLPReceiver:
@@ -29,7 +31,7 @@ class OTLPReceiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -42,23 +44,13 @@ class OTLPReceiver:
                     receiver._release.wait(timeout=30)
                     return
                 if receiver.mode == "error":
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.answer(500)
                     return
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 with receiver._lock:
                     receiver.requests.append(request)
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                self.answer(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

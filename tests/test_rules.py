@@ -17,6 +17,7 @@ import yaml
 from exposition import METRIC_CONTRACT
 from seawall.metrics.contract import CONTRACT as METRICS
 from stacktools.processes import stop_process
+from stacktools.receivers import QuietHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
@@ -424,7 +425,7 @@ def _poll(fetch: Any, done: Any, timeout: float, what: str) -> Any:
 def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> None:
     import subprocess
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     import httpx
     from prometheus_client import CollectorRegistry, generate_latest
@@ -445,19 +446,11 @@ def test_real_prometheus_evaluates_every_rule_without_error(tmp_path: Path) -> N
     def timeout() -> None:
         raise TimeoutError("slow")
 
-    class Metrics(BaseHTTPRequestHandler):
+    class Metrics(QuietHandler):
         def do_GET(self) -> None:
             with contextlib.suppress(TimeoutError, seawall.CircuitOpenError):
                 payments.call(timeout)
-            body = generate_latest(prom)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+            self.answer(200, generate_latest(prom), "text/plain; version=0.0.4")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
