@@ -91,16 +91,14 @@ class Upstream(LiveServer):
         return list(self.app.hits[path])
 
 
-class ResetServer:
-    """Accepts connections and resets the first `resets` of them (RST, no answer); later ones get
-    a plain `200 ok`. Counts what it accepted."""
+class Listener:
+    """A TCP port on 127.0.0.1 whose connections, accepted on one thread, go to `handle` until
+    `stop()`. Subclasses set their own state before calling `__init__` (it starts the thread)."""
 
-    def __init__(self, resets: int) -> None:
-        self.resets = resets
-        self.accepted = 0
+    def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
+        self.port = int(self.sock.getsockname()[1])
         self.base = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -110,21 +108,37 @@ class ResetServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
+            except OSError:  # the accept timeout, or the socket closed by stop()
                 continue
-            self.accepted += 1
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    if self.accepted <= self.resets:
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-                        continue
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                except OSError:
-                    continue
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+class ResetServer(Listener):
+    """Accepts connections and resets the first `resets` of them (RST, no answer); later ones get
+    a plain `200 ok`. Counts what it accepted."""
+
+    def __init__(self, resets: int) -> None:
+        self.resets = resets
+        self.accepted = 0
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        with conn:
+            conn.settimeout(2)
+            try:
+                conn.recv(65536)
+                if self.accepted <= self.resets:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            except OSError:
+                return

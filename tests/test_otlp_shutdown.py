@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import seawall
+from http_upstream import Listener
 from seawall import otel
 from seawall.otel._otlp import DEFAULT_SHUTDOWN_TIMEOUT
 from test_uvicorn import Server, running_demo
@@ -19,32 +20,20 @@ BOUND = 1.0
 SLACK = 1.5  # thread start-up and a loaded 2-core machine
 
 
-class SilentListener:
+class SilentListener(Listener):
     """A TCP port that accepts connections and never answers (a hung collector)."""
 
     def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port = int(self._sock.getsockname()[1])
         self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            self.accepted.append(conn)
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted.append(conn)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def stop(self) -> None:
+        super().stop()
         for conn in self.accepted:
             conn.close()
-        self._sock.close()
 
 
 @pytest.fixture
@@ -53,7 +42,7 @@ def silent() -> Iterator[SilentListener]:
     try:
         yield listener
     finally:
-        listener.close()
+        listener.stop()
 
 
 def refused_port() -> int:
