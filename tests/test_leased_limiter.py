@@ -153,6 +153,8 @@ def test_four_workers_stay_inside_the_bound_every_second_through_a_redis_restart
     )
     assert max(windows) <= PER_SECOND_BOUND
     assert all(errors > 0 for _, _, errors in outcomes)  # every worker saw the outage...
-    assert max(slowest for _, slowest, _ in outcomes) < TIMEOUT + 0.1  # ...and no call hung on it
+    # ...and no call hung on it: a hung call would last the 1 s outage; the margin over the Redis timeout
+    # absorbs a scheduling stall of five processes on a 2-core CI machine (once 0.47 s under load).
+    assert max(slowest for _, slowest, _ in outcomes) < TIMEOUT + 0.4
     assert stamps[-1] > stamps[0] + 3.0  # admitting again after the restart
     assert len(stamps) >= RATE * 2  # the outage second refuses (closed); the others admit
