@@ -13,6 +13,14 @@
     if (text !== undefined) node.textContent = text;
     return node;
   }
+  // The one "nothing here" row a table body shows while its list is empty, spanning every column.
+  function emptyRow(body, text, columns) {
+    var row = el("tr", "empty");
+    var cell = el("td", null, text);
+    cell.colSpan = columns;
+    row.appendChild(cell);
+    body.appendChild(row);
+  }
   function svgEl(tag) { return document.createElementNS("http://www.w3.org/2000/svg", tag); }
   function fmt(n, digits) { return (n === null || n === undefined || isNaN(n)) ? "–" : n.toFixed(digits); }
   function total(calls) { var s = 0; for (var k in calls) s += calls[k]; return s; }
@@ -267,11 +275,7 @@
       rows.push(["rate limiter", x.name, c.admitted || 0, (c.rejected || 0) + " rejected", budget, tokens]);
     });
     if (!rows.length) {
-      var row = el("tr", "empty");
-      var cell = el("td", null, "no timeouts, bulkheads or rate limiters");
-      cell.colSpan = 6;
-      row.appendChild(cell);
-      body.appendChild(row);
+      emptyRow(body, "no timeouts, bulkheads or rate limiters", 6);
       return;
     }
     rows.forEach(function (values) {
@@ -286,11 +290,7 @@
     var body = document.querySelector("#tasks tbody");
     body.textContent = "";
     if (!tasks.length) {
-      var row = el("tr", "empty");
-      var cell = el("td", null, "no supervised tasks");
-      cell.colSpan = 5;
-      row.appendChild(cell);
-      body.appendChild(row);
+      emptyRow(body, "no supervised tasks", 5);
       return;
     }
     tasks.forEach(function (t) {
