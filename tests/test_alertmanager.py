@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -241,6 +241,22 @@ def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
         am.stop()
 
 
+class Routed(NamedTuple):
+    """An Alertmanager running the shipped config with both receivers pointed at the fakes."""
+
+    am: Alertmanager
+    slack: FakeSlack
+    pagerduty: FakePagerDuty
+
+
+@pytest.fixture
+def routed(
+    receivers: tuple[FakeSlack, FakePagerDuty], start_alertmanager: Callable[..., Alertmanager]
+) -> Routed:
+    slack, pagerduty = receivers
+    return Routed(start_alertmanager(slack_url=slack.url, pagerduty_url=pagerduty.url), slack, pagerduty)
+
+
 def _rule(alertname: str) -> dict[str, Any]:
     for path in sorted(RULES.glob("*.yml")):
         for group in yaml.safe_load(path.read_text())["groups"]:
@@ -296,11 +312,8 @@ def _is(status: str, alertname: str, breaker: str | None = None) -> Callable[[di
 
 @needs_am
 @pytest.mark.stack
-def test_critical_reaches_slack_and_pagerduty_then_resolves(
-    receivers: tuple[FakeSlack, FakePagerDuty], start_alertmanager: Callable[..., Alertmanager]
-) -> None:
-    slack, pagerduty = receivers
-    am = start_alertmanager(slack_url=slack.url, pagerduty_url=pagerduty.url)
+def test_critical_reaches_slack_and_pagerduty_then_resolves(routed: Routed) -> None:
+    am, slack, pagerduty = routed
     rule = _rule("CircuitBreakerOpen")
     am.post(_alert("CircuitBreakerOpen", breaker="payments"))
 
@@ -336,11 +349,8 @@ def test_critical_reaches_slack_and_pagerduty_then_resolves(
 
 @needs_am
 @pytest.mark.stack
-def test_warning_goes_to_slack_only_and_info_nowhere(
-    receivers: tuple[FakeSlack, FakePagerDuty], start_alertmanager: Callable[..., Alertmanager]
-) -> None:
-    slack, pagerduty = receivers
-    am = start_alertmanager(slack_url=slack.url, pagerduty_url=pagerduty.url)
+def test_warning_goes_to_slack_only_and_info_nowhere(routed: Routed) -> None:
+    am, slack, pagerduty = routed
     am.post(
         _alert("CircuitBreakerFlapping", breaker="search"),
         _alert("CircuitBreakerForcedOpen", breaker="inventory"),
@@ -363,11 +373,8 @@ def test_warning_goes_to_slack_only_and_info_nowhere(
 
 @needs_am
 @pytest.mark.stack
-def test_inhibitions(
-    receivers: tuple[FakeSlack, FakePagerDuty], start_alertmanager: Callable[..., Alertmanager]
-) -> None:
-    slack, _ = receivers
-    am = start_alertmanager(slack_url=slack.url, pagerduty_url=receivers[1].url)
+def test_inhibitions(routed: Routed) -> None:
+    am, slack, _ = routed
     # The inhibiting alerts first: an inhibition only applies once Alertmanager holds its source
     # (alerts posted in one batch with an old startsAt are flushed at once and can race it).
     critical_budget = _alert("ErrorBudgetBurn", breaker="payments")  # critical (the first rule of that name)
