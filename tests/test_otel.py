@@ -262,6 +262,13 @@ def test_otlp_http_end_to_end(receiver: OTLPReceiver, registry: seawall.Registry
     assert registry.bus.instrumentation_errors() == {}
 
 
+@pytest.fixture
+def env(receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The process environment with the standard OTLP endpoint variable pointed at `receiver`."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    return monkeypatch
+
+
 def send_one(registry: seawall.Registry, name: str) -> None:
     """One span through a provider configured from the environment, flushed and shut down."""
     provider = otel.configure_otlp(seawall_registry=registry)
@@ -273,18 +280,17 @@ def send_one(registry: seawall.Registry, name: str) -> None:
 
 
 def test_otlp_honours_env(
-    receiver: OTLPReceiver, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
+    receiver: OTLPReceiver, registry: seawall.Registry, env: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    env.setenv("OTEL_SERVICE_NAME", "from-env")
+    env.setenv("OTEL_TRACES_SAMPLER", "always_on")
     send_one(registry, "one")
     assert [s.name for s in receiver.spans()] == ["one"]
     names = {
         a.value.string_value for r in receiver.resources() for a in r.attributes if a.key == "service.name"
     }
     assert names == {"from-env"}
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    env.setenv("OTEL_TRACES_SAMPLER", "always_off")
     quiet = otel.configure_otlp(seawall_registry=registry)
     try:
         assert not quiet.get_tracer("t").start_span("x").is_recording()
@@ -293,13 +299,12 @@ def test_otlp_honours_env(
 
 
 def test_otel_traces_exporter_none_sends_nothing(
-    receiver: OTLPReceiver, registry: seawall.Registry, monkeypatch: pytest.MonkeyPatch
+    receiver: OTLPReceiver, registry: seawall.Registry, env: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    env.setenv("OTEL_TRACES_EXPORTER", "none")
     send_one(registry, "one")
     assert receiver.spans() == []
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    env.setenv("OTEL_TRACES_EXPORTER", "otlp")
     send_one(registry, "two")
     assert [s.name for s in receiver.spans()] == ["two"]
 
