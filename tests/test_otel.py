@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from opentelemetry import trace
@@ -269,14 +270,21 @@ def env(receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch) -> pytest.Monke
     return monkeypatch
 
 
-def send_one(registry: seawall.Registry, name: str) -> None:
-    """One span through a provider configured from the environment, flushed and shut down."""
+@contextmanager
+def from_env(registry: seawall.Registry) -> Iterator[TracerProvider]:
+    """A tracer provider configured from the environment alone, shut down on exit."""
     provider = otel.configure_otlp(seawall_registry=registry)
     try:
-        provider.get_tracer("t").start_span(name).end()
-        assert provider.force_flush(10_000)
+        yield provider
     finally:
         provider.shutdown()
+
+
+def send_one(registry: seawall.Registry, name: str) -> None:
+    """One span through a provider configured from the environment, flushed."""
+    with from_env(registry) as provider:
+        provider.get_tracer("t").start_span(name).end()
+        assert provider.force_flush(10_000)
 
 
 def test_otlp_honours_env(
@@ -291,11 +299,8 @@ def test_otlp_honours_env(
     }
     assert names == {"from-env"}
     env.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    quiet = otel.configure_otlp(seawall_registry=registry)
-    try:
+    with from_env(registry) as quiet:
         assert not quiet.get_tracer("t").start_span("x").is_recording()
-    finally:
-        quiet.shutdown()
 
 
 def test_otel_traces_exporter_none_sends_nothing(
