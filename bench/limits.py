@@ -136,6 +136,25 @@ def bulkhead_async(config: Config) -> CaseResult:
 # -- rate limiters (local) ---------------------------------------------------------------------
 
 
+def limiter_peers(
+    window: limits.strategies.FixedWindowRateLimiter,
+    item: limits.RateLimitItem,
+    pyrate: pyrate_limiter.Limiter,
+    storage: str,
+) -> dict[str, Callable[[], int]]:
+    """The two peer libraries admitting one call each, named by where they keep their counts."""
+
+    def with_limits() -> int:
+        window.hit(item, "bench")
+        return work()
+
+    def with_pyrate() -> int:
+        pyrate.try_acquire("bench", blocking=False)
+        return work()
+
+    return {f"limits (fixed window, {storage})": with_limits, f"pyrate-limiter ({storage})": with_pyrate}
+
+
 def limiter_sync(config: Config) -> CaseResult:
     result = CaseResult("limits.ratelimit", "admitted call through an in-process rate limiter")
     lock = threading.Lock()
@@ -148,17 +167,10 @@ def limiter_sync(config: Config) -> CaseResult:
             pass
         return work()
 
-    def with_limits() -> int:
-        window.hit(item, "bench")
-        return work()
-
-    def with_pyrate() -> int:
-        pyrate.try_acquire("bench", blocking=False)
-        return work()
-
     make = lambda: seawall_attr("seawall.RateLimiter")("r", HUGE, registry=registry())(work)  # noqa: E731
-    peers = ("limits (fixed window, memory)", "pyrate-limiter (memory)")
-    subjects = Subjects(work, {"threading.Lock": stdlib, peers[0]: with_limits, peers[1]: with_pyrate})
+    peer_calls = limiter_peers(window, item, pyrate, "memory")
+    peers = tuple(peer_calls)
+    subjects = Subjects(work, {"threading.Lock": stdlib, **peer_calls})
     return measure(result, config, subjects, make, stdlib="threading.Lock", peers=peers)
 
 
@@ -230,14 +242,6 @@ def limiter_redis(config: Config) -> CaseResult:
         )
         pyrate = pyrate_limiter.Limiter(bucket)
 
-        def with_limits() -> int:
-            shared.hit(item, "bench")
-            return work()
-
-        def with_pyrate() -> int:
-            pyrate.try_acquire("bench", blocking=False)
-            return work()
-
         def ping() -> int:  # the round trip itself, for scale
             client.ping()
             return work()
@@ -247,8 +251,9 @@ def limiter_redis(config: Config) -> CaseResult:
             limiter = seawall_attr("seawall.RateLimiter")("r", HUGE, backend=backend, registry=registry())
             return limiter(work)
 
-        peers = ("limits (fixed window, redis)", "pyrate-limiter (redis)")
-        subjects = Subjects(work, {"redis PING": ping, peers[0]: with_limits, peers[1]: with_pyrate})
+        peer_calls = limiter_peers(shared, item, pyrate, "redis")
+        peers = tuple(peer_calls)
+        subjects = Subjects(work, {"redis PING": ping, **peer_calls})
         subjects.build("seawall, exact (one round trip)", lambda: seawall_redis(exact=True))
         measure(result, config, subjects, seawall_redis, peers=peers)
         client.close()
