@@ -66,6 +66,16 @@ def seawall_instrumented_breaker(registry: Any, name: str) -> Any:
     return breaker_type(name, failure_threshold=5, reset_timeout=RESET_TIMEOUT, registry=registry)
 
 
+def on_fresh_registry(wrap: Callable[[Any], Callable[[], object]]) -> Callable[[], Callable[[], object]]:
+    """A `Subjects.build` builder: `wrap(registry)` on a newly instrumented registry for every build."""
+
+    def build() -> Callable[[], object]:
+        registry, _ = instrumented_registry()
+        return wrap(registry)
+
+    return build
+
+
 def listening_pybreaker() -> pybreaker.CircuitBreaker:
     breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=RESET_TIMEOUT, name="bench")
     breaker.add_listener(CountingListener(CollectorRegistry()))
@@ -76,12 +86,11 @@ def breaker_with_metrics(config: Config) -> CaseResult:
     result = CaseResult("exporter.breaker", "breaker success path with Prometheus metrics on")
     subjects = Subjects(work)
 
-    def build() -> Callable[[], object]:
-        registry, _ = instrumented_registry()
+    def metered(registry: Any) -> Callable[[], object]:
         wrapped: Callable[[], object] = seawall_instrumented_breaker(registry, "bench-metrics")(work)
         return wrapped
 
-    subjects.build("seawall + prometheus", build)
+    subjects.build("seawall + prometheus", on_fresh_registry(metered))
     subjects["pybreaker + counting listener"] = listening_pybreaker()(work)
     subjects["pybreaker (no listener)"] = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=RESET_TIMEOUT)(
         work
@@ -103,14 +112,13 @@ def stack_with_metrics(config: Config) -> CaseResult:
     result = CaseResult("exporter.stack", "retry(breaker(fn)) with metrics on one call, success path")
     subjects = Subjects(work)
 
-    def build() -> Callable[[], object]:
-        registry, _ = instrumented_registry()
+    def stack(registry: Any) -> Callable[[], object]:
         breaker = seawall_instrumented_breaker(registry, "bench-stack")
         retry = seawall_attr("seawall.Retry")("bench-stack", attempts=3, initial=0.1, registry=registry)
         wrapped: Callable[[], object] = retry(breaker(work))
         return wrapped
 
-    subjects.build("seawall retry+breaker+prometheus", build)
+    subjects.build("seawall retry+breaker+prometheus", on_fresh_registry(stack))
     peer = tenacity.retry(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential(multiplier=0.1), reraise=True
     )(listening_pybreaker()(work))
