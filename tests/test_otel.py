@@ -35,8 +35,11 @@ S = seawall.BreakerState
 TRANSIENT = seawall.ErrorCategory.TRANSIENT
 
 
+Memory = tuple[TracerProvider, InMemorySpanExporter]  # a provider and the exporter it writes into
+
+
 @pytest.fixture
-def memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+def memory() -> Iterator[Memory]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -45,9 +48,8 @@ def memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
 
 
 @pytest.fixture
-def traced(
-    memory: tuple[TracerProvider, InMemorySpanExporter], registry: seawall.Registry
-) -> Iterator[otel.OtelInstrumentation]:
+def traced(memory: Memory, registry: seawall.Registry) -> Iterator[otel.OtelInstrumentation]:
+    """The registry's bus traced into `memory` (tests that only read spans use it by mark)."""
     instrumentation = otel.instrument(memory[0], seawall_registry=registry)
     yield instrumentation
     instrumentation.close()
@@ -64,11 +66,8 @@ def two_attempts(bus: seawall.EventBus, inner: trace.Tracer | None = None) -> No
     bus.publish(RetryCompleted("fetch", seawall.RetryOutcome.SUCCESS_WITH_RETRY, 2, 0.5, None))
 
 
-def test_one_span_per_attempt(
-    traced: otel.OtelInstrumentation,
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    registry: seawall.Registry,
-) -> None:
+@pytest.mark.usefixtures("traced")
+def test_one_span_per_attempt(memory: Memory, registry: seawall.Registry) -> None:
     provider, exporter = memory
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("caller") as caller:
@@ -98,11 +97,8 @@ def test_one_span_per_attempt(
     assert len(exporter.get_finished_spans()) == 4
 
 
-def test_breaker_and_retry_span_events(
-    traced: otel.OtelInstrumentation,
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    registry: seawall.Registry,
-) -> None:
+@pytest.mark.usefixtures("traced")
+def test_breaker_and_retry_span_events(memory: Memory, registry: seawall.Registry) -> None:
     provider, exporter = memory
     bus = registry.bus
     with provider.get_tracer("test").start_as_current_span("caller"):
@@ -159,21 +155,15 @@ def test_unsampled_attempts_cost_no_attributes(registry: seawall.Registry) -> No
         provider.shutdown()
 
 
-def test_finish_without_start_is_ignored(
-    traced: otel.OtelInstrumentation,
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    registry: seawall.Registry,
-) -> None:
+@pytest.mark.usefixtures("traced")
+def test_finish_without_start_is_ignored(memory: Memory, registry: seawall.Registry) -> None:
     registry.bus.publish(RetryAttemptFinished("fetch", 3, 0.1, None, None, False, 0.0))
     assert memory[1].get_finished_spans() == ()
     assert registry.bus.instrumentation_errors() == {}
 
 
-def test_nested_retries_close_in_order(
-    traced: otel.OtelInstrumentation,
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    registry: seawall.Registry,
-) -> None:
+@pytest.mark.usefixtures("traced")
+def test_nested_retries_close_in_order(memory: Memory, registry: seawall.Registry) -> None:
     bus = registry.bus
     bus.publish(RetryAttemptStarted("outer", 1))
     bus.publish(RetryAttemptStarted("inner", 1))
@@ -199,9 +189,7 @@ def test_no_sdk_provider_means_no_subscription(
     instrumentation.close()
 
 
-def test_instrument_is_idempotent(
-    memory: tuple[TracerProvider, InMemorySpanExporter], registry: seawall.Registry
-) -> None:
+def test_instrument_is_idempotent(memory: Memory, registry: seawall.Registry) -> None:
     first = otel.instrument(memory[0], seawall_registry=registry)
     try:
         assert otel.instrument(memory[0], seawall_registry=registry) is first
