@@ -5,6 +5,7 @@ connection is left checked out."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import time
 from collections.abc import Iterator
@@ -191,15 +192,9 @@ def test_one_breaker_per_upstream_and_a_bounded_number_of_them(
 
 
 def test_stages_can_be_removed(upstream: Upstream, registry: seawall.Registry) -> None:
-    t = sh.ResilientTransport(
-        name="bare",
-        registry=registry,
-        bulkhead=None,
-        total_timeout=None,
-        retry=None,
-        breaker=None,
-        attempt_timeout=None,
-    )
+    stages = {f.name: None for f in dataclasses.fields(sh.HttpPolicy) if "None" in str(f.type)}
+    assert {"bulkhead", "total_timeout", "retry", "hedge", "breaker", "attempt_timeout"} <= set(stages)
+    t = sh.ResilientTransport(name="bare", registry=registry, **stages)  # every optional stage off
     with httpx.Client(transport=t, base_url=upstream.base) as client:
         assert client.get("/status/503").status_code == 503
     assert registry.snapshot().breakers == () or not registry.breakers()
