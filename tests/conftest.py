@@ -25,6 +25,7 @@ from redis_server import RedisServer
 from seawall import otel
 from seawall import prometheus as sp
 from seawall.events import Event
+from stacktools.harness import FAST, Receivers, Stack
 from stacktools.receivers import FakePagerDuty, FakeSlack
 
 
@@ -163,6 +164,15 @@ def receivers() -> Iterator[tuple[FakeSlack, FakePagerDuty]]:
     """Fake Slack and PagerDuty on 127.0.0.1 for the stack tests, stopped afterwards."""
     with FakeSlack() as slack, FakePagerDuty() as pagerduty:
         yield slack, pagerduty
+
+
+def fast_stack(
+    root: Path, receivers: tuple[FakeSlack, FakePagerDuty], routing_key: str, **options: Any
+) -> Stack:
+    """The stack tests' stack: the shipped configs with the fast test timings, 10 demo calls a
+    second, and Alertmanager wired to the fake Slack and PagerDuty (`receivers`)."""
+    slack, pagerduty = receivers
+    return Stack(root, Receivers(slack.url, pagerduty.url, routing_key), FAST, traffic_rate=10.0, **options)
 
 
 @pytest.fixture

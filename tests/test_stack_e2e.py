@@ -22,10 +22,10 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from conftest import load_module
+from conftest import fast_stack, load_module
 from otlp_receiver import OTLPReceiver
 from seawall.demo import BREAKERS
-from stacktools.harness import FAST, ROOT, Receivers, Stack, binaries_missing, wait_until
+from stacktools.harness import FAST, ROOT, Stack, binaries_missing, wait_until
 from stacktools.receivers import FakePagerDuty, FakeSlack, closed_port_url, slack_text
 from stacktools.timings import time_to_fire
 
@@ -72,12 +72,10 @@ def otlp() -> Iterator[OTLPReceiver]:
 
 @pytest.fixture
 def stack(tmp_path: Path, receivers: tuple[FakeSlack, FakePagerDuty], otlp: OTLPReceiver) -> Iterator[Stack]:
-    slack, pagerduty = receivers
-    with Stack(
+    with fast_stack(
         tmp_path / "stack",
-        Receivers(slack.url, pagerduty.url, ROUTING_KEY),
-        FAST,
-        traffic_rate=10.0,
+        receivers,
+        ROUTING_KEY,
         demo_env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
             "OTEL_SERVICE_NAME": "seawall-demo",

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from conftest import fast_stack
 from stacktools.harness import (
     FAST,
     REPLICAS,
-    Receivers,
     Stack,
     binaries_missing,
     http,
@@ -86,14 +86,8 @@ def counts(slack: FakeSlack, pagerduty: FakePagerDuty) -> dict[str, int]:
 
 @pytest.fixture
 def ha(tmp_path: Path, receivers: tuple[FakeSlack, FakePagerDuty]) -> Iterator[Stack]:
-    slack, pagerduty = receivers
-    with Stack(
-        tmp_path / "ha",
-        Receivers(slack.url, pagerduty.url, ROUTING_KEY),
-        FAST,
-        traffic_rate=10.0,
-        prometheus_replicas=2,
-        alertmanager_replicas=2,
+    with fast_stack(
+        tmp_path / "ha", receivers, ROUTING_KEY, prometheus_replicas=2, alertmanager_replicas=2
     ) as running:
         yield running
 
