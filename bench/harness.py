@@ -139,12 +139,14 @@ class CaseResult:
             found = self.get(missing)
             note = found.note if found is not None and found.note else NOT_MEASURED
             target = Target(text, None, limit, "x", NOT_AVAILABLE, note)
-        elif bottom <= 0:
+        elif bottom <= 0 or top <= 0:
+            # A cost at or below zero is the run's noise, not a result: a 0.000x would PASS by luck.
+            unmeasured = denominator if bottom <= 0 else numerator
             target = Target(
-                text, None, limit, "x", NOT_AVAILABLE, f"{denominator} cost not measurable (<= 0)"
+                text, None, limit, "x", NOT_AVAILABLE, f"{unmeasured} cost not measurable (<= 0, noise)"
             )
         else:
-            ratio = max(top, 0.0) / bottom
+            ratio = top / bottom
             target = Target(text, ratio, limit, "x", PASS if ratio <= limit else MISS)
         self.targets.append(target)
         return target

@@ -153,3 +153,15 @@ def test_unknown_filter_is_an_error_not_a_crash() -> None:
     )
     assert completed.returncode == 2
     assert "no case matches" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("ours", "peers", "status"), [(-980.0, 32_232.0, "N/A"), (5.0, -1.0, "N/A"), (10.0, 40.0, "PASS")]
+)
+def test_a_cost_below_the_noise_is_not_a_pass(ours: float, peers: float, status: str) -> None:
+    """A negative overhead (seen: -980 ns on loopback with 357 us per request) is noise, not 0.000x PASS."""
+    case = harness.CaseResult("x", "x")
+    case.measurements = [harness.Measurement("ours", ours, "ns"), harness.Measurement("peers", peers, "ns")]
+    target = case.ratio_target("ours / peers", "ours", "peers", 0.5)
+    assert target.status == status
+    assert (target.actual is None) == (status == "N/A")
