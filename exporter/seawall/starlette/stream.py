@@ -35,17 +35,15 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.types import Receive, Scope, Send
 
 from seawall.core.registry import Registry
 
-from ._problems import error_body, mark_refused
+from ._problems import error_response, mark_refused
 from .views import registry_payload
 
 __all__ = ["SnapshotStream", "close_all_streams"]
 
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
 
 _hubs: weakref.WeakSet[SnapshotStream] = weakref.WeakSet()
 _HEADERS = [
@@ -147,17 +145,10 @@ class SnapshotStream:
         self._cached = (now, frame)
         return frame
 
-    async def _refuse(self, scope: Scope, send: Send, code: str, message: str) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, code: str, message: str) -> None:
         mark_refused(scope)
-        body = error_body(503, code, message)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"2")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        response = error_response(503, code, message, headers={"retry-after": "2"})
+        await response(scope, receive, send)
 
     def _safe_frame(self) -> bytes:
         """A snapshot frame, or an `error` event when building one failed (the stream goes on)."""
@@ -203,16 +194,22 @@ class SnapshotStream:
             await self._head(send)
             return
         if self._closed_flag:
-            await self._refuse(scope, send, "shutting_down", "the server is shutting down")
+            await self._refuse(scope, receive, send, "shutting_down", "the server is shutting down")
             return
         if self.open_streams >= self.max_streams:
-            await self._refuse(scope, send, "too_many_streams", "too many open status streams; retry later")
+            await self._refuse(
+                scope, receive, send, "too_many_streams", "too many open status streams; retry later"
+            )
             return
         client = scope.get("client")
         address = str(client[0]) if client else "unknown"
         if self._per_client.get(address, 0) >= self.max_per_client:
             await self._refuse(
-                scope, send, "too_many_streams_from_client", "too many open status streams from this address"
+                scope,
+                receive,
+                send,
+                "too_many_streams_from_client",
+                "too many open status streams from this address",
             )
             return
         stream_id = uuid.uuid4().hex
