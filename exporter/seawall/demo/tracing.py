@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 __all__ = ["UNTRACED_PATHS", "ServerSpans"]
 
 # Polled by machines every few seconds, or open for minutes: a span each would bury the requests.
 UNTRACED_PATHS = "/metrics,/health,/api/resilience/stream,/resilience/static"
-
-Scope = dict[str, Any]
 
 
 def route_of(routes: Sequence[BaseRoute], scope: Scope) -> str | None:

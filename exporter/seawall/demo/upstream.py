@@ -16,12 +16,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import uvicorn
+from starlette.types import Scope
 
 from .dependencies import Answer, SimulatedDependency
 
 __all__ = ["Upstream"]
 
-Scope = dict[str, Any]
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends RST instead of FIN
 START_SECONDS = 10.0  # bounded waits for the server to start and to stop
 STOP_SECONDS = 5.0

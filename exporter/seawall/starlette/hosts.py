@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Scope
 
 from ._problems import error_response
 
 __all__ = ["DEFAULT_TRUSTED_HOSTS", "HostGuard", "resolve_trusted_hosts"]
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 DEFAULT_TRUSTED_HOSTS = ("localhost", "127.0.0.1", "::1")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -11,10 +11,9 @@ never the raw path, so the `source` label stays bounded; requests no route match
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seawall.core.registry import Registry, default_registry
 
@@ -23,12 +22,6 @@ from ._problems import REFUSED, disconnected_response, internal_error_response, 
 __all__ = ["HTTPServerError", "ResilienceMiddleware", "ResponseAborted", "route_template"]
 
 log = logging.getLogger("seawall.web")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class HTTPServerError(Exception):
