@@ -254,6 +254,14 @@ def test_alerts_doc_table_states_each_rules_for_and_severity() -> None:
     assert documented == set(rules), f"not in docs/alerts.md's table: {set(rules) - documented}"
 
 
+def test_readme_lists_every_alert() -> None:
+    """README's alert tables are the user's list: a rule missing there is an alert nobody expects."""
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| (\w+) \|", readme, re.M))
+    missing = {r["alert"] for r in _alerts()} - listed
+    assert not missing, f"README.md's alert tables do not list {sorted(missing)}"
+
+
 # --------------------------------------------------------------------------------------------------
 # the rules against what seawall.prometheus really exports
 # --------------------------------------------------------------------------------------------------
