@@ -56,9 +56,6 @@ def _json(data: Any, status_code: int = 200) -> JSONResponse:
     return response
 
 
-_dumps = dumps
-
-
 def _body(body: bytes) -> Response:
     return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
@@ -229,7 +226,7 @@ def resilience_routes(
         """GET of one kind's snapshots, `{key: [...]}`, reused while the kind's fingerprint holds."""
 
         async def endpoint(request: Request) -> Response:
-            return _body(cache.get(key, lambda: _dumps({key: payload(reg)}), lambda: fingerprint(reg)))
+            return _body(cache.get(key, lambda: dumps({key: payload(reg)}), lambda: fingerprint(reg)))
 
         return endpoint
 
@@ -254,7 +251,7 @@ def resilience_routes(
         return _json(views.snapshot_dict(found.snapshot()))
 
     async def errors(request: Request) -> Response:
-        return _body(cache.get("errors", lambda: _dumps(views.error_stats(reg))))  # counters only: age
+        return _body(cache.get("errors", lambda: dumps(views.error_stats(reg))))  # counters only: age
 
     def details(request: Request) -> bool:
         """Messages and context: for the admin token's holder, or anyone if the operator opted in."""
@@ -279,7 +276,7 @@ def resilience_routes(
         def build() -> bytes:
             return cache.get(
                 f"snapshot:{shown}",
-                lambda: _dumps(views.registry_payload(reg, details=shown)),
+                lambda: dumps(views.registry_payload(reg, details=shown)),
                 lambda: snapshot_fingerprint(reg),
             )
 

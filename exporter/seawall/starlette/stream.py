@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -39,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 from seawall.core.registry import Registry
 
+from ._json import dumps
 from ._problems import error_response, mark_refused
 from .views import registry_payload
 
@@ -140,8 +140,7 @@ class SnapshotStream:
         if cached is not None and now - cached[0] < self.interval * 0.5:
             return cached[1]
         payload = registry_payload(self.registry, details=self.details, cap=FRAME_ITEMS)
-        data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-        frame = f"event: snapshot\ndata: {data}\n\n".encode()
+        frame = b"event: snapshot\ndata: " + dumps(payload) + b"\n\n"
         self._cached = (now, frame)
         return frame
 
@@ -229,7 +228,7 @@ class SnapshotStream:
         watcher = asyncio.create_task(watch())
         self.open_streams += 1
         deadline = time.monotonic() + self.max_seconds
-        hello = json.dumps(
+        hello = dumps(
             {
                 "interval": self.interval,
                 "heartbeat": self.heartbeat,
@@ -237,7 +236,7 @@ class SnapshotStream:
                 "ack_every": self.ack_every,
             }
         )
-        opening = f"retry: {self.retry_ms}\n\nevent: hello\ndata: {hello}\n\n".encode()
+        opening = f"retry: {self.retry_ms}\n\nevent: hello\ndata: ".encode() + hello + b"\n\n"
         delivered = True
         try:
             delivered = await self._deliver(
