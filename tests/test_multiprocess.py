@@ -244,3 +244,43 @@ def test_sync_interval_is_checked() -> None:
             sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval=bad)
     with pytest.raises(TypeError, match="sync_interval"):
         sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval="1")  # type: ignore[arg-type]
+
+
+PRELOADED_ARBITER = textwrap.dedent(
+    """
+    import os, time
+    from prometheus_client import CollectorRegistry
+    import seawall
+    from seawall import prometheus as sp
+
+    # gunicorn --preload: the app (its exporter and primitives) is made once, then workers fork
+    registry = seawall.Registry()
+    sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval=0.1)
+    timeout = seawall.Timeout("db", 1.0, registry=registry)
+    time.sleep(0.3)  # the parent's thread has written its own (empty) reading
+    children = []
+    for calls in (3, 4):
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(calls):
+                timeout.call(lambda: None)
+            time.sleep(0.5)  # several intervals, and never scraped
+            os._exit(0)  # no exit handlers: only what the worker's own thread wrote
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    print(" ".join(str(pid) for pid in children))
+    """
+)
+
+
+@pytest.mark.slow
+def test_workers_forked_after_instrument_write_their_own_counts(tmp_path: Path) -> None:
+    """The writer's thread does not survive a fork: each forked worker starts its own and writes
+    its own file (before, the workers' counts reached no file unless a scrape hit that worker)."""
+    children = run_script(PRELOADED_ARBITER, tmp_path).split()
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {f"counter_{pid}.db" for pid in children} <= files
+    found = collect(tmp_path)
+    assert get(found, "seawall_timeout_calls_total", timeout="db", outcome="success") == 7
+    assert get(found, "seawall_timeout_call_duration_seconds_count", timeout="db") == 7

@@ -324,3 +324,45 @@ def test_four_workers_through_a_redis_kill_go_local_then_share_again(redis_serve
     assert all(shared for _, _, _, shared, _, _ in outcomes)  # ...and came back shared
     tripped = outcomes[0][4]
     assert all(o[4] is not None and o[4] - tripped <= BOUND for o in outcomes[1:])
+
+
+def _preloaded_worker(breaker: CircuitBreaker, failures: int, barrier: Any, results: Any) -> None:
+    """A forked worker using the breaker its parent made at import (gunicorn `--preload`)."""
+    fleet = breaker._fleet
+    assert fleet is not None
+    results.put(("worker", fleet.worker, fleet.sync._thread is not None and fleet.sync._thread.is_alive()))
+    barrier.wait(timeout=30)
+    for _ in range(failures):
+        _fail(breaker)
+    deadline = time.monotonic() + 5.0  # watch the state: a successful call would end the streak
+    while breaker.state is not BreakerState.OPEN and time.monotonic() < deadline:
+        time.sleep(0.001)
+    results.put(("opened", breaker.state is BreakerState.OPEN))
+
+
+def test_breakers_made_before_a_fork_are_shared_by_the_forked_workers(redis_server: RedisServer) -> None:
+    """Made in the parent, used by forked children: each child syncs from a thread of its own
+    under its own worker id, so two failures in each of two workers trip a threshold of 4
+    (with the parent's thread and id copied they would never be synced, or one streak)."""
+    backend = RedisBackend(redis_server.url, timeout=TIMEOUT, sync_interval=INTERVAL)
+    breaker = CircuitBreaker(
+        "preloaded", registry=Registry(), shared=backend, failure_threshold=4, reset_timeout=30.0
+    )
+    try:
+        _until(lambda: breaker.snapshot().shared_up)
+        context = multiprocessing.get_context("fork")
+        barrier, results = context.Barrier(2), context.Queue()
+        with worker_processes(_preloaded_worker, [(breaker, 2, barrier, results)] * 2) as workers:
+            answers = [results.get(timeout=30) for _ in range(2 * len(workers))]
+        assert all(worker.exitcode == 0 for worker in workers)
+        ids = {answer[1] for answer in answers if answer[0] == "worker"}
+        threads = [answer[2] for answer in answers if answer[0] == "worker"]
+        opened = [answer[1] for answer in answers if answer[0] == "opened"]
+        assert len(ids) == 2
+        assert breaker._fleet is not None
+        assert breaker._fleet.worker not in ids
+        assert threads == [True, True]
+        assert opened == [True, True]  # 2 + 2 failures: open
+        _until(lambda: breaker.state is BreakerState.OPEN)  # and the parent, a worker too, sees it
+    finally:
+        backend.close()

@@ -20,6 +20,8 @@ next poll reads the current state), no connection is held open per worker, and t
 simple: another worker rejects within `sync_interval` + two round trips (each bounded by the
 backend's `timeout`). When Redis cannot be reached, each breaker decides alone (probes included),
 counts every failed sync, logs the change once, and resyncs when Redis answers again.
+A backend made before a fork (gunicorn `--preload`) restarts in each child under new worker ids
+(`core/forks.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 from seawall.breakers.machine import BreakerStateMachine
 from seawall.core.enums import BreakerState
+from seawall.core.forks import restart_in_children
 
 __all__ = ["SYNC_SCRIPT", "FleetLink", "FleetSync", "fleet_of"]
 
@@ -192,6 +195,15 @@ class FleetLink:
     def detach(self) -> None:
         self.sync.detach(self)
 
+    def rejoin(self, wake: Callable[[], None]) -> None:
+        """In a forked child: report as a worker of its own (sharing the parent's id would merge
+        both failure streaks into one) and hold no probe slot the parent may be using."""
+        self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._seen_gen = None
+        self._permits = 0
+        self.machine.grant(0)
+        self.machine.notify = wake
+
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: decide locally (probes too) until it does."""
         self.errors += 1
@@ -225,6 +237,26 @@ class FleetSync:
         self._thread: threading.Thread | None = None
         self._sha: str | None = None
         self._down_until = -1.0
+        self.fork_lock = threading.Lock()  # held through a tick: a fork never copies one half done
+        restart_in_children(self)
+
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn `--preload`): the parent's thread did not come along and the
+        child is a worker of its own, so every link rejoins under a new worker id and a new thread
+        syncs them."""
+        stopped = self._stopped.is_set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = None
+        self._down_until = -1.0
+        for link in self._links:
+            link.rejoin(self._wake.set)
+        if stopped:
+            self._stopped.set()
+        elif self._links:
+            self._thread = threading.Thread(target=self._run, name="seawall-fleet-sync", daemon=True)
+            self._thread.start()
 
     def attach(self, machine: BreakerStateMachine) -> FleetLink:
         link = FleetLink(machine, self.backend.breaker_prefix, self._wake.set, self)
@@ -264,22 +296,23 @@ class FleetSync:
 
     def tick(self) -> None:
         """One sync of every attached breaker; never raises (failures are the links' to count)."""
-        with self._lock:
-            links = list(self._links)
-        if not links:
-            return
-        try:
-            replies = self._exchange(links)
-        except Exception as exc:
-            self._down_until = time.monotonic() + self.backend.recheck
-            for link in links:
-                link.lost(exc)
-            return
-        for link, reply in zip(links, replies, strict=True):
+        with self.fork_lock:
+            with self._lock:
+                links = list(self._links)
+            if not links:
+                return
             try:
-                link.heard(reply)
-            except Exception as exc:  # a malformed reply: count it like an unreachable server
-                link.lost(exc)
+                replies = self._exchange(links)
+            except Exception as exc:
+                self._down_until = time.monotonic() + self.backend.recheck
+                for link in links:
+                    link.lost(exc)
+                return
+            for link, reply in zip(links, replies, strict=True):
+                try:
+                    link.heard(reply)
+                except Exception as exc:  # a malformed reply: count it like an unreachable server
+                    link.lost(exc)
 
     def _exchange(self, links: list[FleetLink]) -> list[Any]:
         client = self.backend.client()

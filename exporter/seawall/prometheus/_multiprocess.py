@@ -7,10 +7,11 @@ single-process collector shows) at every scrape of that worker, every `interval`
 daemon thread, and when the process exits normally. Counters and histogram buckets are written as
 cumulative values on top of what the file held when this worker opened it (a reused pid keeps
 its predecessor's counts), gauges as set values in a `live*` mode derived from the family's fold,
-so a dead worker's gauges go away with `mark_process_dead` and its counters stay. The calls do no
-metric work. Why not per-event write-through (the former design): timeouts, bulkheads, rate
-limiters and tasks publish no event for a successful call, and making every call build one to be
-counted is what the primitives avoid; see docs/architecture.md.
+so a dead worker's gauges go away with `mark_process_dead` and its counters stay. A worker
+forked after the writer was made (gunicorn `--preload`) starts its own thread and file
+(`core/forks.py`). The calls do no metric work. Why not per-event write-through (the former
+design): timeouts, bulkheads, rate limiters and tasks publish no event for a successful call, and
+making every call build one to be counted is what the primitives avoid; see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 from prometheus_client.values import ValueClass
 
+from seawall.core.forks import restart_in_children
 from seawall.core.registry import Registry
 from seawall.core.snapshots import HistogramSnapshot
 from seawall.metrics.contract import MetricSpec
@@ -54,18 +56,30 @@ class SnapshotWriter:
         self.registry = registry
         self.interval = interval
         self._cells: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _Cell] = {}
-        self._lock = threading.Lock()
+        self.fork_lock = threading.Lock()  # held through a write: a fork never copies one half done
         self._stop = threading.Event()
+        self._start()
+        atexit.register(_sync_at_exit, weakref.ref(self))  # a forked child inherits it too
+        restart_in_children(self)
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="seawall-multiprocess", daemon=True)
         self._thread.start()
-        atexit.register(_sync_at_exit, weakref.ref(self))
+
+    def after_fork(self) -> None:
+        """In a forked worker (gunicorn `--preload`): write this process's own file (the cells
+        point at the parent's, whose counts are not ours to add to) from a thread of its own."""
+        self._cells = {}
+        if not self._stop.is_set():
+            self._stop = threading.Event()
+            self._start()
 
     def sync(self) -> None:
         """Write every family's current values (a failure is reported, never raised)."""
         if self._stop.is_set():
             return
         try:
-            with self._lock:
+            with self.fork_lock:
                 for values in self.reading.read():
                     spec = values.spec
                     for labels, value in values.rows:
