@@ -21,10 +21,18 @@ class Owner:
         self.fork_lock = threading.Lock()
         self.fail = fail
         self.restarted = 0
+        self.forks = 0
+        self.carried: object = None
         forks.restart_in_children(self)
 
-    def after_fork(self) -> None:
+    def before_fork(self) -> int:
+        assert self.fork_lock.locked()  # the background work is not running
+        self.forks += 1
+        return self.forks
+
+    def after_fork(self, at_fork: object) -> None:
         self.restarted += 1
+        self.carried = at_fork
         if self.fail:
             raise RuntimeError("cannot restart")
 
@@ -45,7 +53,10 @@ def in_child(check: object) -> int:
 def test_the_child_gets_a_new_lock_and_its_restart() -> None:
     owner = Owner()
     before = owner.fork_lock
-    assert in_child(lambda: owner.restarted == 1 and owner.fork_lock is not before) == 0
+    assert (
+        in_child(lambda: owner.restarted == 1 and owner.fork_lock is not before and owner.carried == 1) == 0
+    )
+    assert in_child(lambda: owner.carried == 2) == 0  # each fork carries its own reading
     assert owner.restarted == 0
     assert owner.fork_lock is before
     assert not before.locked()

@@ -257,7 +257,9 @@ PRELOADED_ARBITER = textwrap.dedent(
     registry = seawall.Registry()
     sp.instrument(CollectorRegistry(), seawall_registry=registry, sync_interval=0.1)
     timeout = seawall.Timeout("db", 1.0, registry=registry)
-    time.sleep(0.3)  # the parent's thread has written its own (empty) reading
+    for _ in range(2):  # a warm-up call at import: the parent's, inherited by every worker
+        timeout.call(lambda: None)
+    time.sleep(0.3)  # the parent's thread has written its own reading
     children = []
     for calls in (3, 4):
         pid = os.fork()
@@ -277,10 +279,18 @@ PRELOADED_ARBITER = textwrap.dedent(
 @pytest.mark.slow
 def test_workers_forked_after_instrument_write_their_own_counts(tmp_path: Path) -> None:
     """The writer's thread does not survive a fork: each forked worker starts its own and writes
-    its own file (before, the workers' counts reached no file unless a scrape hit that worker)."""
+    its own file (before, the workers' counts reached no file unless a scrape hit that worker),
+    holding only the calls it made: the parent's 2 calls before the fork, which both workers'
+    primitives inherited, are counted once (in the parent's file), not three times."""
     children = run_script(PRELOADED_ARBITER, tmp_path).split()
     files = {path.name for path in tmp_path.iterdir()}
     assert {f"counter_{pid}.db" for pid in children} <= files
     found = collect(tmp_path)
-    assert get(found, "seawall_timeout_calls_total", timeout="db", outcome="success") == 7
-    assert get(found, "seawall_timeout_call_duration_seconds_count", timeout="db") == 7
+    assert get(found, "seawall_timeout_calls_total", timeout="db", outcome="success") == 2 + 3 + 4
+    assert get(found, "seawall_timeout_call_duration_seconds_count", timeout="db") == 9
+    buckets = [
+        value
+        for (name, labels), value in found.items()
+        if name == "seawall_timeout_call_duration_seconds_bucket" and dict(labels)["le"] == "+Inf"
+    ]
+    assert buckets == [9]

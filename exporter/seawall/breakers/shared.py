@@ -240,7 +240,10 @@ class FleetSync:
         self.fork_lock = threading.Lock()  # held through a tick: a fork never copies one half done
         restart_in_children(self)
 
-    def after_fork(self) -> None:
+    def before_fork(self) -> None:
+        """Nothing to carry: the child rejoins from the state its breakers hold."""
+
+    def after_fork(self, at_fork: object) -> None:
         """In a forked child (gunicorn `--preload`): the parent's thread did not come along and the
         child is a worker of its own, so every link rejoins under a new worker id and a new thread
         syncs them."""

@@ -5,13 +5,14 @@ per-process files, which `MultiProcessCollector` merges at scrape time.
 worker's primitives, so every worker writes what `Reading.read()` gives it (the same numbers the
 single-process collector shows) at every scrape of that worker, every `interval` seconds from a
 daemon thread, and when the process exits normally. Counters and histogram buckets are written as
-cumulative values on top of what the file held when this worker opened it (a reused pid keeps
-its predecessor's counts), gauges as set values in a `live*` mode derived from the family's fold,
-so a dead worker's gauges go away with `mark_process_dead` and its counters stay. A worker
-forked after the writer was made (gunicorn `--preload`) starts its own thread and file
-(`core/forks.py`). The calls do no metric work. Why not per-event write-through (the former
-design): timeouts, bulkheads, rate limiters and tasks publish no event for a successful call, and
-making every call build one to be counted is what the primitives avoid; see docs/architecture.md.
+cumulative values on top of what the file held when this worker opened it (a reused pid keeps its
+predecessor's counts; a forked worker's counts start at the fork), gauges as set values in a `live*`
+mode derived from the family's fold, so a dead worker's gauges go away with `mark_process_dead` and
+its counters stay. A worker forked after the writer was made (gunicorn `--preload`) starts its own
+thread and file (`core/forks.py`). The calls do no metric work. Why not per-event write-through (the
+former design): timeouts, bulkheads, rate limiters and tasks publish no event for a successful call,
+and making every call build one to be counted is what the primitives avoid; see
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.utils import floatToGoString
@@ -37,14 +39,17 @@ __all__ = ["GAUGE_MODES", "SnapshotWriter"]
 GAUGE_MODES = {"sum": "livesum", "min": "livemin", "max": "livemax", "worst": "livemax"}
 
 
+_Key = tuple[str, tuple[str, ...], tuple[str, ...]]  # (sample name, label names, label values)
+
+
 class _Cell:
-    """One sample in this process's file; cumulative samples keep the file's value at opening."""
+    """One sample in this process's file, and what to add to the reading before writing it."""
 
     __slots__ = ("base", "value")
 
-    def __init__(self, value: Any, cumulative: bool) -> None:
+    def __init__(self, value: Any, base: float) -> None:
         self.value = value
-        self.base = float(value.get()) if cumulative else 0.0
+        self.base = base
 
 
 class SnapshotWriter:
@@ -55,7 +60,8 @@ class SnapshotWriter:
         self.reading.component = "prometheus"
         self.registry = registry
         self.interval = interval
-        self._cells: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _Cell] = {}
+        self._cells: dict[_Key, _Cell] = {}
+        self._inherited: dict[_Key, float] = {}  # counts a forked worker's primitives came with
         self.fork_lock = threading.Lock()  # held through a write: a fork never copies one half done
         self._stop = threading.Event()
         self._start()
@@ -66,10 +72,20 @@ class SnapshotWriter:
         self._thread = threading.Thread(target=self._run, name="seawall-multiprocess", daemon=True)
         self._thread.start()
 
-    def after_fork(self) -> None:
+    def before_fork(self) -> dict[_Key, float]:
+        """The cumulative values at the fork: the parent's calls, which its file already holds."""
+        try:
+            return {key: value for spec, key, value in self._samples() if spec.type != "gauge"}
+        except Exception as exc:
+            self.registry.bus.report_error("prometheus", exc)
+            return {}
+
+    def after_fork(self, at_fork: object) -> None:
         """In a forked worker (gunicorn `--preload`): write this process's own file (the cells
-        point at the parent's, whose counts are not ours to add to) from a thread of its own."""
+        point at the parent's), without the parent's counts its primitives came with (the parent
+        reports those), from a thread of its own."""
         self._cells = {}
+        self._inherited = at_fork if isinstance(at_fork, dict) else {}
         if not self._stop.is_set():
             self._stop = threading.Event()
             self._start()
@@ -80,35 +96,31 @@ class SnapshotWriter:
             return
         try:
             with self.fork_lock:
-                for values in self.reading.read():
-                    spec = values.spec
-                    for labels, value in values.rows:
-                        self._write(spec, spec.sample_name, spec.label_names, labels, value)
-                    for labels, hist, _names in values.histograms:
-                        self._write_histogram(spec, labels, hist)
+                for spec, key, value in self._samples():
+                    self._write(spec, key, value)
         except Exception as exc:
             self.registry.bus.report_error("prometheus", exc)
 
-    def _write_histogram(self, spec: MetricSpec, labels: tuple[str, ...], hist: HistogramSnapshot) -> None:
-        base = spec.prometheus_name
-        names = (*spec.label_names, "le")
-        bounds = [floatToGoString(bound) for bound in hist.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        for bound, count in zip(bounds, hist.counts, strict=True):
-            self._write(spec, base + "_bucket", names, (*labels, bound), float(count))
-        self._write(spec, base + "_sum", spec.label_names, labels, hist.sum)
+    def _samples(self) -> Iterator[tuple[MetricSpec, _Key, float]]:
+        """Every sample of this worker's reading, histograms as their buckets and sum."""
+        for values in self.reading.read():
+            spec = values.spec
+            for labels, value in values.rows:
+                yield spec, (spec.sample_name, spec.label_names, labels), value
+            for labels, hist, _names in values.histograms:
+                yield from _histogram_samples(spec, labels, hist)
 
-    def _write(
-        self, spec: MetricSpec, sample: str, names: tuple[str, ...], labels: tuple[str, ...], value: float
-    ) -> None:
-        key = (sample, names, labels)
+    def _write(self, spec: MetricSpec, key: _Key, value: float) -> None:
         cell = self._cells.get(key)
         cumulative = spec.type != "gauge"
         if cell is None:
+            sample, names, labels = key
             mode = GAUGE_MODES[spec.fold] if spec.type == "gauge" else ""
             made = ValueClass(
                 spec.type, spec.prometheus_name, sample, names, labels, spec.help, multiprocess_mode=mode
             )
-            cell = self._cells[key] = _Cell(made, cumulative)
+            base = float(made.get()) - self._inherited.get(key, 0.0) if cumulative else 0.0
+            cell = self._cells[key] = _Cell(made, base)
         cell.value.set(cell.base + value if cumulative else value)
 
     def _run(self) -> None:
@@ -119,6 +131,17 @@ class SnapshotWriter:
         """Write a last time and stop the thread."""
         self.sync()
         self._stop.set()
+
+
+def _histogram_samples(
+    spec: MetricSpec, labels: tuple[str, ...], hist: HistogramSnapshot
+) -> Iterator[tuple[MetricSpec, _Key, float]]:
+    base = spec.prometheus_name
+    names = (*spec.label_names, "le")
+    bounds = [floatToGoString(bound) for bound in hist.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+    for bound, count in zip(bounds, hist.counts, strict=True):
+        yield spec, (base + "_bucket", names, (*labels, bound)), float(count)
+    yield spec, (base + "_sum", spec.label_names, labels), hist.sum
 
 
 def _sync_at_exit(ref: weakref.ref[SnapshotWriter]) -> None:
