@@ -11,21 +11,22 @@ import importlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from .harness import CaseResult, Config, markdown_table, render_table, to_json
+from .harness import REGISTRY, Case, CaseResult, Config, markdown_table, render_table, to_json
 
 AREAS = ("breaker", "retry", "aggregator", "exporter", "otel", "web", "limits", "http")
 
-Case = tuple[str, Callable[[Config], CaseResult]]
-
 
 def all_cases() -> list[Case]:
+    """The cases each area module declares with `@case`, in AREAS order, then declaration order."""
     cases: list[Case] = []
     for area in AREAS:
-        module = importlib.import_module(f"bench.{area}")
-        cases.extend(module.CASES)
+        module = importlib.import_module(f"bench.{area}").__name__
+        if not REGISTRY.get(module):
+            raise LookupError(f"bench area {area!r} ({module}) declares no @case")
+        cases.extend(REGISTRY[module])
     return cases
 
 
@@ -40,14 +41,15 @@ def run(config: Config, name_filter: str | None = None, *, echo: bool = True) ->
     """Run the cases whose name contains `name_filter` (all when None); one failure never stops the rest."""
     results: list[CaseResult] = []
     warm_up_cpu(config.min_time * 10)
-    for name, case in all_cases():
+    for case in all_cases():
+        name = case.name
         if name_filter and name_filter not in name:
             continue
         started = time.perf_counter()
         if echo:
             print(f"running {name} ...", end="", file=sys.stderr, flush=True)
         try:
-            result = case(config)
+            result = case.run(config)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             result = CaseResult(name, name, error=f"{type(exc).__name__}: {exc}")
@@ -75,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list case names and exit")
     args = parser.parse_args(argv)
     if args.list:
-        for name, _ in all_cases():
-            print(name)
+        for case in all_cases():
+            print(case.name)
         return 0
     if args.smoke:
         config = Config.smoke()

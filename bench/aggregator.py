@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, seawall_attr
+from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, case, seawall_attr
 
 SOURCES = ("payments", "search", "inventory", "email", "auth")
 
@@ -53,8 +53,8 @@ def _aggregator(clock: Callable[[], float]) -> Any:
     return aggregator_type(window=3600.0, clock=clock, registry=registry)
 
 
-def record_cost(config: Config) -> CaseResult:
-    result = CaseResult("aggregator.record", "ErrorAggregator.record(exc, source=...), 10 types x 5 sources")
+@case("aggregator.record", "ErrorAggregator.record(exc, source=...), 10 types x 5 sources")
+def record_cost(result: CaseResult, config: Config) -> CaseResult:
     pairs = [(exc, source) for exc in sample_errors() for source in SOURCES]
     cycle: Iterator[tuple[BaseException, str]] = itertools.cycle(pairs)
 
@@ -90,14 +90,14 @@ def _letters(number: int) -> str:
     return "".join("fhlmnoqrvw"[int(digit)] for digit in str(number))
 
 
-def novel_cost(config: Config) -> CaseResult:
-    result = CaseResult(
-        "aggregator.record.novel",
-        "ErrorAggregator.record(exc, source=...) of messages never recorded before: new ids "
-        "(`connection to db-<i> refused after <i%97> ms ...`), or a new shape (new words and digits: "
-        "the shape memo's lookup and store paid too); "
-        f"{NOVEL:,} distinct messages in a cycle",
-    )
+@case(
+    "aggregator.record.novel",
+    "ErrorAggregator.record(exc, source=...) of messages never recorded before: new ids "
+    "(`connection to db-<i> refused after <i%97> ms ...`), or a new shape (new words and digits: "
+    "the shape memo's lookup and store paid too); "
+    f"{NOVEL:,} distinct messages in a cycle",
+)
+def novel_cost(result: CaseResult, config: Config) -> CaseResult:
     with_ids = [
         ConnectionError(
             f"connection to db-{i} refused after {i % 97} ms (pool exhausted, request {7919 * i})"
@@ -168,13 +168,15 @@ def rss_mib() -> float | None:
     return None
 
 
-def memory(config: Config) -> CaseResult:
-    result = CaseResult(
-        "aggregator.memory",
+@case(
+    "aggregator.memory",
+    lambda config: (
         f"retained memory after {config.records_small:,} and {config.records_large:,} records "
         "(50 type/source pairs; the fake clock gains 100 ms per read, so the 1 h window is full and "
-        "rolling before the first measurement)",
-    )
+        "rolling before the first measurement)"
+    ),
+)
+def memory(result: CaseResult, config: Config) -> CaseResult:
     small, large = config.records_small, config.records_large
     aggregator, why = attempt_build(lambda: _aggregator(FakeClock(0.1)))
     if aggregator is None:
@@ -221,10 +223,3 @@ def memory(config: Config) -> CaseResult:
         ]
     result.absolute_target("deep size growth small -> large (KiB)", "deep size growth", 64.0, "KiB")
     return result
-
-
-CASES = [
-    ("aggregator.record", record_cost),
-    ("aggregator.record.novel", novel_cost),
-    ("aggregator.memory", memory),
-]

@@ -15,7 +15,7 @@ from typing import Any
 import circuitbreaker  # type: ignore[import-untyped]
 import pybreaker
 
-from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, seawall_attr
+from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, case, seawall_attr
 
 RESET_TIMEOUT = 3600.0  # long enough that an opened breaker stays open for the whole run
 
@@ -57,8 +57,8 @@ def breaker_beside_web_app(name: str) -> Callable[[], object]:
     return wrapped
 
 
-def success_path(config: Config) -> CaseResult:
-    result = CaseResult("breaker.success", "breaker success path, decorator form, trivial function")
+@case("breaker.success", "breaker success path, decorator form, trivial function")
+def success_path(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(work)
     subjects.build("seawall", lambda: seawall_breaker("bench-success")(work))
     subjects.build(MOUNTED, lambda: breaker_beside_web_app("bench-success"))
@@ -70,6 +70,23 @@ def success_path(config: Config) -> CaseResult:
             item.note = "for the record: its registry also serves create_app(metrics=False)"
     result.ratio_target("seawall / circuitbreaker overhead", "seawall", "circuitbreaker", 1.0)
     result.ratio_target("seawall / pybreaker overhead", "seawall", "pybreaker", 0.5)
+    return result
+
+
+@case("breaker.shared", "breaker success path, local vs shared through Redis (the sync thread running)")
+def shared_success_path(result: CaseResult, config: Config) -> CaseResult:
+    from .limits import redis_server
+
+    subjects = Subjects(work)
+    with redis_server() as url:
+        backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
+        try:
+            subjects["seawall, local"] = seawall_breaker("bench-local")(work)
+            subjects.build("seawall, shared", lambda: seawall_breaker("bench-shared", shared=backend)(work))
+            result.measurements = subjects.overhead(config)
+        finally:
+            backend.close()
+    result.ratio_target("shared / local overhead", "seawall, shared", "seawall, local", 1.1)
     return result
 
 
@@ -108,9 +125,8 @@ def _rejecting(wrapped: Callable[[], int], error: type[BaseException]) -> Callab
     return attempt
 
 
-def rejected_call(config: Config) -> CaseResult:
-    result = CaseResult("breaker.rejected", "call on an open breaker, catching the library's open error")
-
+@case("breaker.rejected", "call on an open breaker, catching the library's open error")
+def rejected_call(result: CaseResult, config: Config) -> CaseResult:
     def bare() -> object:
         try:
             return work()
@@ -171,12 +187,14 @@ def _wall_time(call: Callable[[], object], config: Config) -> float:
     return elapsed
 
 
-def threads_case(config: Config) -> CaseResult:
-    result = CaseResult(
-        "breaker.threads",
+@case(
+    "breaker.threads",
+    lambda config: (
         f"{config.threads} threads x {config.thread_calls} calls of "
-        f"time.sleep({config.thread_sleep}) through one breaker",
-    )
+        f"time.sleep({config.thread_sleep}) through one breaker"
+    ),
+)
+def threads_case(result: CaseResult, config: Config) -> CaseResult:
     pause = config.thread_sleep
 
     def slow() -> None:
@@ -201,30 +219,3 @@ def threads_case(config: Config) -> CaseResult:
         result.measurements.append(Measurement("seawall", None, "ms", note=why))
     result.ratio_target("seawall wall time / bare wall time", "seawall", "bare", 1.1)
     return result
-
-
-def shared_success_path(config: Config) -> CaseResult:
-    result = CaseResult(
-        "breaker.shared", "breaker success path, local vs shared through Redis (the sync thread running)"
-    )
-    from .limits import redis_server
-
-    subjects = Subjects(work)
-    with redis_server() as url:
-        backend = seawall_attr("seawall.RedisBackend")(url, timeout=1.0)
-        try:
-            subjects["seawall, local"] = seawall_breaker("bench-local")(work)
-            subjects.build("seawall, shared", lambda: seawall_breaker("bench-shared", shared=backend)(work))
-            result.measurements = subjects.overhead(config)
-        finally:
-            backend.close()
-    result.ratio_target("shared / local overhead", "seawall, shared", "seawall, local", 1.1)
-    return result
-
-
-CASES = [
-    ("breaker.success", success_path),
-    ("breaker.shared", shared_success_path),
-    ("breaker.rejected", rejected_call),
-    ("breaker.threads", threads_case),
-]

@@ -27,7 +27,16 @@ from prometheus_client import (
 from prometheus_client import metrics as prometheus_metrics
 
 from .breaker import RESET_TIMEOUT, work
-from .harness import CaseResult, Config, Measurement, Subjects, attempt_build, milliseconds, seawall_attr
+from .harness import (
+    CaseResult,
+    Config,
+    Measurement,
+    Subjects,
+    attempt_build,
+    case,
+    milliseconds,
+    seawall_attr,
+)
 
 
 class CountingListener(pybreaker.CircuitBreakerListener):
@@ -82,8 +91,8 @@ def listening_pybreaker() -> pybreaker.CircuitBreaker:
     return breaker
 
 
-def breaker_with_metrics(config: Config) -> CaseResult:
-    result = CaseResult("exporter.breaker", "breaker success path with Prometheus metrics on")
+@case("exporter.breaker", "breaker success path with Prometheus metrics on")
+def breaker_with_metrics(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(work)
 
     def metered(registry: Any) -> Callable[[], object]:
@@ -108,8 +117,8 @@ def breaker_with_metrics(config: Config) -> CaseResult:
     return result
 
 
-def stack_with_metrics(config: Config) -> CaseResult:
-    result = CaseResult("exporter.stack", "retry(breaker(fn)) with metrics on one call, success path")
+@case("exporter.stack", "retry(breaker(fn)) with metrics on one call, success path")
+def stack_with_metrics(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(work)
 
     def stack(registry: Any) -> Callable[[], object]:
@@ -190,13 +199,15 @@ def _lines(body: object) -> int:
     return sum(1 for line in body.splitlines() if not line.startswith(b"#"))
 
 
-def render_metrics(config: Config) -> CaseResult:
+@case(
+    "exporter.render",
+    lambda config: (
+        f"/metrics for {config.breakers:,} instrumented breakers (each called once), label cap raised"
+    ),
+)
+def render_metrics(result: CaseResult, config: Config) -> CaseResult:
     """/metrics for many breakers the way Prometheus asks for it (OpenMetrics, gzip), beside text."""
     count = config.breakers
-    result = CaseResult(
-        "exporter.render",
-        f"/metrics for {count:,} instrumented breakers (each called once), label cap raised",
-    )
 
     def build() -> CollectorRegistry:
         registry, prometheus_registry = instrumented_registry(count)
@@ -241,10 +252,3 @@ def render_metrics(config: Config) -> CaseResult:
     )
     result.ratio_target("OpenMetrics / text format time", om_subject, text_subject, 1.2)
     return result
-
-
-CASES = [
-    ("exporter.breaker", breaker_with_metrics),
-    ("exporter.stack", stack_with_metrics),
-    ("exporter.render", render_metrics),
-]

@@ -164,6 +164,49 @@ class CaseResult:
         return target
 
 
+CaseBody = Callable[[CaseResult, Config], CaseResult]
+Title = str | Callable[[Config], str]  # a callable for titles that quote the run's counts
+
+
+@dataclass(frozen=True)
+class Case:
+    """One registered case: its name and title are written once, in `@case(...)`, and handed to its
+    body as a fresh `CaseResult`, so the runner's list and the result's name cannot drift apart."""
+
+    name: str
+    title: Title
+    body: CaseBody
+
+    def run(self, config: Config) -> CaseResult:
+        title = self.title if isinstance(self.title, str) else self.title(config)
+        result = self.body(CaseResult(self.name, title), config)
+        if result.case != self.name:
+            raise ValueError(
+                f"case {self.name!r} ({self.body.__qualname__}) returned a result named {result.case!r}"
+            )
+        return result
+
+
+REGISTRY: dict[str, list[Case]] = {}  # module name -> its cases, in declaration order
+
+
+def case(name: str, title: Title) -> Callable[[CaseBody], CaseBody]:
+    """Register the decorated `body(result, config)` as case `name` of its module (see `Case`)."""
+
+    def register(body: CaseBody) -> CaseBody:
+        for cases in REGISTRY.values():
+            for other in cases:
+                if other.name == name:
+                    raise ValueError(
+                        f"case name {name!r} of {body.__module__}.{body.__qualname__} is already "
+                        f"registered by {other.body.__module__}.{other.body.__qualname__}"
+                    )
+        REGISTRY.setdefault(body.__module__, []).append(Case(name, title, body))
+        return body
+
+    return register
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Disable the cyclic GC while timing, as timeit does; collect first so no debt is pending."""

@@ -17,7 +17,7 @@ import httpx
 import pybreaker
 import tenacity
 
-from .harness import CaseResult, Config, Subjects, Unavailable, seawall_attr
+from .harness import CaseResult, Config, Subjects, Unavailable, case, seawall_attr
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,7 @@ def _subjects(
     return subjects
 
 
-def _case(name: str, title: str, url: str, inner: Callable[[], Any], config: Config) -> CaseResult:
-    result = CaseResult(name, title)
+def _measure(result: CaseResult, url: str, inner: Callable[[], Any], config: Config) -> CaseResult:
     clients: list[httpx.Client] = []
     try:
         result.measurements = _subjects(url, inner, clients).overhead(config)
@@ -134,18 +133,15 @@ def _case(name: str, title: str, url: str, inner: Callable[[], Any], config: Con
     return result
 
 
-def in_process(config: Config) -> CaseResult:
+@case("http.client", "GET over an in-process transport: per-request overhead over bare httpx")
+def in_process(result: CaseResult, config: Config) -> CaseResult:
     """What each client adds to a request, with the socket taken out (the precise comparison)."""
-    title = "GET over an in-process transport: per-request overhead over bare httpx"
-    return _case("http.client", title, "http://upstream.test/", Canned, config)
+    return _measure(result, "http://upstream.test/", Canned, config)
 
 
-def loopback(config: Config) -> CaseResult:
+@case("http.loopback", "GET to a loopback server: per-request overhead over bare httpx")
+def loopback(result: CaseResult, config: Config) -> CaseResult:
     """The same clients against a real server on 127.0.0.1 in its own process: the overhead next
     to a real round trip (whose own variation on a shared box is of the same size)."""
     with loopback_server() as url:
-        title = "GET to a loopback server: per-request overhead over bare httpx"
-        return _case("http.loopback", title, url, lambda: None, config)
-
-
-CASES = [("http.client", in_process), ("http.loopback", loopback)]
+        return _measure(result, url, lambda: None, config)

@@ -30,7 +30,7 @@ import pyrate_limiter
 import limits
 from stacktools.processes import stop_process
 
-from .harness import CaseResult, Config, Measurement, Subjects, seawall_attr
+from .harness import CaseResult, Config, Measurement, Subjects, case, seawall_attr
 
 HUGE = 10**9  # a rate no benchmark reaches: every call takes the admitted path
 
@@ -78,8 +78,8 @@ def measure(
 # -- timeouts ----------------------------------------------------------------------------------
 
 
-def timeout_async(config: Config) -> CaseResult:
-    result = CaseResult("limits.timeout", "async call under a 1 s timeout that it meets")
+@case("limits.timeout", "async call under a 1 s timeout that it meets")
+def timeout_async(result: CaseResult, config: Config) -> CaseResult:
 
     async def stdlib() -> int:
         async with asyncio.timeout(1.0):
@@ -96,10 +96,8 @@ def timeout_async(config: Config) -> CaseResult:
     )
 
 
-def timeout_sync(config: Config) -> CaseResult:
-    result = CaseResult(
-        "limits.timeout.sync", "sync call under a 1 s deadline (no stdlib construct: bare + 1 us)"
-    )
+@case("limits.timeout.sync", "sync call under a 1 s deadline (no stdlib construct: bare + 1 us)")
+def timeout_sync(result: CaseResult, config: Config) -> CaseResult:
     make = lambda: seawall_attr("seawall.Timeout")("t", 1.0, registry=registry())(work)  # noqa: E731
     return measure(result, config, Subjects(work), make, stdlib="bare")
 
@@ -107,8 +105,8 @@ def timeout_sync(config: Config) -> CaseResult:
 # -- bulkheads ---------------------------------------------------------------------------------
 
 
-def bulkhead_sync(config: Config) -> CaseResult:
-    result = CaseResult("limits.bulkhead", "call through a bulkhead with a free slot, one thread")
+@case("limits.bulkhead", "call through a bulkhead with a free slot, one thread")
+def bulkhead_sync(result: CaseResult, config: Config) -> CaseResult:
     semaphore = threading.BoundedSemaphore(8)
 
     def stdlib() -> int:
@@ -120,8 +118,8 @@ def bulkhead_sync(config: Config) -> CaseResult:
     return measure(result, config, subjects, make, stdlib="threading.BoundedSemaphore")
 
 
-def bulkhead_async(config: Config) -> CaseResult:
-    result = CaseResult("limits.bulkhead.async", "awaited call through a bulkhead with a free slot")
+@case("limits.bulkhead.async", "awaited call through a bulkhead with a free slot")
+def bulkhead_async(result: CaseResult, config: Config) -> CaseResult:
     semaphore = asyncio.Semaphore(8)  # binds to the loop at first use (3.10+)
 
     async def stdlib() -> int:
@@ -155,8 +153,8 @@ def limiter_peers(
     return {f"limits (fixed window, {storage})": with_limits, f"pyrate-limiter ({storage})": with_pyrate}
 
 
-def limiter_sync(config: Config) -> CaseResult:
-    result = CaseResult("limits.ratelimit", "admitted call through an in-process rate limiter")
+@case("limits.ratelimit", "admitted call through an in-process rate limiter")
+def limiter_sync(result: CaseResult, config: Config) -> CaseResult:
     lock = threading.Lock()
     window = limits.strategies.FixedWindowRateLimiter(limits.storage.MemoryStorage())
     item = limits.RateLimitItemPerSecond(HUGE)
@@ -174,8 +172,8 @@ def limiter_sync(config: Config) -> CaseResult:
     return measure(result, config, subjects, make, stdlib="threading.Lock", peers=peers)
 
 
-def limiter_async(config: Config) -> CaseResult:
-    result = CaseResult("limits.ratelimit.async", "awaited admitted call through an in-process rate limiter")
+@case("limits.ratelimit.async", "awaited admitted call through an in-process rate limiter")
+def limiter_async(result: CaseResult, config: Config) -> CaseResult:
     leaky = aiolimiter.AsyncLimiter(HUGE, 1.0)
     window = limits.aio.strategies.FixedWindowRateLimiter(limits.aio.storage.MemoryStorage())
     item = limits.RateLimitItemPerSecond(HUGE)
@@ -226,11 +224,11 @@ def redis_server() -> Iterator[str]:
 FLEET_WORKERS, FLEET_RATE, FLEET_BURST, FLEET_BATCH = 4, 200.0, 20, 16
 
 
-def limiter_redis(config: Config) -> CaseResult:
-    result = CaseResult(
-        "limits.ratelimit.redis",
-        "admitted call through a rate limiter shared in Redis (leased tokens; exact: one round trip each)",
-    )
+@case(
+    "limits.ratelimit.redis",
+    "admitted call through a rate limiter shared in Redis (leased tokens; exact: one round trip each)",
+)
+def limiter_redis(result: CaseResult, config: Config) -> CaseResult:
     import redis
 
     with redis_server() as url:
@@ -308,10 +306,8 @@ def fleet_busiest_second(url: str, seconds: float) -> int:
 # -- with Prometheus on ------------------------------------------------------------------------
 
 
-def with_prometheus(config: Config) -> CaseResult:
-    result = CaseResult(
-        "limits.prometheus", "each primitive's admitted path with seawall.prometheus.instrument() on / off"
-    )
+@case("limits.prometheus", "each primitive's admitted path with seawall.prometheus.instrument() on / off")
+def with_prometheus(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(work)
     kinds = {
         "timeout": lambda reg: seawall_attr("seawall.Timeout")("t", 1.0, registry=reg),
@@ -340,15 +336,3 @@ def with_prometheus(config: Config) -> CaseResult:
     for kind in kinds:
         result.ratio_target(f"{kind}: with prometheus / without", f"{kind} + prometheus", kind, 2.0)
     return result
-
-
-CASES = [
-    ("limits.timeout", timeout_async),
-    ("limits.timeout.sync", timeout_sync),
-    ("limits.bulkhead", bulkhead_sync),
-    ("limits.bulkhead.async", bulkhead_async),
-    ("limits.ratelimit", limiter_sync),
-    ("limits.ratelimit.async", limiter_async),
-    ("limits.ratelimit.redis", limiter_redis),
-    ("limits.prometheus", with_prometheus),
-]

@@ -23,6 +23,7 @@ from .harness import (
     Measurement,
     Subjects,
     attempt_build,
+    case,
     overhead_measurements,
     per_call_ns,
     seawall_attr,
@@ -76,11 +77,10 @@ def no_sleep(seconds: float) -> None:
 SUCCESS, RETRIED = "first attempt ok", "retried once"
 
 
-def tracing_cost(config: Config) -> CaseResult:
-    result = CaseResult(
-        "otel.retry",
-        f"tracing added to a call through seawall Retry (SDK provider, {SAMPLE_RATIO:.0%} sampled)",
-    )
+@case(
+    "otel.retry", f"tracing added to a call through seawall Retry (SDK provider, {SAMPLE_RATIO:.0%} sampled)"
+)
+def tracing_cost(result: CaseResult, config: Config) -> CaseResult:
     provider, exporter = sampled_provider()
     tracer = provider.get_tracer("bench")
 
@@ -144,6 +144,3 @@ def tracing_cost(config: Config) -> CaseResult:
         f"tracing added ({RETRIED}) / two otel spans", f"otel added, {RETRIED}", "2 otel spans", 1.2
     )
     return result
-
-
-CASES = [("otel.retry", tracing_cost)]

@@ -13,7 +13,7 @@ import backoff
 import stamina
 import tenacity
 
-from .harness import CaseResult, Config, Subjects, seawall_attr
+from .harness import CaseResult, Config, Subjects, case, seawall_attr
 
 ATTEMPTS = 3
 
@@ -52,8 +52,8 @@ def backoff_retry(fn: Callable[..., Any]) -> Callable[..., Any]:
     return backoff.on_exception(backoff.expo, Exception, max_tries=ATTEMPTS, factor=0.1)(fn)
 
 
-def success_sync(config: Config) -> CaseResult:
-    result = CaseResult("retry.success", "retry success path (first attempt succeeds), decorator form")
+@case("retry.success", "retry success path (first attempt succeeds), decorator form")
+def success_sync(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(work)
     builders: dict[str, Callable[[], Any]] = {
         "seawall": lambda: seawall_retry("bench-retry")(work),
@@ -96,8 +96,8 @@ def otel_metered_retry(name: str) -> Any:
     return seawall_retry(name, registry=registry)
 
 
-def success_async(config: Config) -> CaseResult:
-    result = CaseResult("retry.async", "async retry success path, awaited in one event loop")
+@case("retry.async", "async retry success path, awaited in one event loop")
+def success_async(result: CaseResult, config: Config) -> CaseResult:
     subjects = Subjects(awork)
     subjects.build("seawall", lambda: seawall_retry("bench-retry-async")(awork))
     subjects["tenacity (AsyncRetrying)"] = tenacity_retry(awork)
@@ -108,9 +108,3 @@ def success_async(config: Config) -> CaseResult:
         "seawall / tenacity AsyncRetrying overhead", "seawall", "tenacity (AsyncRetrying)", 0.05
     )
     return result
-
-
-CASES = [
-    ("retry.success", success_sync),
-    ("retry.async", success_async),
-]

@@ -15,7 +15,16 @@ from prometheus_client import CollectorRegistry
 
 from .breaker import work
 from .exporter import instrumented_registry, seawall_instrumented_breaker
-from .harness import CaseResult, Config, Measurement, Unavailable, attempt_build, milliseconds, seawall_attr
+from .harness import (
+    CaseResult,
+    Config,
+    Measurement,
+    Unavailable,
+    attempt_build,
+    case,
+    milliseconds,
+    seawall_attr,
+)
 
 PATHS = ("/health/ready", "/api/resilience/breakers", "/metrics")
 TARGET_MS = 5.0
@@ -82,11 +91,11 @@ async def _measure(app: Any, path: str, repeat: int) -> Measurement | str:
     return Measurement(path, middle, "ms", median=middle, note=note)
 
 
-def endpoints(config: Config) -> CaseResult:
+@case("web.endpoints", lambda config: f"GET latency through the ASGI app with {config.breakers:,} breakers")
+def endpoints(result: CaseResult, config: Config) -> CaseResult:
     """The status routes with their body cache off (the work a request really costs after a state
     change or once the cache expires) and on (what most requests in a burst get)."""
     count = config.breakers
-    result = CaseResult("web.endpoints", f"GET latency through the ASGI app with {count:,} breakers")
     apps: dict[str, Any] = {}
     settings: tuple[tuple[str, dict[str, Any]], ...] = (
         (UNCACHED, {"status_cache_seconds": 0.0}),
@@ -120,6 +129,3 @@ def endpoints(config: Config) -> CaseResult:
         subject = f"{path} ({UNCACHED})"
         result.absolute_target(f"{subject}, {count:,} breakers, median ms", subject, TARGET_MS, "ms")
     return result
-
-
-CASES = [("web.endpoints", endpoints)]

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import bench.__main__ as runner  # noqa: E402
 from bench import harness  # noqa: E402
 from bench.__main__ import all_cases, run  # noqa: E402
 
@@ -48,14 +49,52 @@ EXPECTED_CASES = {
 
 
 def test_every_case_is_registered() -> None:
-    assert {name for name, _ in all_cases()} == EXPECTED_CASES
+    assert {case.name for case in all_cases()} == EXPECTED_CASES
+
+
+def test_every_registered_case_name_is_unique() -> None:
+    names = [case.name for case in all_cases()]
+    assert len(names) == len(set(names)), sorted(name for name in names if names.count(name) > 1)
+    everywhere = [case.name for cases in harness.REGISTRY.values() for case in cases]
+    assert sorted(everywhere) == sorted(names), "a module outside AREAS registers cases"
+
+
+def test_a_second_case_of_the_same_name_is_refused() -> None:
+    def body(result: harness.CaseResult, config: harness.Config) -> harness.CaseResult:
+        return result
+
+    before = {module: list(cases) for module, cases in harness.REGISTRY.items()}
+    with pytest.raises(
+        ValueError, match=r"'breaker\.success'.*already registered by bench\.breaker\.success_path"
+    ):
+        harness.case("breaker.success", "another title")(body)
+    assert before == harness.REGISTRY
+
+
+def test_an_area_without_cases_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "AREAS", ("breaker", "harness"))
+    with pytest.raises(LookupError, match=r"'harness'.*declares no @case"):
+        all_cases()
+
+
+def test_a_result_under_another_name_is_refused() -> None:
+    def misnamed(result: harness.CaseResult, config: harness.Config) -> harness.CaseResult:
+        return harness.CaseResult("other.name", result.title)
+
+    misfit = harness.Case("bench.misnamed", "title", misnamed)
+    with pytest.raises(ValueError, match=r"'bench\.misnamed'.*returned a result named 'other\.name'"):
+        misfit.run(harness.Config.smoke())
 
 
 def test_every_case_runs_once_and_reports_targets() -> None:
-    results = run(harness.Config.smoke(), echo=False)
-    assert [result.case for result in results] == [name for name, _ in all_cases()]
-    for result in results:
+    config = harness.Config.smoke()
+    results = run(config, echo=False)
+    cases = all_cases()
+    assert [result.case for result in results] == [case.name for case in cases]
+    for case, result in zip(cases, results, strict=True):
         assert result.error == "", f"{result.case}: {result.error}"
+        assert result.case == case.name
+        assert result.title == (case.title if isinstance(case.title, str) else case.title(config))
         assert result.measurements, result.case
         assert result.targets, result.case
         for target in result.targets:
