@@ -1,16 +1,17 @@
 """The servers users run: gunicorn `--preload` with uvicorn workers, and `uvicorn --workers 2`.
 
-tests/multiworker_app.py is built at import like a user's app; tests/gunicorn_conf.py is the
-`child_exit` hook README documents. Each server runs in a process group of its own on a free
-loopback port and is stopped (then killed) by the `servers` fixture. The multiprocess files are
-read straight from the test process, so a count that reaches them came from the worker's own
-writer thread, not from a scrape of that worker.
+tests/multiworker_app.py is built at import like a user's app; gunicorn's config is README's
+`gunicorn.conf.py` block itself (its `child_exit` hook), so the documented hook is the tested one.
+Each server runs in a process group of its own on a free loopback port and is stopped (then
+killed) by the `servers` fixture. The multiprocess files are read straight from the test process,
+so a count that reaches them came from the worker's own writer thread, not from a scrape of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import multiworker_app
 import seawall
 from redis_server import RedisServer
+from stacktools.harness import http, wait_until
 from stacktools.receivers import free_port
 
 pytestmark = [
@@ -68,17 +70,15 @@ class Server:
             )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.base + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server did not answer /health within {READY_SECONDS} s:\n{self.output()}")
+            return http("GET", self.base + "/health", timeout=1.0)[0] == 200
+
+        try:
+            wait_until(answers, READY_SECONDS, "the server's /health")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.output()}") from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -93,6 +93,21 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)  # workers left behind, if any
         if self.process.poll() is None:
             self.process.wait(timeout=10)
+
+
+def readme_gunicorn_conf() -> str:
+    """README's `gunicorn.conf.py` block ("Several workers")."""
+    readme = (TESTS.parent / "README.md").read_text()
+    found = re.search(r"```python\n# gunicorn\.conf\.py\n(.*?)```", readme, re.S)
+    assert found, "README lost its gunicorn.conf.py block"
+    return found.group(1)
+
+
+@pytest.fixture
+def gunicorn_conf(tmp_path: Path) -> Path:
+    path = tmp_path / "gunicorn.conf.py"
+    path.write_text(readme_gunicorn_conf())
+    return path
 
 
 @pytest.fixture
@@ -119,25 +134,30 @@ def servers(tmp_path: Path, metrics_dir: Path) -> Iterator[Callable[..., Server]
         server.stop()
 
 
-def gunicorn(port: int) -> list[str]:
-    return [
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--preload",
-        "--workers",
-        str(WORKERS),
-        "--worker-class",
-        "uvicorn_worker.UvicornWorker",
-        "--config",
-        str(TESTS / "gunicorn_conf.py"),
-        "--no-control-socket",  # gunicorn 27 would open one in $HOME, shared by every run
-        "--graceful-timeout",
-        "5",
-        "--log-level",
-        "warning",
-        APP,
-    ]
+def gunicorn(conf: Path) -> Command:
+    """gunicorn `--preload` with two uvicorn workers and the config file `conf`."""
+
+    def command(port: int) -> list[str]:
+        return [
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--preload",
+            "--workers",
+            str(WORKERS),
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--config",
+            str(conf),
+            "--no-control-socket",  # gunicorn 27 would open one in $HOME, shared by every run
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+            APP,
+        ]
+
+    return command
 
 
 def uvicorn_workers(port: int) -> list[str]:
@@ -208,19 +228,25 @@ def wait_for_counts(metrics_dir: Path, sent: int) -> dict[str, float | None]:
     return counts
 
 
+def work_and_count(server: Server, metrics_dir: Path) -> tuple[dict[str, float | None], set[int]]:
+    """`/work` until every worker answered, then its counts in the files; (the counts, the pids)."""
+    sent, pids = work_until_every_worker_answered(server)
+    wanted = each_counted(sent)
+    # No worker has been scraped: only their own writer threads can have put these counts there.
+    assert wait_for_counts(metrics_dir, sent) == wanted
+    return wanted, pids
+
+
 def scraped_counts(server: Server) -> dict[str, float | None]:
     samples = scrape(server)
     return call_counts(lambda name, labels: samples.get((name, tuple(sorted(labels.items())))))
 
 
 def test_gunicorn_preload_workers_write_their_own_counts(
-    servers: Callable[..., Server], metrics_dir: Path
+    servers: Callable[..., Server], metrics_dir: Path, gunicorn_conf: Path
 ) -> None:
-    server = servers(gunicorn)
-    sent, pids = work_until_every_worker_answered(server)
-    wanted = each_counted(sent)
-    # No worker has been scraped: only their own writer threads can have put these counts there.
-    assert wait_for_counts(metrics_dir, sent) == wanted
+    server = servers(gunicorn(gunicorn_conf))
+    wanted, pids = work_and_count(server, metrics_dir)
     assert {f"counter_{pid}.db" for pid in pids} <= {path.name for path in metrics_dir.iterdir()}
     for _ in range(2 * WORKERS):  # however the scrapes land, every one shows the whole fleet
         assert scraped_counts(server) == wanted
@@ -233,34 +259,26 @@ def test_gunicorn_preload_workers_write_their_own_counts(
 
 
 def test_a_replaced_gunicorn_worker_keeps_its_counts_and_drops_its_gauges(
-    servers: Callable[..., Server], metrics_dir: Path
+    servers: Callable[..., Server], metrics_dir: Path, gunicorn_conf: Path
 ) -> None:
-    server = servers(gunicorn)
-    sent, pids = work_until_every_worker_answered(server)
-    wanted = each_counted(sent)
-    assert wait_for_counts(metrics_dir, sent) == wanted
+    server = servers(gunicorn(gunicorn_conf))
+    wanted, pids = work_and_count(server, metrics_dir)
     gone = min(pids)
     os.kill(gone, signal.SIGTERM)  # gunicorn starts another; child_exit marks this one dead
     capacity = (WORKERS + 1) * multiworker_app.BULKHEAD_CAPACITY  # the new worker's replaces it
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        names = {path.name for path in metrics_dir.iterdir()}
-        sample = read_files(metrics_dir)
-        replaced = sample("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"}) == capacity
-        if f"gauge_livesum_{gone}.db" not in names and replaced:
-            break
-        time.sleep(0.1)
-    assert f"gauge_livesum_{gone}.db" not in names, sorted(names)
-    assert sample("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"}) == capacity
-    assert f"counter_{gone}.db" in names  # a dead worker's counts stay
-    assert call_counts(sample) == wanted
+
+    def replaced() -> bool:
+        capacities = read_files(metrics_dir)("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"})
+        return not (metrics_dir / f"gauge_livesum_{gone}.db").exists() and capacities == capacity
+
+    wait_until(replaced, READY_SECONDS, f"worker {gone} replaced and marked dead")
+    assert (metrics_dir / f"counter_{gone}.db").exists()  # a dead worker's counts stay
+    assert call_counts(read_files(metrics_dir)) == wanted
 
 
 def test_uvicorn_spawned_workers_add_up(servers: Callable[..., Server], metrics_dir: Path) -> None:
     server = servers(uvicorn_workers)
-    sent, _pids = work_until_every_worker_answered(server)
-    wanted = each_counted(sent)
-    assert wait_for_counts(metrics_dir, sent) == wanted
+    wanted, _pids = work_and_count(server, metrics_dir)
     for _ in range(2 * WORKERS):
         assert scraped_counts(server) == wanted
     # uvicorn's supervisor never imports the app: the capacity is the workers' alone.
@@ -270,9 +288,9 @@ def test_uvicorn_spawned_workers_add_up(servers: Callable[..., Server], metrics_
 
 
 def test_a_shared_breaker_made_before_the_fork_trips_every_worker(
-    servers: Callable[..., Server], redis_server: RedisServer
+    servers: Callable[..., Server], redis_server: RedisServer, gunicorn_conf: Path
 ) -> None:
-    server = servers(gunicorn, MULTIWORKER_REDIS_URL=redis_server.url)
+    server = servers(gunicorn(gunicorn_conf), MULTIWORKER_REDIS_URL=redis_server.url)
     url = server.base + "/shared"
     failed: list[int] = []  # the pid of each admitted (failing) call, in order
     opened_at = None
