@@ -4,8 +4,10 @@ Everything is made at import, before any fork: the registry, the multiprocess ex
 primitives and the Starlette app. `GET /work` makes one call through each primitive and answers
 the worker's pid. Its call blocks the event loop for a moment on purpose (a slow dependency
 called synchronously), so concurrent connections spread over the workers. With env
-`MULTIWORKER_REDIS_URL`, a breaker shared through that Redis backs `GET /shared`, whose calls
-always fail (502) until the fleet's breaker opens (503).
+`MULTIWORKER_CALLS_AT_IMPORT=k` the module makes k calls through each primitive at import (under
+`--preload`: in the parent, before the fork). With `MULTIWORKER_REDIS_URL`, a breaker shared
+through that Redis backs `GET /shared`, whose calls always fail (502) until the fleet's breaker
+opens (503).
 """
 
 from __future__ import annotations
@@ -53,10 +55,19 @@ def dependency() -> int:
     return os.getpid()
 
 
-async def work(request: Request) -> JSONResponse:
+def call_each() -> int:
+    """One call through each primitive; the pid that made them."""
     for primitive in (door, deadline, retrying, gate):
         pid = primitive.call(dependency)
-    return JSONResponse({"pid": pid})
+    return pid
+
+
+for _ in range(int(os.environ.get("MULTIWORKER_CALLS_AT_IMPORT", "0"))):
+    call_each()
+
+
+async def work(request: Request) -> JSONResponse:
+    return JSONResponse({"pid": call_each()})
 
 
 def broken_dependency() -> None:

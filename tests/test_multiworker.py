@@ -47,6 +47,7 @@ MAX_REQUESTS = 300  # sent to /work until every worker answered
 # README "One breaker for the fleet": a trip reaches every worker within sync_interval + 2 round
 # trips, worst case 0.25 s with the default timeout=0.1.
 TRIP_BOUND = 0.25
+CALLS_AT_IMPORT = 3  # through each primitive, by the module as it is imported
 PACE = 2 * TRIP_BOUND  # between failing calls, so each one's streak reached every worker
 
 Command = Callable[[int], list[str]]  # the server's command line for a port
@@ -228,12 +229,15 @@ def wait_for_counts(metrics_dir: Path, sent: int) -> dict[str, float | None]:
     return counts
 
 
-def work_and_count(server: Server, metrics_dir: Path) -> tuple[dict[str, float | None], set[int]]:
-    """`/work` until every worker answered, then its counts in the files; (the counts, the pids)."""
+def work_and_count(
+    server: Server, metrics_dir: Path, before: int = 0
+) -> tuple[dict[str, float | None], set[int]]:
+    """`/work` until every worker answered, then its counts in the files (plus `before` calls made
+    at import); (the counts, the pids)."""
     sent, pids = work_until_every_worker_answered(server)
-    wanted = each_counted(sent)
+    wanted = each_counted(sent + before)
     # No worker has been scraped: only their own writer threads can have put these counts there.
-    assert wait_for_counts(metrics_dir, sent) == wanted
+    assert wait_for_counts(metrics_dir, sent + before) == wanted
     return wanted, pids
 
 
@@ -245,8 +249,9 @@ def scraped_counts(server: Server) -> dict[str, float | None]:
 def test_gunicorn_preload_workers_write_their_own_counts(
     servers: Callable[..., Server], metrics_dir: Path, gunicorn_conf: Path
 ) -> None:
-    server = servers(gunicorn(gunicorn_conf))
-    wanted, pids = work_and_count(server, metrics_dir)
+    # Calls the parent makes at import are inherited by both workers and counted once.
+    server = servers(gunicorn(gunicorn_conf), MULTIWORKER_CALLS_AT_IMPORT=str(CALLS_AT_IMPORT))
+    wanted, pids = work_and_count(server, metrics_dir, before=CALLS_AT_IMPORT)
     assert {f"counter_{pid}.db" for pid in pids} <= {path.name for path in metrics_dir.iterdir()}
     for _ in range(2 * WORKERS):  # however the scrapes land, every one shows the whole fleet
         assert scraped_counts(server) == wanted
@@ -277,8 +282,9 @@ def test_a_replaced_gunicorn_worker_keeps_its_counts_and_drops_its_gauges(
 
 
 def test_uvicorn_spawned_workers_add_up(servers: Callable[..., Server], metrics_dir: Path) -> None:
-    server = servers(uvicorn_workers)
-    wanted, _pids = work_and_count(server, metrics_dir)
+    # Spawned, each worker imports the app itself: its calls at import count once per worker.
+    server = servers(uvicorn_workers, MULTIWORKER_CALLS_AT_IMPORT=str(CALLS_AT_IMPORT))
+    wanted, _pids = work_and_count(server, metrics_dir, before=WORKERS * CALLS_AT_IMPORT)
     for _ in range(2 * WORKERS):
         assert scraped_counts(server) == wanted
     # uvicorn's supervisor never imports the app: the capacity is the workers' alone.
