@@ -294,3 +294,14 @@ def test_workers_forked_after_instrument_write_their_own_counts(tmp_path: Path) 
         if name == "seawall_timeout_call_duration_seconds_bucket" and dict(labels)["le"] == "+Inf"
     ]
     assert buckets == [9]
+
+
+def test_supervise_outside_multiprocess_mode_changes_nothing() -> None:
+    import seawall
+    from seawall import prometheus as sp
+
+    registry, collector = seawall.Registry(), CollectorRegistry()
+    sp.instrument(collector, seawall_registry=registry)
+    seawall.Bulkhead("pool", max_concurrent=3, registry=registry)
+    sp.supervise()  # single process: this process is the worker, its gauges stay
+    assert get(scrape(collector), "seawall_bulkhead_capacity", bulkhead="pool") == 3

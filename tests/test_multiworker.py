@@ -255,12 +255,17 @@ def test_gunicorn_preload_workers_write_their_own_counts(
     assert {f"counter_{pid}.db" for pid in pids} <= {path.name for path in metrics_dir.iterdir()}
     for _ in range(2 * WORKERS):  # however the scrapes land, every one shows the whole fleet
         assert scraped_counts(server) == wanted
-    # `livesum` capacity: each worker's, plus the preloading parent's (it holds the primitives and
-    # writes its own file, never marked dead): docs/exporter.md "Multiprocess mode".
+    # `livesum` capacity: the workers' alone. The preloading arbiter holds the primitives too, but
+    # README's `when_ready` hook (seawall.prometheus.supervise) took its gauges out of the sums
+    # (without it: 3 x capacity, and a saturated fleet at 2/3 utilization); its counters stay.
     sample = read_files(metrics_dir)
     capacity = multiworker_app.BULKHEAD_CAPACITY
-    assert sample("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"}) == (WORKERS + 1) * capacity
+    assert sample("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"}) == WORKERS * capacity
     assert sample("seawall_bulkhead_in_flight", {"bulkhead": "mw.bulkhead"}) == 0
+    arbiter = server.process.pid
+    assert arbiter not in pids
+    assert not list(metrics_dir.glob(f"gauge_*_{arbiter}.db"))
+    assert (metrics_dir / f"counter_{arbiter}.db").exists()  # the calls it made at import
 
 
 def test_a_replaced_gunicorn_worker_keeps_its_counts_and_drops_its_gauges(
@@ -270,11 +275,14 @@ def test_a_replaced_gunicorn_worker_keeps_its_counts_and_drops_its_gauges(
     wanted, pids = work_and_count(server, metrics_dir)
     gone = min(pids)
     os.kill(gone, signal.SIGTERM)  # gunicorn starts another; child_exit marks this one dead
-    capacity = (WORKERS + 1) * multiworker_app.BULKHEAD_CAPACITY  # the new worker's replaces it
+    capacity = WORKERS * multiworker_app.BULKHEAD_CAPACITY  # the new worker's replaces it
 
     def replaced() -> bool:
         capacities = read_files(metrics_dir)("seawall_bulkhead_capacity", {"bulkhead": "mw.bulkhead"})
-        return not (metrics_dir / f"gauge_livesum_{gone}.db").exists() and capacities == capacity
+        live = {path.name for path in metrics_dir.glob("gauge_livesum_*.db")}
+        # the replacement wrote its gauges: one file per live worker, none for the arbiter
+        workers = live - {f"gauge_livesum_{gone}.db", f"gauge_livesum_{server.process.pid}.db"}
+        return live == workers and len(workers) == WORKERS and capacities == capacity
 
     wait_until(replaced, READY_SECONDS, f"worker {gone} replaced and marked dead")
     assert (metrics_dir / f"counter_{gone}.db").exists()  # a dead worker's counts stay

@@ -45,6 +45,7 @@ __all__ = [
     "negotiate",
     "refresh_all",
     "render",
+    "supervise",
 ]
 
 
@@ -250,6 +251,18 @@ def instrument(
         )
         _instances[registry] = created
         return created
+
+
+def supervise() -> None:
+    """Declare this process a supervisor of multiprocess workers that serves no calls itself
+    (gunicorn's arbiter under `--preload`: call it from the `when_ready` hook): its gauges leave
+    the cross-worker sums, its counters stay. Workers it forks later are workers again. A no-op
+    outside multiprocess mode."""
+    with _instances_lock:
+        instrumentations = list(_instances.values())
+    for instrumentation in instrumentations:
+        if instrumentation.writer is not None:
+            instrumentation.writer.supervise()
 
 
 def refresh_all() -> None:

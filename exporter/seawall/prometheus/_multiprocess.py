@@ -18,11 +18,13 @@ docs/architecture.md.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.utils import floatToGoString
 from prometheus_client.values import ValueClass
 
@@ -45,11 +47,12 @@ _Key = tuple[str, tuple[str, ...], tuple[str, ...]]  # (sample name, label names
 class _Cell:
     """One sample in this process's file, and what to add to the reading before writing it."""
 
-    __slots__ = ("base", "value")
+    __slots__ = ("base", "gauge", "value")
 
-    def __init__(self, value: Any, base: float) -> None:
+    def __init__(self, value: Any, base: float, gauge: bool) -> None:
         self.value = value
         self.base = base
+        self.gauge = gauge
 
 
 class SnapshotWriter:
@@ -63,6 +66,7 @@ class SnapshotWriter:
         self._cells: dict[_Key, _Cell] = {}
         self._inherited: dict[_Key, float] = {}  # counts a forked worker's primitives came with
         self.fork_lock = threading.Lock()  # held through a write: a fork never copies one half done
+        self.supervising = False  # a parent of workers, serving no calls: counters only
         self._stop = threading.Event()
         self._start()
         atexit.register(_sync_at_exit, weakref.ref(self))  # a forked child inherits it too
@@ -86,9 +90,20 @@ class SnapshotWriter:
         reports those), from a thread of its own."""
         self._cells = {}
         self._inherited = at_fork if isinstance(at_fork, dict) else {}
+        self.supervising = False  # a worker, whatever its parent is
         if not self._stop.is_set():
             self._stop = threading.Event()
             self._start()
+
+    def supervise(self) -> None:
+        """This process supervises workers and serves no calls (gunicorn's arbiter under
+        `--preload`): its gauges leave the sums (a preloaded bulkhead's capacity would count it as
+        one more worker, so the utilization of a saturated fleet could never reach 1); its
+        counters stay (calls it made before forking are its own)."""
+        with self.fork_lock:
+            self.supervising = True
+            self._cells = {key: cell for key, cell in self._cells.items() if not cell.gauge}
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # this pid's live gauges
 
     def sync(self) -> None:
         """Write every family's current values (a failure is reported, never raised)."""
@@ -114,13 +129,15 @@ class SnapshotWriter:
         cell = self._cells.get(key)
         cumulative = spec.type != "gauge"
         if cell is None:
+            if self.supervising and not cumulative:
+                return
             sample, names, labels = key
             mode = GAUGE_MODES[spec.fold] if spec.type == "gauge" else ""
             made = ValueClass(
                 spec.type, spec.prometheus_name, sample, names, labels, spec.help, multiprocess_mode=mode
             )
             base = float(made.get()) - self._inherited.get(key, 0.0) if cumulative else 0.0
-            cell = self._cells[key] = _Cell(made, base)
+            cell = self._cells[key] = _Cell(made, base, not cumulative)
         cell.value.set(cell.base + value if cumulative else value)
 
     def _run(self) -> None:
