@@ -10,6 +10,7 @@ so a count that reaches them came from the worker's own writer thread, not from 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -120,19 +121,18 @@ def metrics_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def servers(tmp_path: Path, metrics_dir: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as stopping:  # every server started is stopped, ready or not
 
-    def start(command: Command, **env: str) -> Server:
-        path = os.pathsep.join(filter(None, [str(EXPORTER), str(TESTS), os.environ.get("PYTHONPATH")]))
-        environ = {**os.environ, "PYTHONPATH": path, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **env}
-        server = Server(command, environ, tmp_path / f"server{len(started)}.log")
-        started.append(server)
-        server.wait_ready()
-        return server
+        def start(command: Command, **env: str) -> Server:
+            path = os.pathsep.join(filter(None, [str(EXPORTER), str(TESTS), os.environ.get("PYTHONPATH")]))
+            environ = {**os.environ, "PYTHONPATH": path, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **env}
+            server = Server(command, environ, tmp_path / f"server{next(numbers)}.log")
+            stopping.callback(server.stop)
+            server.wait_ready()
+            return server
 
-    yield start
-    for server in started:
-        server.stop()
+        yield start
 
 
 def gunicorn(conf: Path) -> Command:
