@@ -303,5 +303,5 @@ def test_supervise_outside_multiprocess_mode_changes_nothing() -> None:
     registry, collector = seawall.Registry(), CollectorRegistry()
     sp.instrument(collector, seawall_registry=registry)
     seawall.Bulkhead("pool", max_concurrent=3, registry=registry)
-    sp.supervise()  # single process: this process is the worker, its gauges stay
+    sp.mark_supervisor()  # single process: this process is the worker, its gauges stay
     assert get(scrape(collector), "seawall_bulkhead_capacity", bulkhead="pool") == 3

@@ -256,7 +256,7 @@ def test_gunicorn_preload_workers_write_their_own_counts(
     for _ in range(2 * WORKERS):  # however the scrapes land, every one shows the whole fleet
         assert scraped_counts(server) == wanted
     # `livesum` capacity: the workers' alone. The preloading arbiter holds the primitives too, but
-    # README's `when_ready` hook (seawall.prometheus.supervise) took its gauges out of the sums
+    # README's `when_ready` hook (seawall.prometheus.mark_supervisor) took its gauges out of the sums
     # (without it: 3 x capacity, and a saturated fleet at 2/3 utilization); its counters stay.
     sample = read_files(metrics_dir)
     capacity = multiworker_app.BULKHEAD_CAPACITY

@@ -42,10 +42,10 @@ __all__ = [
     "generate_latest",
     "generate_openmetrics",
     "instrument",
+    "mark_supervisor",
     "negotiate",
     "refresh_all",
     "render",
-    "supervise",
 ]
 
 
@@ -253,7 +253,7 @@ def instrument(
         return created
 
 
-def supervise() -> None:
+def mark_supervisor() -> None:
     """Declare this process a supervisor of multiprocess workers that serves no calls itself
     (gunicorn's arbiter under `--preload`: call it from the `when_ready` hook): its gauges leave
     the cross-worker sums, its counters stay. Workers it forks later are workers again. A no-op
@@ -262,7 +262,7 @@ def supervise() -> None:
         instrumentations = list(_instances.values())
     for instrumentation in instrumentations:
         if instrumentation.writer is not None:
-            instrumentation.writer.supervise()
+            instrumentation.writer.mark_supervisor()
 
 
 def refresh_all() -> None:

@@ -95,7 +95,7 @@ class SnapshotWriter:
             self._stop = threading.Event()
             self._start()
 
-    def supervise(self) -> None:
+    def mark_supervisor(self) -> None:
         """This process supervises workers and serves no calls (gunicorn's arbiter under
         `--preload`): its gauges leave the sums (a preloaded bulkhead's capacity would count it as
         one more worker, so the utilization of a saturated fleet could never reach 1); its
