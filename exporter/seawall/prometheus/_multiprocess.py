@@ -45,7 +45,8 @@ _Key = tuple[str, tuple[str, ...], tuple[str, ...]]  # (sample name, label names
 
 
 class _Cell:
-    """One sample in this process's file, and what to add to the reading before writing it."""
+    """One sample in this process's file, and what to add to the reading before writing it (a
+    counter's value at opening less what the process inherited at a fork; 0 for a gauge)."""
 
     __slots__ = ("base", "gauge", "value")
 
@@ -127,18 +128,23 @@ class SnapshotWriter:
 
     def _write(self, spec: MetricSpec, key: _Key, value: float) -> None:
         cell = self._cells.get(key)
-        cumulative = spec.type != "gauge"
         if cell is None:
-            if self.supervising and not cumulative:
+            gauge = spec.type == "gauge"
+            if gauge and self.supervising:
                 return
             sample, names, labels = key
-            mode = GAUGE_MODES[spec.fold] if spec.type == "gauge" else ""
             made = ValueClass(
-                spec.type, spec.prometheus_name, sample, names, labels, spec.help, multiprocess_mode=mode
+                spec.type,
+                spec.prometheus_name,
+                sample,
+                names,
+                labels,
+                spec.help,
+                multiprocess_mode=GAUGE_MODES[spec.fold] if gauge else "",
             )
-            base = float(made.get()) - self._inherited.get(key, 0.0) if cumulative else 0.0
-            cell = self._cells[key] = _Cell(made, base, not cumulative)
-        cell.value.set(cell.base + value if cumulative else value)
+            base = 0.0 if gauge else float(made.get()) - self._inherited.get(key, 0.0)
+            cell = self._cells[key] = _Cell(made, base, gauge)
+        cell.value.set(cell.base + value)  # a gauge's base is 0: set as read
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
