@@ -26,7 +26,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(prom: CollectorRegistry) -> Samples:
     """The text exposition of `prom` as {(sample name, sorted labels): value}."""
-    text = generate_latest(prom).decode()
+    return parse(generate_latest(prom).decode())
+
+
+def parse(text: str) -> Samples:
+    """A text exposition as {(sample name, sorted labels): value}, by prometheus_client's parser."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

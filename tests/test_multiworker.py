@@ -25,10 +25,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 import multiworker_app
 import seawall
+from exposition import Samples, parse
 from redis_server import RedisServer
 from stacktools.harness import http, wait_until
 from stacktools.receivers import free_port
@@ -191,14 +191,10 @@ def read_files(directory: Path) -> Callable[[str, dict[str, str]], float | None]
     return registry.get_sample_value
 
 
-def scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(server: Server) -> Samples:
     response = get_fresh(server.base + "/metrics")
     assert response.status_code == 200, response.text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return parse(response.text)
 
 
 # One success per /work request at each primitive: (sample, labels).
