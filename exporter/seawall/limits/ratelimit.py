@@ -43,7 +43,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EPSILON = 1e-9  # seconds: float rounding in `tat` must not turn an exact retry_after into a rejection
-POLICIES = ("open", "closed")
 
 
 class RateLimitedError(Exception):
