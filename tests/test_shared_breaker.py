@@ -122,6 +122,23 @@ def test_manual_force_open_disable_and_reset_apply_fleet_wide(fleet_of: Callable
     _until(lambda: fleet.states() == {BreakerState.CLOSED})
 
 
+def test_an_unshared_breaker_decides_alone_again(fleet_of: Callable[..., Fleet]) -> None:
+    fleet = fleet_of(2, failure_threshold=2, reset_timeout=30.0)
+    one, two = fleet.breakers
+    two.unshare()
+    assert two.snapshot().shared is None  # a local breaker's snapshot again
+    one.force_open()
+    _until(lambda: one.state is BreakerState.FORCED_OPEN)
+    time.sleep(4 * INTERVAL)  # several syncs: the fleet's move does not reach it
+    assert two.state is BreakerState.CLOSED
+    _fail(two)
+    _fail(two)  # its own threshold, its own decision, published nowhere
+    assert two.state is BreakerState.OPEN
+    one.reset()
+    time.sleep(4 * INTERVAL)
+    assert (one.state, two.state) == (BreakerState.CLOSED, BreakerState.OPEN)
+
+
 def test_half_open_probes_are_limited_across_the_fleet(fleet_of: Callable[..., Fleet]) -> None:
     fleet = fleet_of(3, failure_threshold=1, reset_timeout=0.3, half_open_max_calls=1)
     _fail(fleet.breakers[0])
