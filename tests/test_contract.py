@@ -12,8 +12,11 @@ import pytest
 import yaml
 
 from exposition import prometheus_name
+from seawall.core.kinds import Kind
+from seawall.core.registry import Registry
 from seawall.metrics import tables
-from seawall.metrics.contract import CONTRACT, by_name
+from seawall.metrics.contract import CONTRACT, GLOBAL_SOURCES, by_name
+from seawall.metrics.reading import Reading
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +79,20 @@ def test_the_families_and_their_names() -> None:
         assert by_name(spec.sample_name) is spec
     with pytest.raises(KeyError, match="seawall_nothing"):
         by_name("seawall_nothing")
+
+
+def test_every_row_reads_a_declared_source_and_every_source_is_read() -> None:
+    """A row's `source` is a kind (its items are snapshots) or one of GLOBAL_SOURCES, each of
+    which the one reader knows: a typo fails here, not as a scrape-time error."""
+    kinds = {kind.value for kind in Kind}
+    sources = {spec.source for spec in CONTRACT}
+    assert sources <= kinds | set(GLOBAL_SOURCES), sources - kinds - set(GLOBAL_SOURCES)
+    assert set(GLOBAL_SOURCES) <= sources  # none declared and unused
+    reading = Reading(Registry(), 100, "test")
+    for source in GLOBAL_SOURCES:
+        assert isinstance(reading._items(source), list)
+    with pytest.raises(ValueError, match="unknown metric source"):
+        reading._items("nonsense")
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/exporter.md"])
